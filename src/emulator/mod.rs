@@ -1,0 +1,1 @@
+//! A local emulator of the Kling video API (see `../shared/kling-api.md`).

@@ -1,0 +1,170 @@
+//! Manifests: what the user wants generated.
+//!
+//! A manifest is read in two steps, ripgrep style: the *raw* form exactly as
+//! written (YAML or CSV, see `yaml.rs` / `csv.rs`), then the *validated*
+//! [`Manifest`] whose [`Item`]s the runner can submit without further checks.
+//! Every problem is collected with its location (`file:line` for CSV, a field
+//! path such as `items[3].duration` for YAML) so the user fixes them all in one
+//! pass; nothing is sent while any problem remains.
+
+use std::path::{Path, PathBuf};
+
+/// Which Kling endpoint an item goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Text2Video,
+    Image2Video,
+}
+
+impl Kind {
+    /// The name used in manifests, the state file, reports and the Kling URL path.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Text2Video => "text2video",
+            Kind::Image2Video => "image2video",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "text2video" => Some(Kind::Text2Video),
+            "image2video" => Some(Kind::Image2Video),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An input image: a local file (already checked: exists, JPEG/PNG, size and
+/// dimensions within Kling's limits) or a URL passed through to the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRef {
+    /// Absolute (or manifest-relative, resolved) path to a checked local file.
+    Path(PathBuf),
+    /// An `http://` or `https://` URL, sent as is.
+    Url(String),
+}
+
+/// `camera_control` as Kling defines it (kling-api.md §4.1), already checked.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CameraControl {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<CameraConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    #[serde(default)]
+    pub horizontal: f64,
+    #[serde(default)]
+    pub vertical: f64,
+    #[serde(default)]
+    pub pan: f64,
+    #[serde(default)]
+    pub tilt: f64,
+    #[serde(default)]
+    pub roll: f64,
+    #[serde(default)]
+    pub zoom: f64,
+}
+
+/// One validated generation request. Field names are the Kling API's own.
+/// `None` means "not given": the provider leaves the field out and the API
+/// default applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// Stable identity: the user's `id`, or derived from the item's content.
+    /// Safe as a file name.
+    pub id: String,
+    /// Where the item was written (`example.csv:12`, `items[3]`), for messages.
+    pub origin: String,
+    pub kind: Kind,
+    pub prompt: Option<String>,
+    pub negative_prompt: Option<String>,
+    pub image: Option<ImageRef>,
+    pub image_tail: Option<ImageRef>,
+    pub model_name: Option<String>,
+    pub mode: Option<String>,
+    /// Seconds as a string, as Kling documents it ("5", "10"; "3".."15" on kling-v3).
+    pub duration: Option<String>,
+    pub aspect_ratio: Option<String>,
+    pub cfg_scale: Option<f64>,
+    pub camera_control: Option<CameraControl>,
+    /// "on" / "off".
+    pub sound: Option<String>,
+}
+
+/// The `provider:` block of a YAML manifest (all optional; CLI and environment win).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderBlock {
+    /// `kling` (official API, JWT) or `kling-gateway` (static bearer key).
+    pub style: Option<String>,
+    pub base_url: Option<String>,
+}
+
+/// The `limits:` block of a YAML manifest (all optional; CLI and environment win).
+/// Values are kept as written; `settings` parses them and reports bad ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitsBlock {
+    pub concurrency: Option<u32>,
+    /// e.g. "10/s", "300/min".
+    pub submit_rate: Option<String>,
+    /// e.g. "5s", "500ms".
+    pub poll_interval: Option<String>,
+    /// e.g. "30m": how long one task may stay unfinished before `timed_out`.
+    pub task_timeout: Option<String>,
+    pub download_concurrency: Option<u32>,
+}
+
+/// A fully validated manifest.
+#[derive(Debug, Clone, Default)]
+pub struct Manifest {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Items in manifest order.
+    pub items: Vec<Item>,
+    pub provider: ProviderBlock,
+    pub limits: LimitsBlock,
+}
+
+/// One thing wrong with a manifest, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `file.csv:12 (column duration)` or `file.yaml: items[3].duration`.
+    pub location: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} problem(s) in manifest {}", problems.len(), path.display())]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+/// Read and validate a manifest (YAML by extension `.yaml`/`.yml`, CSV by `.csv`).
+pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let _ = path;
+    todo!("manifest::load")
+}

@@ -1,0 +1,129 @@
+//! Providers: the video APIs vidbatch talks to, behind one trait.
+//!
+//! The engine only sees [`Provider`] and the normalized types here; each
+//! provider module maps its own wire format and error codes onto them. Errors
+//! are classified once, in the provider, into an [`ErrorClass`] the scheduler
+//! acts on (retry later, wait for a slot, fail the item, abort the batch, or
+//! settle an ambiguous create), so no business code leaks into the engine.
+
+pub mod kling;
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::manifest::{Item, Kind};
+
+/// A task the provider accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub task_id: String,
+    pub request_id: Option<String>,
+}
+
+/// Lifecycle of a remote task, normalized.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemoteStatus {
+    Submitted,
+    Processing,
+    Succeeded {
+        videos: Vec<Video>,
+        /// Units charged (`final_unit_deduction`), as the API wrote it.
+        units: Option<String>,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+impl RemoteStatus {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, RemoteStatus::Succeeded { .. } | RemoteStatus::Failed { .. })
+    }
+}
+
+/// One generated video.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Video {
+    pub id: String,
+    pub url: String,
+    /// Seconds, as the API wrote it (e.g. "5.1").
+    pub duration: Option<String>,
+}
+
+/// What one query said about one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSnapshot {
+    pub task_id: String,
+    pub external_task_id: Option<String>,
+    pub status: RemoteStatus,
+    pub request_id: Option<String>,
+}
+
+/// What the scheduler should do about a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Transient (1302, 5001, connection refused before sending, 5xx without a
+    /// body on a query): back off and try again.
+    RetryLater,
+    /// The account's concurrency is full (1303): wait for a slot, never fail.
+    SlotFull,
+    /// The request may or may not have created a task (timeout or dropped
+    /// connection after sending, 5000, 5002): settle by external_task_id first.
+    Ambiguous,
+    /// The token was rejected as expired / not yet valid (1003, 1004): re-sign once.
+    AuthExpired,
+    /// This item cannot succeed as written (1200–1203, 1300, 1301, 1103): fail it, go on.
+    ItemInvalid,
+    /// Nothing will succeed until the user acts (1000–1002, 1100–1102, 1304):
+    /// stop submitting and exit 3.
+    BatchFatal,
+}
+
+/// A failed provider call, classified. Never contains credentials.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{message}", code.map(|c| format!("code {c}: ")).unwrap_or_default())]
+pub struct ProviderError {
+    pub class: ErrorClass,
+    /// Business code when the API sent one.
+    pub code: Option<i64>,
+    pub http_status: Option<u16>,
+    pub message: String,
+    pub request_id: Option<String>,
+    /// From a `Retry-After` header, when present.
+    pub retry_after: Option<Duration>,
+}
+
+/// A video-generation API. Implementations are cheap to clone behind an `Arc`
+/// and safe to call from many tasks at once.
+pub trait Provider: Send + Sync + 'static {
+    /// Create a task for `item`, tagged with `external_task_id` (the idempotency key).
+    fn create(
+        &self,
+        item: &Item,
+        external_task_id: &str,
+    ) -> impl Future<Output = Result<Created, ProviderError>> + Send;
+
+    /// Query one task by its provider task id.
+    fn query(
+        &self,
+        kind: Kind,
+        task_id: &str,
+    ) -> impl Future<Output = Result<TaskSnapshot, ProviderError>> + Send;
+
+    /// Find a task by the external id we gave it. `Ok(None)`: no such task
+    /// (so the create never happened and may be retried).
+    fn find_by_external_id(
+        &self,
+        kind: Kind,
+        external_task_id: &str,
+    ) -> impl Future<Output = Result<Option<TaskSnapshot>, ProviderError>> + Send;
+
+    /// One page of recent tasks of `kind` (page numbers start at 1), for
+    /// polling many tasks with few requests. An empty or short page is the end.
+    fn list(
+        &self,
+        kind: Kind,
+        page: u32,
+        page_size: u32,
+    ) -> impl Future<Output = Result<Vec<TaskSnapshot>, ProviderError>> + Send;
+}
