@@ -43,13 +43,23 @@ pub struct Downloader {
 
 impl Downloader {
     pub fn new(client: reqwest::Client, max_attempts: u32, backoff_base: Duration) -> Self {
-        Downloader { client, max_attempts, backoff_base }
+        Downloader {
+            client,
+            max_attempts,
+            backoff_base,
+        }
     }
 
     /// Fetch `url` into `dest` (via `dest.part`), resuming a partial file left by
     /// an earlier attempt or run.
     pub async fn fetch(&self, url: &str, dest: &Path) -> Result<Downloaded, DownloadError> {
-        let _ = (&self.client, self.max_attempts, self.backoff_base, url, dest);
+        let _ = (
+            &self.client,
+            self.max_attempts,
+            self.backoff_base,
+            url,
+            dest,
+        );
         todo!("download::fetch")
     }
 }

@@ -1,7 +1,36 @@
 //! vidbatch: a batch runner for asynchronous video-generation APIs.
+//!
+//! A manifest of prompts and images becomes paid generation tasks, each
+//! submitted exactly once, polled to the end, downloaded and reported — and an
+//! interrupted batch resumes with the same command. Architecture:
+//!
+//! ```text
+//! manifest --parse+validate--> Items --plan against state--> work queue
+//!   submit: governor permit -> in-flight slot -> record intent -> POST -> record task_id
+//!   poll:   due-time queue -> GET (single or list) -> record status
+//!   fetch:  download pool -> .part -> fsync -> rename -> record path+sha256
+//! every transition --> state store (single writer) --> RunEvent --> reporters
+//! ```
+//!
+//! Module map (by domain):
+//! - [`manifest`]: raw YAML/CSV -> validated [`manifest::Item`]s, located problems.
+//! - [`settings`]: CLI > environment > manifest > defaults, resolved in one place.
+//! - [`provider`]: the [`provider::Provider`] trait; [`provider::kling`] implements it.
+//! - [`state`]: the SQLite state file, its single writer, recovery data.
+//! - [`scheduler`]: pacing, in-flight bound, exactly-once submit, polling, downloads.
+//! - [`download`]: streaming, resumable, verified downloads.
+//! - [`events`]: [`events::RunEvent`], the engine -> reporter contract.
+//! - [`report`]: report.csv, progress display.
+//! - [`emulator`]: a local Kling-compatible server for demos, tests and benchmarks.
+//! - [`cli`]: the commands; the only place with `anyhow` and exit codes.
 
 pub mod cli;
 pub mod download;
 pub mod emulator;
+pub mod events;
 pub mod manifest;
 pub mod provider;
+pub mod report;
+pub mod scheduler;
+pub mod settings;
+pub mod state;

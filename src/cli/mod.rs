@@ -1,9 +1,13 @@
 //! Command-line interface: clap definitions (data only) and one file per
 //! subcommand. This is the only layer that uses `anyhow`; [`exit_code`] is the
-//! one place that maps an error to a process exit code.
+//! one place that maps an error to a process exit code, and [`report_error`]
+//! the one place that prints it.
 
 pub mod emulate;
 pub mod plan;
+pub mod report;
+pub mod run;
+pub mod status;
 pub mod validate;
 
 use clap::{Parser, Subcommand};
@@ -24,12 +28,19 @@ pub enum Exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "vidbatch", version, about = "Batch runner for AI video generation APIs (Kling first)", long_about = None)]
+#[command(
+    name = "vidbatch",
+    version,
+    about = "Batch runner for AI video generation APIs (Kling first): submit a manifest of prompts \
+             exactly once, poll, download, report, resume",
+    after_help = "Exit codes: 0 all done, 1 some items failed, 2 bad input, 3 aborted, 130 interrupted.\n\
+                  Try it offline: vidbatch run manifests/example.yaml --emulator"
+)]
 pub struct Cli {
-    /// Log each request and decision (-vv for more). Secrets are never logged.
+    /// Log each request and decision to stderr (-vv for more). Secrets are never logged.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Print only errors and the final summary.
+    /// No progress display; print only errors and the final summary.
     #[arg(short, long, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
@@ -42,25 +53,72 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Show what `run` would do and estimate its cost, without network.
     Plan(plan::PlanArgs),
+    /// Submit every item, poll, download and report; rerun to resume.
+    Run(run::RunArgs),
+    /// Counts by state of a batch (works while a run is going).
+    Status(status::StatusArgs),
+    /// Rewrite a batch's report.csv from its state file.
+    Report(report::ReportArgs),
     /// Run a local emulator of the Kling API.
     Emulate(emulate::EmulateArgs),
 }
 
 /// Run the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    init_logging(cli.verbose);
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Run(args) => run::run(&args, cli.quiet),
+        Command::Status(args) => status::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Emulate(args) => emulate::run(&args),
     }
 }
 
-/// Map an error that reached the top to an exit code, in one exhaustive place.
+fn init_logging(verbose: u8) {
+    if verbose == 0 {
+        return;
+    }
+    let level = if verbose == 1 {
+        "vidbatch=debug"
+    } else {
+        "vidbatch=trace,reqwest=debug"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .try_init();
+}
+
+/// Map an error that reached the top to an exit code, in one place.
 pub fn exit_code(err: &anyhow::Error) -> Exit {
-    if err.downcast_ref::<crate::manifest::ManifestError>().is_some() {
+    use crate::state::StateError;
+    if err
+        .downcast_ref::<crate::manifest::ManifestError>()
+        .is_some()
+        || err
+            .downcast_ref::<crate::settings::SettingsError>()
+            .is_some()
+    {
         return Exit::BadInput;
     }
-    Exit::Aborted
+    match err.downcast_ref::<StateError>() {
+        Some(StateError::Missing { .. }) => Exit::BadInput,
+        Some(
+            StateError::Locked { .. }
+            | StateError::CreateDir { .. }
+            | StateError::TooNew { .. }
+            | StateError::Corrupt { .. }
+            | StateError::Sql(_)
+            | StateError::WriterGone
+            | StateError::LockIo { .. },
+        )
+        | None => Exit::Aborted,
+    }
 }
 
 /// Print an error that reached the top: its chain, and every manifest problem.
@@ -72,6 +130,7 @@ pub fn report_error(err: &anyhow::Error) {
         for p in problems {
             eprintln!("  {p}");
         }
+        eprintln!("nothing was submitted");
     }
     for cause in err.chain().skip(1) {
         eprintln!("  caused by: {cause}");

@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 
 /// Which Kling endpoint an item goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Text2Video,
@@ -160,7 +162,10 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     #[error("{} problem(s) in manifest {}", problems.len(), path.display())]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 /// Read and validate a manifest (YAML by extension `.yaml`/`.yml`, CSV by `.csv`).

@@ -37,7 +37,10 @@ pub enum RemoteStatus {
 
 impl RemoteStatus {
     pub fn is_terminal(&self) -> bool {
-        matches!(self, RemoteStatus::Succeeded { .. } | RemoteStatus::Failed { .. })
+        matches!(
+            self,
+            RemoteStatus::Succeeded { .. } | RemoteStatus::Failed { .. }
+        )
     }
 }
 

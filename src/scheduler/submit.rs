@@ -1,0 +1,207 @@
+//! Exactly-once submission of one item (DESIGN.md, "the heart of the product").
+//!
+//! 1. The intent (status `submitting` + the deterministic external_task_id) is
+//!    committed before the POST.
+//! 2. The POST carries that external_task_id.
+//! 3. A definite answer is final: a task id, or an error that means "not
+//!    created". An ambiguous one (timeout, dropped connection, 5000/5002) is
+//!    never blindly retried: the task is looked up by its external id first;
+//!    found → adopted, not found → created again under the same id.
+//! 4. [`settle`] is also what recovery runs for items a crash left in
+//!    `submitting`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::events::{EventSender, RunEvent};
+use crate::manifest::{Item, Kind};
+use crate::provider::{ErrorClass, Provider, ProviderError, TaskSnapshot};
+use crate::state::{Update, WriterHandle};
+
+use super::backoff;
+use super::limit::{InFlight, Stop};
+
+/// How many transient failures in a row one item's create tolerates before it
+/// is left pending for the next run (1303 "slot full" never counts).
+pub const MAX_TRANSIENT: u32 = 8;
+
+/// How a submission ended.
+#[derive(Debug)]
+pub enum SubmitOutcome {
+    /// The task exists: created now, or found after an ambiguous create.
+    Created {
+        task_id: String,
+        request_id: Option<String>,
+        snapshot: Option<TaskSnapshot>,
+    },
+    /// Definitely not created; the item stays pending (stop requested, or the
+    /// API kept failing transiently).
+    NotCreated(ProviderError),
+    /// An ambiguous create could not be settled (lookups kept failing, or a
+    /// stop came first): the item stays `submitting`, and the next run's
+    /// recovery settles it before anything else.
+    Unsettled(ProviderError),
+    /// The API rejected the item itself: it fails, the batch goes on.
+    Rejected(ProviderError),
+    /// The API rejected the account or credentials: stop submitting.
+    Fatal(ProviderError),
+    /// The state file could not record the intent: nothing was sent.
+    StateFailed(String),
+}
+
+/// Everything a submission needs, shared by all of them.
+pub struct Submitter<P> {
+    pub provider: Arc<P>,
+    pub writer: WriterHandle,
+    pub events: EventSender,
+    pub limit: Arc<InFlight>,
+    /// Stop creating (abort or Ctrl-C).
+    pub stop: Arc<Stop>,
+    pub retry_base: Duration,
+}
+
+impl<P: Provider> Submitter<P> {
+    /// Submit `item` as creation `attempt` under `external_task_id`.
+    pub async fn submit(&self, item: &Item, external_task_id: &str, attempt: u32) -> SubmitOutcome {
+        let intent = Update::Intent {
+            id: item.id.clone(),
+            external_task_id: external_task_id.to_string(),
+            attempt,
+        };
+        if let Err(e) = self.writer.send_durable(intent).await {
+            return SubmitOutcome::StateFailed(e.to_string());
+        }
+        let mut transient = 0u32;
+        let mut slot_waits = 0u32;
+        loop {
+            let err = match self.provider.create(item, external_task_id).await {
+                Ok(c) => {
+                    if slot_waits > 0 {
+                        self.events.send(RunEvent::SlotAvailable);
+                    }
+                    self.limit.grow();
+                    return SubmitOutcome::Created {
+                        task_id: c.task_id,
+                        request_id: c.request_id,
+                        snapshot: None,
+                    };
+                }
+                Err(e) => e,
+            };
+            tracing::debug!(item = %item.id, class = ?err.class, code = ?err.code, "create failed: {}", err.message);
+            match err.class {
+                ErrorClass::SlotFull => {
+                    self.limit.shrink();
+                    let (in_flight, limit) = self.limit.snapshot();
+                    if slot_waits == 0 {
+                        self.events
+                            .send(RunEvent::WaitingForSlot { in_flight, limit });
+                    }
+                    // Official advice: exponential backoff from at least 1 s.
+                    let d = backoff::delay(self.retry_base, slot_waits.min(6), err.retry_after);
+                    slot_waits += 1;
+                    if !self.pause(d).await {
+                        return SubmitOutcome::NotCreated(err);
+                    }
+                }
+                ErrorClass::RetryLater => {
+                    transient += 1;
+                    if transient >= MAX_TRANSIENT {
+                        return SubmitOutcome::NotCreated(err);
+                    }
+                    let d = backoff::delay(self.retry_base, transient - 1, err.retry_after);
+                    self.events.send(RunEvent::Backoff {
+                        reason: err.to_string(),
+                        delay: d,
+                    });
+                    if !self.pause(d).await {
+                        return SubmitOutcome::NotCreated(err);
+                    }
+                }
+                ErrorClass::Ambiguous => match self.settle(item.kind, external_task_id).await {
+                    Settled::Found(snap) => return created_from(snap),
+                    Settled::Absent => {
+                        // Not created: try again under the same id (a duplicate would be refused).
+                        transient += 1;
+                        if transient >= MAX_TRANSIENT {
+                            return SubmitOutcome::NotCreated(err);
+                        }
+                        let d = backoff::delay(self.retry_base, transient - 1, err.retry_after);
+                        if !self.pause(d).await {
+                            return SubmitOutcome::NotCreated(err);
+                        }
+                    }
+                    Settled::Unknown(e) => return SubmitOutcome::Unsettled(e),
+                    Settled::Fatal(e) => return SubmitOutcome::Fatal(e),
+                },
+                ErrorClass::ItemInvalid => {
+                    // A 1201 may be "external_task_id already exists": an earlier
+                    // create we lost track of. Look before failing the item.
+                    if err.code == Some(1201)
+                        && let Settled::Found(snap) = self.settle(item.kind, external_task_id).await
+                    {
+                        return created_from(snap);
+                    }
+                    return SubmitOutcome::Rejected(err);
+                }
+                ErrorClass::AuthExpired | ErrorClass::BatchFatal => {
+                    return SubmitOutcome::Fatal(err);
+                }
+            }
+        }
+    }
+
+    /// Find out whether a create under `external_task_id` happened.
+    pub async fn settle(&self, kind: Kind, external_task_id: &str) -> Settled {
+        let mut tries = 0u32;
+        loop {
+            match self
+                .provider
+                .find_by_external_id(kind, external_task_id)
+                .await
+            {
+                Ok(Some(snap)) => return Settled::Found(snap),
+                Ok(None) => return Settled::Absent,
+                Err(e) => match e.class {
+                    ErrorClass::AuthExpired | ErrorClass::BatchFatal => return Settled::Fatal(e),
+                    _ => {
+                        tries += 1;
+                        if tries >= MAX_TRANSIENT {
+                            return Settled::Unknown(e);
+                        }
+                        let d = backoff::delay(self.retry_base, tries - 1, e.retry_after);
+                        if !self.pause(d).await {
+                            return Settled::Unknown(e);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sleep, unless asked to stop first. `false`: stopped.
+    async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => !self.stop.is_stopped(),
+            _ = self.stop.stopped() => false,
+        }
+    }
+}
+
+/// What a lookup by external id found.
+#[derive(Debug)]
+pub enum Settled {
+    Found(TaskSnapshot),
+    Absent,
+    /// The lookup itself kept failing.
+    Unknown(ProviderError),
+    Fatal(ProviderError),
+}
+
+fn created_from(snap: TaskSnapshot) -> SubmitOutcome {
+    SubmitOutcome::Created {
+        task_id: snap.task_id.clone(),
+        request_id: snap.request_id.clone(),
+        snapshot: Some(snap),
+    }
+}

@@ -1,0 +1,448 @@
+//! Run settings, resolved in one place: command line > environment >
+//! manifest (`provider:` / `limits:` blocks) > built-in defaults.
+//!
+//! clap already folds the `VIDBATCH_*` environment variables into the flags
+//! (so "CLI > environment" is clap's job); this module layers the manifest and
+//! the defaults under them and parses every value, reporting bad ones as
+//! [`SettingsError`] (exit 2, nothing sent). Credentials come only from the
+//! environment and never appear in errors or `Debug` output.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::manifest::Manifest;
+use crate::provider::kling::{Credentials, Style};
+
+/// The official global host (kling-api.md §1.1).
+pub const DEFAULT_BASE_URL: &str = "https://api-singapore.klingai.com";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: {message}")]
+pub struct SettingsError {
+    /// Where the bad value came from: `--submit-rate`, `manifest limits.concurrency`, `environment`.
+    pub source_name: String,
+    pub message: String,
+}
+
+fn err(source_name: impl Into<String>, message: impl Into<String>) -> SettingsError {
+    SettingsError {
+        source_name: source_name.into(),
+        message: message.into(),
+    }
+}
+
+/// A submission rate: `per_second` requests per second on average.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+}
+
+impl Rate {
+    /// Parse `10/s`, `300/min`, `2/h`, `0.5/s` or a bare number (per second).
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        let s = s.trim();
+        let (num, unit) = match s.split_once('/') {
+            Some((n, u)) => (n.trim(), u.trim()),
+            None => (s, "s"),
+        };
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a rate; expected e.g. 10/s, 300/min, 2/h"))?;
+        let secs = match unit {
+            "s" | "sec" | "second" => 1.0,
+            "m" | "min" | "minute" => 60.0,
+            "h" | "hour" => 3600.0,
+            _ => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{unit}`; expected /s, /min or /h"
+                ));
+            }
+        };
+        let per_second = n / secs;
+        if !per_second.is_finite() || per_second <= 0.0 || per_second > 100_000.0 {
+            return Err(format!("`{s}`: rate must be above 0 and at most 100000/s"));
+        }
+        Ok(Rate { per_second })
+    }
+}
+
+/// Parse a humantime duration (`500ms`, `5s`, `30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); expected e.g. 500ms, 5s, 30m"))
+}
+
+/// What the command line (and clap's environment fallback) said. `None`: not given.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub output: Option<PathBuf>,
+    pub base_url: Option<String>,
+    pub provider: Option<String>,
+    pub concurrency: Option<usize>,
+    pub submit_rate: Option<String>,
+    pub poll_interval: Option<String>,
+    pub task_timeout: Option<String>,
+    pub download_concurrency: Option<usize>,
+    pub retry_base: Option<String>,
+    pub request_timeout: Option<String>,
+    pub retry_failed: bool,
+}
+
+/// Everything `run` needs, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub batch_dir: PathBuf,
+    pub style: Style,
+    pub base_url: String,
+    pub credentials: Credentials,
+    pub engine: EngineSettings,
+    pub request_timeout: Duration,
+}
+
+/// The timings and bounds of the scheduler; tests shrink them through the
+/// same flags a user has.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Most tasks created and not yet finished at once (Kling's concurrency).
+    pub concurrency: usize,
+    pub submit_rate: Rate,
+    /// First poll after this; later polls back off up to `max_poll_interval`.
+    pub poll_interval: Duration,
+    pub max_poll_interval: Duration,
+    /// A task unfinished after this is `timed_out` (polled again next run).
+    pub task_timeout: Duration,
+    pub download_concurrency: usize,
+    /// Base of exponential backoff for transient errors (1303 waits at least 1 s
+    /// unless this is set lower, which only tests do).
+    pub retry_base: Duration,
+    /// With this many due polls of one kind, one list sweep replaces single queries.
+    pub list_threshold: usize,
+    /// Start a new attempt for items that failed in an earlier run.
+    pub retry_failed: bool,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            concurrency: 10,
+            submit_rate: Rate { per_second: 5.0 },
+            poll_interval: Duration::from_secs(5),
+            max_poll_interval: Duration::from_secs(30),
+            task_timeout: Duration::from_secs(60 * 60),
+            download_concurrency: 8,
+            retry_base: Duration::from_secs(1),
+            list_threshold: 50,
+            retry_failed: false,
+        }
+    }
+}
+
+/// Resolve run settings. `env` reads an environment variable (injected for tests).
+pub fn resolve(
+    manifest: &Manifest,
+    cli: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    emulator: bool,
+) -> Result<RunSettings, SettingsError> {
+    let limits = &manifest.limits;
+    let defaults = EngineSettings::default();
+
+    let style_name = cli
+        .provider
+        .clone()
+        .or_else(|| manifest.provider.style.clone());
+    let style = match style_name.as_deref() {
+        None | Some("kling") => Style::Official,
+        Some("kling-gateway") => Style::Gateway,
+        Some(other) => {
+            return Err(err(
+                "--provider",
+                format!("unknown provider `{other}`; expected kling or kling-gateway"),
+            ));
+        }
+    };
+
+    let base_url = match cli
+        .base_url
+        .clone()
+        .or_else(|| manifest.provider.base_url.clone())
+    {
+        Some(u) => u,
+        None if emulator => String::new(), // filled in once the emulator listens
+        None if style == Style::Official => DEFAULT_BASE_URL.to_string(),
+        None => {
+            return Err(err(
+                "--base-url",
+                "the kling-gateway provider has no default URL; pass --base-url (e.g. https://host/v1/ai/ENDPOINT)",
+            ));
+        }
+    };
+    let base_url = base_url.trim_end_matches('/').to_string();
+    if !emulator && !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(err(
+            "--base-url",
+            format!("`{base_url}` is not an http(s) URL"),
+        ));
+    }
+
+    let credentials = if emulator {
+        // The in-process emulator is started with these very keys.
+        Credentials::Jwt {
+            access_key: "emulator-ak".into(),
+            secret_key: "emulator-sk".into(),
+        }
+    } else {
+        credentials_from_env(style, env)?
+    };
+
+    let rate_src = |cli_val: &Option<String>, manifest_val: &Option<String>, name: &str| {
+        if cli_val.is_some() {
+            format!("--{name}")
+        } else if manifest_val.is_some() {
+            format!("manifest limits.{}", name.replace('-', "_"))
+        } else {
+            name.to_string()
+        }
+    };
+    let submit_rate = match cli.submit_rate.as_ref().or(limits.submit_rate.as_ref()) {
+        Some(s) => Rate::parse(s).map_err(|m| {
+            err(
+                rate_src(&cli.submit_rate, &limits.submit_rate, "submit-rate"),
+                m,
+            )
+        })?,
+        None => defaults.submit_rate,
+    };
+    let dur = |cli_val: &Option<String>,
+               manifest_val: &Option<String>,
+               name: &str,
+               default: Duration| {
+        match cli_val.as_ref().or(manifest_val.as_ref()) {
+            Some(s) => parse_duration(s).map_err(|m| err(rate_src(cli_val, manifest_val, name), m)),
+            None => Ok(default),
+        }
+    };
+    let poll_interval = dur(
+        &cli.poll_interval,
+        &limits.poll_interval,
+        "poll-interval",
+        defaults.poll_interval,
+    )?;
+    let task_timeout = dur(
+        &cli.task_timeout,
+        &limits.task_timeout,
+        "task-timeout",
+        defaults.task_timeout,
+    )?;
+    let retry_base = dur(&cli.retry_base, &None, "retry-base", defaults.retry_base)?;
+    let request_timeout = dur(
+        &cli.request_timeout,
+        &None,
+        "request-timeout",
+        Duration::from_secs(60),
+    )?;
+    if poll_interval.is_zero() {
+        return Err(err("--poll-interval", "must be above zero"));
+    }
+    let concurrency = cli
+        .concurrency
+        .or(limits.concurrency.map(|c| c as usize))
+        .unwrap_or(defaults.concurrency);
+    if concurrency == 0 || concurrency > 10_000 {
+        return Err(err(
+            "--concurrency",
+            format!("{concurrency} is out of range 1..=10000"),
+        ));
+    }
+    let download_concurrency = cli
+        .download_concurrency
+        .or(limits.download_concurrency.map(|c| c as usize))
+        .unwrap_or(defaults.download_concurrency);
+    if download_concurrency == 0 || download_concurrency > 1000 {
+        return Err(err(
+            "--download-concurrency",
+            format!("{download_concurrency} is out of range 1..=1000"),
+        ));
+    }
+
+    let batch_dir = match &cli.output {
+        Some(dir) => dir.clone(),
+        None => default_batch_dir(&manifest.path),
+    };
+
+    Ok(RunSettings {
+        batch_dir,
+        style,
+        base_url,
+        credentials,
+        request_timeout,
+        engine: EngineSettings {
+            concurrency,
+            submit_rate,
+            poll_interval,
+            max_poll_interval: defaults.max_poll_interval.max(poll_interval),
+            task_timeout,
+            download_concurrency,
+            retry_base,
+            list_threshold: defaults.list_threshold,
+            retry_failed: cli.retry_failed,
+        },
+    })
+}
+
+/// `output/<manifest stem>/`.
+pub fn default_batch_dir(manifest: &Path) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "batch".into());
+    PathBuf::from("output").join(stem)
+}
+
+fn credentials_from_env(
+    style: Style,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Credentials, SettingsError> {
+    let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let (ak, sk, key) = (
+        get("KLING_ACCESS_KEY"),
+        get("KLING_SECRET_KEY"),
+        get("KLING_API_KEY"),
+    );
+    match (style, ak, sk, key) {
+        (Style::Official, Some(access_key), Some(secret_key), _) => Ok(Credentials::Jwt {
+            access_key,
+            secret_key,
+        }),
+        (Style::Official, Some(_), None, _) | (Style::Official, None, Some(_), _) => Err(err(
+            "environment",
+            "set both KLING_ACCESS_KEY and KLING_SECRET_KEY (only one of them is set)",
+        )),
+        (_, _, _, Some(key)) => Ok(Credentials::ApiKey(key)),
+        (Style::Official, None, None, None) => Err(err(
+            "environment",
+            "no credentials: set KLING_ACCESS_KEY and KLING_SECRET_KEY (or KLING_API_KEY for a gateway), or try offline with --emulator",
+        )),
+        (Style::Gateway, _, _, None) => Err(err(
+            "environment",
+            "the kling-gateway provider needs KLING_API_KEY",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            path: PathBuf::from("manifests/example.yaml"),
+            ..Manifest::default()
+        }
+    }
+
+    fn env_with(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn rates_parse_in_every_documented_form() {
+        assert_eq!(Rate::parse("10/s").unwrap().per_second, 10.0);
+        assert_eq!(Rate::parse("300/min").unwrap().per_second, 5.0);
+        assert_eq!(Rate::parse("7200/h").unwrap().per_second, 2.0);
+        assert_eq!(Rate::parse("0.5/s").unwrap().per_second, 0.5);
+        assert_eq!(Rate::parse("4").unwrap().per_second, 4.0);
+        for bad in ["", "x/s", "0/s", "-1/s", "5/fortnight", "NaN/s", "inf/s"] {
+            assert!(Rate::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn cli_beats_manifest_beats_default() {
+        let mut m = manifest();
+        m.limits.concurrency = Some(7);
+        m.limits.submit_rate = Some("2/s".into());
+        let env = env_with(&[("KLING_ACCESS_KEY", "ak"), ("KLING_SECRET_KEY", "sk")]);
+        let cli = Overrides {
+            concurrency: Some(3),
+            ..Overrides::default()
+        };
+        let s = resolve(&m, &cli, &env, false).unwrap();
+        assert_eq!(s.engine.concurrency, 3, "CLI wins");
+        assert_eq!(
+            s.engine.submit_rate.per_second, 2.0,
+            "manifest beats default"
+        );
+        assert_eq!(s.engine.poll_interval, Duration::from_secs(5), "default");
+        assert_eq!(s.base_url, DEFAULT_BASE_URL);
+        assert_eq!(s.batch_dir, PathBuf::from("output/example"));
+    }
+
+    #[test]
+    fn missing_credentials_say_what_to_set_without_echoing_values() {
+        let e = resolve(&manifest(), &Overrides::default(), &env_with(&[]), false).unwrap_err();
+        assert!(e.to_string().contains("KLING_ACCESS_KEY"), "{e}");
+        let e = resolve(
+            &manifest(),
+            &Overrides::default(),
+            &env_with(&[("KLING_ACCESS_KEY", "ak-SECRETVALUE")]),
+            false,
+        )
+        .unwrap_err();
+        assert!(!e.to_string().contains("SECRETVALUE"));
+    }
+
+    #[test]
+    fn gateway_needs_a_base_url_and_an_api_key() {
+        let cli = Overrides {
+            provider: Some("kling-gateway".into()),
+            ..Overrides::default()
+        };
+        let e = resolve(
+            &manifest(),
+            &cli,
+            &env_with(&[("KLING_API_KEY", "k")]),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("--base-url"));
+        let cli = Overrides {
+            base_url: Some("https://gw/v1/ai/x/".into()),
+            ..cli
+        };
+        let s = resolve(
+            &manifest(),
+            &cli,
+            &env_with(&[("KLING_API_KEY", "k")]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.base_url, "https://gw/v1/ai/x", "trailing slash trimmed");
+        assert!(matches!(s.credentials, Credentials::ApiKey(_)));
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let mut m = manifest();
+        m.limits.poll_interval = Some("soon".into());
+        let env = env_with(&[("KLING_API_KEY", "k")]);
+        let e = resolve(&m, &Overrides::default(), &env, false).unwrap_err();
+        assert_eq!(e.source_name, "manifest limits.poll_interval");
+        let cli = Overrides {
+            submit_rate: Some("fast".into()),
+            ..Overrides::default()
+        };
+        let e = resolve(&manifest(), &cli, &env, false).unwrap_err();
+        assert_eq!(e.source_name, "--submit-rate");
+        let cli = Overrides {
+            concurrency: Some(0),
+            ..Overrides::default()
+        };
+        assert!(resolve(&manifest(), &cli, &env, false).is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! The durable state of one batch: `output/<batch>/state.db` (SQLite, WAL).
+//!
+//! Why SQLite: crash safety that is proven rather than hand-rolled, concurrent
+//! readers (`vidbatch status` while a run is going), and a file users can
+//! query. Every transition of every item lands here before the step that
+//! depends on it (above all: the intent to create a task is durable before the
+//! POST that creates it), which is what makes resume exactly-once.
+//!
+//! One thread owns the write connection ([`Writer`]); the engine sends it
+//! [`Update`]s and waits for an acknowledgement only where ordering matters.
+//! Updates that arrive together commit in one transaction (group commit), so
+//! thousands of transitions per second stay durable with few fsyncs.
+//!
+//! Secrets never go in the store: it holds ids, statuses, URLs and results.
+
+mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+pub use writer::{NewItem, Update, Writer, WriterHandle};
+
+/// Where an item is in its life. Stored as the lowercase name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    /// Not yet submitted (or a create that was definitely not made).
+    #[default]
+    Pending,
+    /// Intent recorded, create may be in the air: settle by external_task_id.
+    Submitting,
+    /// Created; the provider has not started it.
+    Submitted,
+    Processing,
+    /// The provider finished it; videos not (all) downloaded yet.
+    Succeeded,
+    /// Every video is on disk with its sha256.
+    Downloaded,
+    Failed,
+    /// Polled past the per-task deadline; a later run polls it again.
+    TimedOut,
+}
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Pending,
+        Status::Submitting,
+        Status::Submitted,
+        Status::Processing,
+        Status::Succeeded,
+        Status::Downloaded,
+        Status::Failed,
+        Status::TimedOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Submitting => "submitting",
+            Status::Submitted => "submitted",
+            Status::Processing => "processing",
+            Status::Succeeded => "succeeded",
+            Status::Downloaded => "downloaded",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// A task exists remotely and has not ended (it holds an account slot).
+    pub fn is_in_flight(self) -> bool {
+        matches!(self, Status::Submitted | Status::Processing)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One downloaded (or to-be-downloaded) video of an item.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VideoRecord {
+    /// 1-based index within the task's videos.
+    pub n: u32,
+    pub video_id: Option<String>,
+    pub url: Option<String>,
+    pub duration: Option<String>,
+    /// Relative to the batch directory, e.g. `videos/cat.mp4`.
+    pub path: Option<String>,
+    pub bytes: Option<u64>,
+    pub sha256: Option<String>,
+}
+
+/// Everything the store knows about one item.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ItemRecord {
+    pub id: String,
+    /// Position in the manifest the last run read (report order).
+    pub seq: u64,
+    pub kind: String,
+    pub prompt: Option<String>,
+    /// sha256 of the item's parameters, to notice a manifest edited under a batch.
+    pub params_hash: String,
+    pub status: Option<Status>,
+    /// Creation attempt (part of the external_task_id); grows only when a
+    /// created task failed and the user asked to retry failed items.
+    pub attempt: u32,
+    /// POST requests made for this item, all attempts.
+    pub submit_requests: u32,
+    pub external_task_id: Option<String>,
+    pub task_id: Option<String>,
+    pub units: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    pub request_id: Option<String>,
+    /// Unix milliseconds.
+    pub submitted_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub videos: Vec<VideoRecord>,
+}
+
+impl ItemRecord {
+    pub fn status(&self) -> Status {
+        self.status.unwrap_or(Status::Pending)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("another vidbatch run holds the lock on {}; wait for it to finish (or stop it) and run again", path.display())]
+    Locked { path: PathBuf },
+    #[error("cannot create batch directory {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no batch state at {} (run `vidbatch run` first)", path.display())]
+    Missing { path: PathBuf },
+    #[error("state file {} was written by a newer vidbatch (schema {found}, this one knows up to {known})", path.display())]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("state file {} is corrupt or unreadable: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error("state database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("the state writer stopped unexpectedly")]
+    WriterGone,
+    #[error("lock file {}: {source}", path.display())]
+    LockIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The state file of a batch directory.
+pub fn db_path(batch_dir: &Path) -> PathBuf {
+    batch_dir.join("state.db")
+}
+
+/// An exclusive hold on a batch directory: one runner per batch.
+/// Released when dropped (and by the OS if the process dies).
+#[derive(Debug)]
+pub struct BatchLock {
+    _file: std::fs::File,
+}
+
+impl BatchLock {
+    pub fn acquire(batch_dir: &Path) -> Result<BatchLock, StateError> {
+        use fs4::fs_std::FileExt;
+        std::fs::create_dir_all(batch_dir).map_err(|source| StateError::CreateDir {
+            path: batch_dir.to_path_buf(),
+            source,
+        })?;
+        let path = batch_dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StateError::LockIo {
+                path: path.clone(),
+                source,
+            })?;
+        match FileExt::try_lock_exclusive(&file) {
+            Ok(true) => Ok(BatchLock { _file: file }),
+            Ok(false) => Err(StateError::Locked {
+                path: batch_dir.to_path_buf(),
+            }),
+            Err(source) if source.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(StateError::Locked {
+                    path: batch_dir.to_path_buf(),
+                })
+            }
+            Err(source) => Err(StateError::LockIo { path, source }),
+        }
+    }
+}
+
+/// Open (creating or migrating) the state of a batch for writing.
+/// Returns the connection for the writer thread and the batch id.
+pub fn open_rw(batch_dir: &Path) -> Result<(Connection, String), StateError> {
+    let path = db_path(batch_dir);
+    let corrupt = |e: rusqlite::Error| StateError::Corrupt {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let conn = Connection::open(&path).map_err(corrupt)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    schema::prepare(&conn, &path)?;
+    let batch_id = schema::batch_id(&conn)?;
+    Ok((conn, batch_id))
+}
+
+/// Open the state of a batch read-only (works while a run is writing it).
+pub fn open_ro(batch_dir: &Path) -> Result<Connection, StateError> {
+    let path = db_path(batch_dir);
+    if !path.exists() {
+        return Err(StateError::Missing { path });
+    }
+    let conn =
+        Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
+            StateError::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            }
+        })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    schema::check_version(&conn, &path)?;
+    Ok(conn)
+}
+
+/// Every item the store knows, in manifest order, with its videos.
+pub fn load_items(conn: &Connection) -> Result<Vec<ItemRecord>, StateError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, seq, kind, prompt, params_hash, status, attempt, submit_requests,
+                external_task_id, task_id, units, error_code, error_message, request_id,
+                submitted_at, finished_at
+         FROM items ORDER BY seq, id",
+    )?;
+    let mut items: Vec<ItemRecord> = stmt
+        .query_map([], |r| {
+            let status: String = r.get(5)?;
+            Ok(ItemRecord {
+                id: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                kind: r.get(2)?,
+                prompt: r.get(3)?,
+                params_hash: r.get(4)?,
+                status: Status::parse(&status),
+                attempt: r.get(6)?,
+                submit_requests: r.get(7)?,
+                external_task_id: r.get(8)?,
+                task_id: r.get(9)?,
+                units: r.get(10)?,
+                error_code: r.get(11)?,
+                error_message: r.get(12)?,
+                request_id: r.get(13)?,
+                submitted_at: r.get(14)?,
+                finished_at: r.get(15)?,
+                videos: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let index: std::collections::HashMap<String, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.id.clone(), i))
+        .collect();
+    let mut vstmt = conn.prepare(
+        "SELECT item_id, n, video_id, url, duration, path, bytes, sha256 FROM videos ORDER BY item_id, n",
+    )?;
+    let rows = vstmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            VideoRecord {
+                n: r.get(1)?,
+                video_id: r.get(2)?,
+                url: r.get(3)?,
+                duration: r.get(4)?,
+                path: r.get(5)?,
+                bytes: r.get::<_, Option<i64>>(6)?.map(|b| b as u64),
+                sha256: r.get(7)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (item_id, video) = row?;
+        if let Some(&i) = index.get(&item_id) {
+            items[i].videos.push(video);
+        }
+    }
+    Ok(items)
+}
+
+/// Counts by status (for `vidbatch status`), cheap even on 100k items.
+pub fn count_by_status(conn: &Connection) -> Result<Vec<(Status, u64)>, StateError> {
+    let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM items GROUP BY status")?;
+    let mut counts: Vec<(Status, u64)> = Vec::new();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (s, n) = row?;
+        if let Some(st) = Status::parse(&s) {
+            counts.push((st, n as u64));
+        }
+    }
+    counts.sort();
+    Ok(counts)
+}
+
+/// A value from the `meta` table.
+pub fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StateError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,133 @@
+//! Schema, versioning and migrations of the state file.
+//!
+//! `PRAGMA user_version` carries the schema version. Each migration moves the
+//! file one version up inside a transaction; a file from a newer vidbatch is
+//! refused rather than guessed at. State files from every released version
+//! must keep opening: add a migration, never edit an old one.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use super::StateError;
+
+/// The schema this build writes.
+pub const VERSION: i64 = 1;
+
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE items (
+        id               TEXT PRIMARY KEY,
+        seq              INTEGER NOT NULL,
+        kind             TEXT NOT NULL,
+        prompt           TEXT,
+        params_hash      TEXT NOT NULL,
+        status           TEXT NOT NULL DEFAULT 'pending',
+        attempt          INTEGER NOT NULL DEFAULT 1,
+        submit_requests  INTEGER NOT NULL DEFAULT 0,
+        external_task_id TEXT,
+        task_id          TEXT,
+        units            TEXT,
+        error_code       INTEGER,
+        error_message    TEXT,
+        request_id       TEXT,
+        submitted_at     INTEGER,
+        finished_at      INTEGER,
+        updated_at       INTEGER NOT NULL
+     );
+     CREATE INDEX items_status ON items(status);
+     CREATE TABLE videos (
+        item_id  TEXT NOT NULL REFERENCES items(id),
+        n        INTEGER NOT NULL,
+        video_id TEXT,
+        url      TEXT,
+        duration TEXT,
+        path     TEXT,
+        bytes    INTEGER,
+        sha256   TEXT,
+        PRIMARY KEY (item_id, n)
+     );",
+];
+
+/// Bring a writable connection to [`VERSION`], creating the batch id on first use.
+pub(super) fn prepare(conn: &Connection, path: &Path) -> Result<(), StateError> {
+    let corrupt = |e: rusqlite::Error| StateError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    // WAL: readers (status) never block the writer; FULL: a committed transition
+    // survives a power cut, and group commit keeps the fsync count low.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(corrupt)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(corrupt)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(corrupt)?;
+    let mut version = user_version(conn).map_err(corrupt)?;
+    if version > VERSION {
+        return Err(StateError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known: VERSION,
+        });
+    }
+    while version < VERSION {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(MIGRATIONS[version as usize])
+            .map_err(corrupt)?;
+        version += 1;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    let has_id: bool = conn
+        .query_row(
+            "SELECT COUNT(*) FROM meta WHERE key = 'batch_id'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(corrupt)?
+        > 0;
+    if !has_id {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('batch_id', ?1), ('created_at', ?2)",
+            params![&id[..12], super::writer::now_ms().to_string()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Refuse files this build cannot read.
+pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<(), StateError> {
+    let version = user_version(conn).map_err(|e| StateError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if version > VERSION {
+        return Err(StateError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known: VERSION,
+        });
+    }
+    if version == 0 {
+        return Err(StateError::Corrupt {
+            path: path.to_path_buf(),
+            message: "not a vidbatch state file".into(),
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn batch_id(conn: &Connection) -> Result<String, StateError> {
+    Ok(
+        conn.query_row("SELECT value FROM meta WHERE key = 'batch_id'", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}

@@ -1,0 +1,370 @@
+//! The single writer of the state file.
+//!
+//! A dedicated thread owns the write connection. Updates queue on a channel;
+//! the thread takes everything queued, applies it in one transaction and then
+//! acknowledges the updates that asked for it. Waiting for the ack of an
+//! `Intent` before a POST is what makes "intent is durable before the create"
+//! true; everything else is fire-and-forget and still ordered.
+
+use rusqlite::{Connection, Transaction, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{StateError, Status, VideoRecord};
+
+/// One change to the state.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// Make the store know the manifest's items (insert new ones, refresh order
+    /// and, for items not yet submitted, their parameters).
+    SyncItems(Vec<NewItem>),
+    /// About to POST a create for `id` tagged `external_task_id`.
+    Intent {
+        id: String,
+        external_task_id: String,
+        attempt: u32,
+    },
+    /// The provider created the task (or we found the one an ambiguous create made).
+    Created {
+        id: String,
+        task_id: String,
+        request_id: Option<String>,
+        at: i64,
+    },
+    /// The create definitely did not happen; the item waits for a later try.
+    NotCreated {
+        id: String,
+        code: Option<i64>,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// A plain status change (processing, timed_out, back to submitted, downloaded).
+    Status { id: String, status: Status },
+    /// The task finished well: its videos (not yet downloaded) and units.
+    Succeeded {
+        id: String,
+        units: Option<String>,
+        videos: Vec<VideoRecord>,
+        at: i64,
+    },
+    /// A fresh URL for video `n` (the old one expired).
+    VideoUrl { id: String, n: u32, url: String },
+    /// Video `n` is on disk.
+    Downloaded {
+        id: String,
+        n: u32,
+        path: String,
+        bytes: u64,
+        sha256: String,
+    },
+    /// Something went wrong that the user should see in the report, without
+    /// changing the status (e.g. a download that will be retried next run).
+    Note {
+        id: String,
+        code: Option<i64>,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// The item failed for good (this attempt).
+    Failed {
+        id: String,
+        code: Option<i64>,
+        message: String,
+        request_id: Option<String>,
+        at: i64,
+    },
+    /// Start a new creation attempt for a failed item (`--retry-failed`).
+    Retry { id: String, attempt: u32 },
+}
+
+/// A manifest item as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    pub id: String,
+    pub seq: u64,
+    pub kind: String,
+    pub prompt: Option<String>,
+    pub params_hash: String,
+}
+
+struct Msg {
+    update: Option<Update>,
+    ack: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// Cheap, cloneable handle the engine uses to send updates.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl WriterHandle {
+    /// Queue an update; it commits with the next group.
+    pub fn send(&self, update: Update) -> Result<(), StateError> {
+        self.tx
+            .send(Msg {
+                update: Some(update),
+                ack: None,
+            })
+            .map_err(|_| StateError::WriterGone)
+    }
+
+    /// Queue an update and wait until it is committed.
+    pub async fn send_durable(&self, update: Update) -> Result<(), StateError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Msg {
+                update: Some(update),
+                ack: Some(ack),
+            })
+            .map_err(|_| StateError::WriterGone)?;
+        Self::wait(done).await
+    }
+
+    /// Wait until everything sent so far is committed.
+    pub async fn flush(&self) -> Result<(), StateError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Msg {
+                update: None,
+                ack: Some(ack),
+            })
+            .map_err(|_| StateError::WriterGone)?;
+        Self::wait(done).await
+    }
+
+    /// Blocking variant of [`flush`](Self::flush), for use outside the runtime.
+    pub fn flush_blocking(&self) -> Result<(), StateError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Msg {
+                update: None,
+                ack: Some(ack),
+            })
+            .map_err(|_| StateError::WriterGone)?;
+        match done.blocking_recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StateError::Corrupt {
+                path: "state.db".into(),
+                message,
+            }),
+            Err(_) => Err(StateError::WriterGone),
+        }
+    }
+
+    async fn wait(done: oneshot::Receiver<Result<(), String>>) -> Result<(), StateError> {
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StateError::Corrupt {
+                path: "state.db".into(),
+                message,
+            }),
+            Err(_) => Err(StateError::WriterGone),
+        }
+    }
+}
+
+/// The writer thread. Dropping every handle ends it after a final commit.
+pub struct Writer {
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Most updates one transaction takes, so acks are not held back for long.
+const GROUP_MAX: usize = 4096;
+
+impl Writer {
+    pub fn start(mut conn: Connection) -> (Writer, WriterHandle) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        let thread = std::thread::Builder::new()
+            .name("vidbatch-state".into())
+            .spawn(move || {
+                let mut failed: Option<String> = None;
+                while let Some(first) = rx.blocking_recv() {
+                    let mut group = vec![first];
+                    while group.len() < GROUP_MAX {
+                        match rx.try_recv() {
+                            Ok(m) => group.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                    if failed.is_none()
+                        && let Err(e) = apply_group(&mut conn, &group)
+                    {
+                        tracing::error!("state write failed: {e}");
+                        failed = Some(e.to_string());
+                    }
+                    for m in group {
+                        if let Some(ack) = m.ack {
+                            let _ = ack.send(match &failed {
+                                None => Ok(()),
+                                Some(e) => Err(e.clone()),
+                            });
+                        }
+                    }
+                }
+            })
+            .ok();
+        (Writer { thread }, WriterHandle { tx })
+    }
+
+    /// Wait for the thread to finish (after every handle is dropped).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn apply_group(conn: &mut Connection, group: &[Msg]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for m in group {
+        if let Some(u) = &m.update {
+            apply(&tx, u)?;
+        }
+    }
+    tx.commit()
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
+    let now = now_ms();
+    match u {
+        Update::SyncItems(items) => {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO items (id, seq, kind, prompt, params_hash, status, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)
+                 ON CONFLICT(id) DO UPDATE SET seq = excluded.seq,
+                   kind = CASE WHEN items.status = 'pending' THEN excluded.kind ELSE items.kind END,
+                   prompt = CASE WHEN items.status = 'pending' THEN excluded.prompt ELSE items.prompt END,
+                   params_hash = CASE WHEN items.status = 'pending' THEN excluded.params_hash ELSE items.params_hash END",
+            )?;
+            for it in items {
+                insert.execute(params![
+                    it.id,
+                    it.seq as i64,
+                    it.kind,
+                    it.prompt,
+                    it.params_hash,
+                    now
+                ])?;
+            }
+        }
+        Update::Intent {
+            id,
+            external_task_id,
+            attempt,
+        } => {
+            tx.prepare_cached(
+                "UPDATE items SET status = 'submitting', external_task_id = ?2, attempt = ?3,
+                   submit_requests = submit_requests + 1, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, external_task_id, attempt, now])?;
+        }
+        Update::Created {
+            id,
+            task_id,
+            request_id,
+            at,
+        } => {
+            tx.prepare_cached(
+                "UPDATE items SET status = 'submitted', task_id = ?2, request_id = ?3, submitted_at = ?4,
+                   error_code = NULL, error_message = NULL, updated_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, task_id, request_id, at, now])?;
+        }
+        Update::NotCreated {
+            id,
+            code,
+            message,
+            request_id,
+        } => {
+            tx.prepare_cached(
+                "UPDATE items SET status = 'pending', error_code = ?2, error_message = ?3, request_id = ?4,
+                   updated_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, code, message, request_id, now])?;
+        }
+        Update::Status { id, status } => {
+            let finished = matches!(status, Status::Downloaded | Status::TimedOut).then_some(now);
+            tx.prepare_cached(
+                "UPDATE items SET status = ?2, finished_at = COALESCE(?3, finished_at), updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, status.as_str(), finished, now])?;
+        }
+        Update::Succeeded {
+            id,
+            units,
+            videos,
+            at,
+        } => {
+            tx.prepare_cached(
+                "UPDATE items SET status = 'succeeded', units = ?2, finished_at = ?3,
+                   error_code = NULL, error_message = NULL, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, units, at, now])?;
+            tx.prepare_cached("DELETE FROM videos WHERE item_id = ?1")?
+                .execute(params![id])?;
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO videos (item_id, n, video_id, url, duration) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for v in videos {
+                ins.execute(params![id, v.n, v.video_id, v.url, v.duration])?;
+            }
+        }
+        Update::VideoUrl { id, n, url } => {
+            tx.prepare_cached("UPDATE videos SET url = ?3 WHERE item_id = ?1 AND n = ?2")?
+                .execute(params![id, n, url])?;
+        }
+        Update::Downloaded {
+            id,
+            n,
+            path,
+            bytes,
+            sha256,
+        } => {
+            tx.prepare_cached("UPDATE videos SET path = ?3, bytes = ?4, sha256 = ?5 WHERE item_id = ?1 AND n = ?2")?
+                .execute(params![id, n, path, *bytes as i64, sha256])?;
+        }
+        Update::Note {
+            id,
+            code,
+            message,
+            request_id,
+        } => {
+            tx.prepare_cached(
+                "UPDATE items SET error_code = ?2, error_message = ?3, request_id = COALESCE(?4, request_id),
+                   updated_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, code, message, request_id, now])?;
+        }
+        Update::Failed {
+            id,
+            code,
+            message,
+            request_id,
+            at,
+        } => {
+            tx.prepare_cached(
+                "UPDATE items SET status = 'failed', error_code = ?2, error_message = ?3,
+                   request_id = COALESCE(?4, request_id), finished_at = ?5, updated_at = ?6 WHERE id = ?1",
+            )?
+            .execute(params![id, code, message, request_id, at, now])?;
+        }
+        Update::Retry { id, attempt } => {
+            tx.prepare_cached(
+                "UPDATE items SET status = 'pending', attempt = ?2, task_id = NULL, external_task_id = NULL,
+                   units = NULL, error_code = NULL, error_message = NULL, request_id = NULL,
+                   submitted_at = NULL, finished_at = NULL, updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, attempt, now])?;
+            tx.prepare_cached("DELETE FROM videos WHERE item_id = ?1")?
+                .execute(params![id])?;
+        }
+    }
+    Ok(())
+}
