@@ -37,7 +37,11 @@ pub enum AuthError {
 /// Sign a JWT for `access_key` valid from `now - 5` to `now + 1800`.
 pub fn sign(access_key: &str, secret_key: &str, now: i64) -> Result<(String, i64), AuthError> {
     let exp = now + TOKEN_TTL_S;
-    let claims = Claims { iss: access_key.to_owned(), exp, nbf: now - NBF_SKEW_S };
+    let claims = Claims {
+        iss: access_key.to_owned(),
+        exp,
+        nbf: now - NBF_SKEW_S,
+    };
     let token = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -50,7 +54,10 @@ pub fn sign(access_key: &str, secret_key: &str, now: i64) -> Result<(String, i64
 /// Current Unix time in seconds (0 if the clock is before 1970, which then
 /// surfaces as a 1003/1004 from the server rather than a panic here).
 pub fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Produces the `Authorization` header value for each request.
@@ -62,13 +69,18 @@ pub struct Authorizer {
 
 impl std::fmt::Debug for Authorizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authorizer").field("credentials", &self.credentials).finish_non_exhaustive()
+        f.debug_struct("Authorizer")
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
     }
 }
 
 impl Authorizer {
     pub fn new(credentials: Credentials) -> Self {
-        Authorizer { credentials, cache: Mutex::new(None) }
+        Authorizer {
+            credentials,
+            cache: Mutex::new(None),
+        }
     }
 
     /// Whether a rejected token can be fixed by signing a new one.
@@ -86,7 +98,10 @@ impl Authorizer {
     pub fn header_value_at(&self, now: i64) -> Result<String, AuthError> {
         match &self.credentials {
             Credentials::ApiKey(key) => Ok(format!("Bearer {key}")),
-            Credentials::Jwt { access_key, secret_key } => {
+            Credentials::Jwt {
+                access_key,
+                secret_key,
+            } => {
                 // A poisoned lock only means another thread panicked mid-update;
                 // the cache is then merely stale, so keep using it.
                 let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,7 +132,10 @@ mod tests {
     use jsonwebtoken::{DecodingKey, Validation};
 
     fn jwt_creds() -> Credentials {
-        Credentials::Jwt { access_key: "AK-test".into(), secret_key: "SK-very-secret".into() }
+        Credentials::Jwt {
+            access_key: "AK-test".into(),
+            secret_key: "SK-very-secret".into(),
+        }
     }
 
     fn decode(token: &str, secret: &str) -> (jsonwebtoken::Header, Claims) {
@@ -126,8 +144,9 @@ mod tests {
         v.validate_exp = false;
         v.validate_nbf = false;
         v.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &v)
-            .expect("token verifies with the secret");
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &v)
+                .expect("token verifies with the secret");
         (data.header, data.claims)
     }
 
@@ -139,18 +158,33 @@ mod tests {
         let (header, claims) = decode(&token, "SK-very-secret");
         assert_eq!(header.alg, Algorithm::HS256);
         assert_eq!(header.typ.as_deref(), Some("JWT"));
-        assert_eq!(claims, Claims { iss: "AK-test".into(), exp: now + 1800, nbf: now - 5 });
+        assert_eq!(
+            claims,
+            Claims {
+                iss: "AK-test".into(),
+                exp: now + 1800,
+                nbf: now - 5
+            }
+        );
 
         // The raw segments hold exactly these members: no iat/sub/aud, no kid.
         let mut parts = token.split('.');
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let header_json: serde_json::Value =
-            serde_json::from_slice(&b64.decode(parts.next().unwrap_or_default()).expect("b64")).expect("json");
-        assert_eq!(header_json, serde_json::json!({"alg": "HS256", "typ": "JWT"}));
+            serde_json::from_slice(&b64.decode(parts.next().unwrap_or_default()).expect("b64"))
+                .expect("json");
+        assert_eq!(
+            header_json,
+            serde_json::json!({"alg": "HS256", "typ": "JWT"})
+        );
         let claims_json: serde_json::Value =
-            serde_json::from_slice(&b64.decode(parts.next().unwrap_or_default()).expect("b64")).expect("json");
-        assert_eq!(claims_json, serde_json::json!({"iss": "AK-test", "exp": now + 1800, "nbf": now - 5}));
+            serde_json::from_slice(&b64.decode(parts.next().unwrap_or_default()).expect("b64"))
+                .expect("json");
+        assert_eq!(
+            claims_json,
+            serde_json::json!({"iss": "AK-test", "exp": now + 1800, "nbf": now - 5})
+        );
     }
 
     #[test]
@@ -158,7 +192,10 @@ mod tests {
         let (token, _) = sign("AK", "right", 1_700_000_000).expect("sign");
         let mut v = Validation::new(Algorithm::HS256);
         v.validate_exp = false;
-        assert!(jsonwebtoken::decode::<Claims>(&token, &DecodingKey::from_secret(b"wrong"), &v).is_err());
+        assert!(
+            jsonwebtoken::decode::<Claims>(&token, &DecodingKey::from_secret(b"wrong"), &v)
+                .is_err()
+        );
     }
 
     #[test]
@@ -169,8 +206,9 @@ mod tests {
         let mut v = Validation::new(Algorithm::HS256);
         v.validate_nbf = true;
         v.set_issuer(&["AK-test"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(b"SK-very-secret"), &v)
-            .expect("valid now");
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(b"SK-very-secret"), &v)
+                .expect("valid now");
         assert_eq!(data.claims.exp - data.claims.nbf, 1805);
     }
 
@@ -213,8 +251,14 @@ mod tests {
         let auth = Authorizer::new(jwt_creds());
         let _ = auth.header_value().expect("header");
         let dbg = format!("{auth:?}");
-        assert!(!dbg.contains("AK-test") && !dbg.contains("SK-very-secret") && !dbg.contains("eyJ"), "{dbg}");
-        let dbg = format!("{:?}", Authorizer::new(Credentials::ApiKey("sk-static".into())));
+        assert!(
+            !dbg.contains("AK-test") && !dbg.contains("SK-very-secret") && !dbg.contains("eyJ"),
+            "{dbg}"
+        );
+        let dbg = format!(
+            "{:?}",
+            Authorizer::new(Credentials::ApiKey("sk-static".into()))
+        );
         assert!(!dbg.contains("sk-static"), "{dbg}");
     }
 }

@@ -59,7 +59,10 @@ impl KlingProvider {
     /// Secrets to scrub from anything a server echoes back into an error.
     fn secrets(&self) -> Vec<&str> {
         match &self.config.credentials {
-            Credentials::Jwt { access_key, secret_key } => vec![access_key, secret_key],
+            Credentials::Jwt {
+                access_key,
+                secret_key,
+            } => vec![access_key, secret_key],
             Credentials::ApiKey(key) => vec![key],
         }
     }
@@ -73,7 +76,10 @@ impl KlingProvider {
         query: &[(&str, String)],
         body: Option<Bytes>,
     ) -> Result<Reply, ProviderError> {
-        match self.call_once(op, method.clone(), url, query, body.clone()).await {
+        match self
+            .call_once(op, method.clone(), url, query, body.clone())
+            .await
+        {
             Err(e) if e.class == ErrorClass::AuthExpired && self.auth.can_resign() => {
                 tracing::debug!(code = ?e.code, "Kling rejected the token; re-signing and retrying once");
                 self.auth.invalidate();
@@ -95,7 +101,10 @@ impl KlingProvider {
         query: &[(&str, String)],
         body: Option<Bytes>,
     ) -> Result<Reply, ProviderError> {
-        let authorization = self.auth.header_value().map_err(|e| error(ErrorClass::BatchFatal, e.to_string()))?;
+        let authorization = self
+            .auth
+            .header_value()
+            .map_err(|e| error(ErrorClass::BatchFatal, e.to_string()))?;
         let mut request = self
             .http
             .request(method.clone(), url)
@@ -132,12 +141,18 @@ impl KlingProvider {
         };
         let Some(envelope) = Envelope::parse(&bytes) else {
             tracing::debug!(%method, url, status, "Kling answered with a non-JSON body");
-            let snippet: String = String::from_utf8_lossy(&bytes).chars().take(SNIPPET_CHARS).collect();
+            let snippet: String = String::from_utf8_lossy(&bytes)
+                .chars()
+                .take(SNIPPET_CHARS)
+                .collect();
             return Err(ProviderError {
                 class: codes::by_status(Some(status), op),
                 code: None,
                 http_status: Some(status),
-                message: format!("HTTP {status}, not a Kling JSON body: {}", redact(snippet.trim(), &self.secrets())),
+                message: format!(
+                    "HTTP {status}, not a Kling JSON body: {}",
+                    redact(snippet.trim(), &self.secrets())
+                ),
                 request_id: None,
                 retry_after,
             });
@@ -146,9 +161,13 @@ impl KlingProvider {
         let http_ok = (200..300).contains(&status);
         // Accept a 2xx with code 0, or with no code at all but a data member
         // (some gateways drop the code on success).
-        let success = http_ok && (envelope.code == Some(0) || (envelope.code.is_none() && envelope.data.is_some()));
+        let success = http_ok
+            && (envelope.code == Some(0) || (envelope.code.is_none() && envelope.data.is_some()));
         if success {
-            return Ok(Reply { request_id: envelope.request_id, data: envelope.data });
+            return Ok(Reply {
+                request_id: envelope.request_id,
+                data: envelope.data,
+            });
         }
         let message = match envelope.message {
             Some(m) if !m.is_empty() => redact(&m, &self.secrets()),
@@ -168,7 +187,12 @@ impl KlingProvider {
     /// so even a create is safely retried; anything later (timeout, reset,
     /// connection closed before or during the response) may have reached the
     /// server, so a create is ambiguous.
-    fn transport_error(&self, op: Op, e: &reqwest::Error, http_status: Option<u16>) -> ProviderError {
+    fn transport_error(
+        &self,
+        op: Op,
+        e: &reqwest::Error,
+        http_status: Option<u16>,
+    ) -> ProviderError {
         let class = if e.is_builder() {
             ErrorClass::BatchFatal
         } else if e.is_connect() || op != Op::Create {
@@ -195,7 +219,9 @@ impl KlingProvider {
 
     /// GET one task by an id in the path.
     async fn get_task(&self, kind: Kind, id: &str) -> Result<TaskSnapshot, ProviderError> {
-        let reply = self.call(Op::Query, Method::GET, &self.task_url(kind, id), &[], None).await?;
+        let reply = self
+            .call(Op::Query, Method::GET, &self.task_url(kind, id), &[], None)
+            .await?;
         snapshot_of(reply)
     }
 
@@ -206,7 +232,16 @@ impl KlingProvider {
         external_task_id: &str,
     ) -> Result<Option<TaskSnapshot>, ProviderError> {
         let query = [("external_task_id", external_task_id.to_owned())];
-        let reply = match self.call(Op::Query, Method::GET, &self.collection_url(kind), &query, None).await {
+        let reply = match self
+            .call(
+                Op::Query,
+                Method::GET,
+                &self.collection_url(kind),
+                &query,
+                None,
+            )
+            .await
+        {
             Ok(r) => r,
             Err(e) if codes::is_not_found(e.code, e.http_status) => return Ok(None),
             Err(e) => return Err(e),
@@ -216,8 +251,11 @@ impl KlingProvider {
             // A server that ignores the parameter answers with a page of the
             // list: only a task carrying our external id may be adopted.
             Some(list @ Value::Array(_)) => {
-                let tasks = wire::task_list(list, request_id).map_err(|e| error(ErrorClass::RetryLater, e.to_string()))?;
-                Ok(tasks.into_iter().find(|t| t.external_task_id.as_deref() == Some(external_task_id)))
+                let tasks = wire::task_list(list, request_id)
+                    .map_err(|e| error(ErrorClass::RetryLater, e.to_string()))?;
+                Ok(tasks
+                    .into_iter()
+                    .find(|t| t.external_task_id.as_deref() == Some(external_task_id)))
             }
             Some(task) => {
                 let snapshot = wire::task_snapshot(task, request_id)
@@ -248,7 +286,9 @@ fn adoptable(snapshot: TaskSnapshot, external_task_id: &str) -> Option<TaskSnaps
 }
 
 fn snapshot_of(reply: Reply) -> Result<TaskSnapshot, ProviderError> {
-    let data = reply.data.ok_or_else(|| error(ErrorClass::RetryLater, "query answered without data"))?;
+    let data = reply
+        .data
+        .ok_or_else(|| error(ErrorClass::RetryLater, "query answered without data"))?;
     wire::task_snapshot(&data, reply.request_id.as_deref()).map_err(|e| ProviderError {
         request_id: reply.request_id.clone(),
         ..error(ErrorClass::RetryLater, e.to_string())
@@ -260,7 +300,10 @@ fn snapshot_of(reply: Reply) -> Result<TaskSnapshot, ProviderError> {
 fn credentials_rejected(e: ProviderError) -> ProviderError {
     ProviderError {
         class: ErrorClass::BatchFatal,
-        message: format!("credentials rejected even after re-signing (check the clock and the keys): {}", e.message),
+        message: format!(
+            "credentials rejected even after re-signing (check the clock and the keys): {}",
+            e.message
+        ),
         ..e
     }
 }
@@ -272,7 +315,10 @@ async fn image_value(image: &ImageRef) -> Result<String, ProviderError> {
         ImageRef::Url(url) => Ok(url.clone()),
         ImageRef::Path(path) => match tokio::fs::read(path).await {
             Ok(bytes) => Ok(base64::engine::general_purpose::STANDARD.encode(bytes)),
-            Err(e) => Err(error(ErrorClass::ItemInvalid, format!("cannot read image {}: {e}", path.display()))),
+            Err(e) => Err(error(
+                ErrorClass::ItemInvalid,
+                format!("cannot read image {}: {e}", path.display()),
+            )),
         },
     }
 }
@@ -287,23 +333,42 @@ async fn optional_image(image: Option<&ImageRef>) -> Result<Option<String>, Prov
 impl Provider for KlingProvider {
     async fn create(&self, item: &Item, external_task_id: &str) -> Result<Created, ProviderError> {
         let (image, image_tail) = match item.kind {
-            Kind::Image2Video => {
-                (optional_image(item.image.as_ref()).await?, optional_image(item.image_tail.as_ref()).await?)
-            }
+            Kind::Image2Video => (
+                optional_image(item.image.as_ref()).await?,
+                optional_image(item.image_tail.as_ref()).await?,
+            ),
             Kind::Text2Video => (None, None),
         };
         let body = CreateBody::new(item, external_task_id, image, image_tail);
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| error(ErrorClass::ItemInvalid, format!("cannot encode request body: {e}")))?;
-        let reply =
-            self.call(Op::Create, Method::POST, &self.collection_url(item.kind), &[], Some(Bytes::from(body))).await?;
-        let task_id = reply.data.as_ref().and_then(|d| d.get("task_id")).and_then(|t| match t {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        });
+        let body = serde_json::to_vec(&body).map_err(|e| {
+            error(
+                ErrorClass::ItemInvalid,
+                format!("cannot encode request body: {e}"),
+            )
+        })?;
+        let reply = self
+            .call(
+                Op::Create,
+                Method::POST,
+                &self.collection_url(item.kind),
+                &[],
+                Some(Bytes::from(body)),
+            )
+            .await?;
+        let task_id = reply
+            .data
+            .as_ref()
+            .and_then(|d| d.get("task_id"))
+            .and_then(|t| match t {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
         match task_id {
-            Some(task_id) => Ok(Created { task_id, request_id: reply.request_id }),
+            Some(task_id) => Ok(Created {
+                task_id,
+                request_id: reply.request_id,
+            }),
             // "Success" without an id: the task may exist; settle by external id.
             None => Err(ProviderError {
                 request_id: reply.request_id,
@@ -340,14 +405,32 @@ impl Provider for KlingProvider {
         self.find_by_query_param(kind, external_task_id).await
     }
 
-    async fn list(&self, kind: Kind, page: u32, page_size: u32) -> Result<Vec<TaskSnapshot>, ProviderError> {
-        let query = [("pageNum", page.to_string()), ("pageSize", page_size.to_string())];
-        let reply = self.call(Op::List, Method::GET, &self.collection_url(kind), &query, None).await?;
+    async fn list(
+        &self,
+        kind: Kind,
+        page: u32,
+        page_size: u32,
+    ) -> Result<Vec<TaskSnapshot>, ProviderError> {
+        let query = [
+            ("pageNum", page.to_string()),
+            ("pageSize", page_size.to_string()),
+        ];
+        let reply = self
+            .call(
+                Op::List,
+                Method::GET,
+                &self.collection_url(kind),
+                &query,
+                None,
+            )
+            .await?;
         match reply.data {
-            Some(data) => wire::task_list(&data, reply.request_id.as_deref()).map_err(|e| ProviderError {
-                request_id: reply.request_id.clone(),
-                ..error(ErrorClass::RetryLater, e.to_string())
-            }),
+            Some(data) => {
+                wire::task_list(&data, reply.request_id.as_deref()).map_err(|e| ProviderError {
+                    request_id: reply.request_id.clone(),
+                    ..error(ErrorClass::RetryLater, e.to_string())
+                })
+            }
             None => Ok(Vec::new()),
         }
     }
@@ -384,9 +467,11 @@ fn parse_http_date(s: &str) -> Option<u64> {
         return None;
     };
     let day: u64 = day.parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| m == month)? as u64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as u64
         + 1;
     let year: u64 = year.parse().ok()?;
     let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
@@ -395,7 +480,11 @@ fn parse_http_date(s: &str) -> Option<u64> {
         return None;
     }
     // Days from civil (Howard Hinnant), for dates after 1970.
-    let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let doy = (153 * mo + 2) / 5 + day - 1;
@@ -450,21 +539,45 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(parse_http_date("Tue, 29 Feb 2000 12:00:00 GMT"), Some(951_825_600));
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2000 12:00:00 GMT"),
+            Some(951_825_600)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("Sun, 06 Foo 1994 08:49:47 GMT", now), None);
+        assert_eq!(
+            parse_retry_after("Sun, 06 Foo 1994 08:49:47 GMT", now),
+            None
+        );
     }
 
     #[test]
     fn redaction() {
-        let r = redact(r#"{"auth":"Bearer abc.def.ghi","x":"eyJhbGciOi.x.y"} key=sk-live-123"#, &["sk-live-123"]);
-        assert!(!r.contains("abc.def.ghi") && !r.contains("eyJhbGciOi") && !r.contains("sk-live-123"), "{r}");
+        let r = redact(
+            r#"{"auth":"Bearer abc.def.ghi","x":"eyJhbGciOi.x.y"} key=sk-live-123"#,
+            &["sk-live-123"],
+        );
+        assert!(
+            !r.contains("abc.def.ghi") && !r.contains("eyJhbGciOi") && !r.contains("sk-live-123"),
+            "{r}"
+        );
         assert!(r.contains("<redacted>"));
-        assert_eq!(redact("<html>502 Bad Gateway</html>", &[]), "<html>502 Bad Gateway</html>");
+        assert_eq!(
+            redact("<html>502 Bad Gateway</html>", &[]),
+            "<html>502 Bad Gateway</html>"
+        );
         assert_eq!(redact("bearer  tok rest", &[]), "bearer  <redacted> rest");
     }
 
@@ -477,8 +590,14 @@ mod tests {
             request_timeout: Duration::from_secs(1),
         };
         let p = KlingProvider::new(config.clone());
-        assert_eq!(p.collection_url(Kind::Text2Video), "https://api-singapore.klingai.com/v1/videos/text2video");
-        assert_eq!(p.task_url(Kind::Image2Video, "a/b"), "https://api-singapore.klingai.com/v1/videos/image2video/a%2Fb");
+        assert_eq!(
+            p.collection_url(Kind::Text2Video),
+            "https://api-singapore.klingai.com/v1/videos/text2video"
+        );
+        assert_eq!(
+            p.task_url(Kind::Image2Video, "a/b"),
+            "https://api-singapore.klingai.com/v1/videos/image2video/a%2Fb"
+        );
         config.base_url = "https://genaiapi.cloudsway.net/v1/ai/ABCDEF".into();
         config.style = Style::Gateway;
         let p = KlingProvider::new(config);
@@ -494,15 +613,25 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("i.png");
         std::fs::write(&path, [0x89, b'P', b'N', b'G', 0]).expect("write");
-        let v = image_value(&ImageRef::Path(path.clone())).await.expect("read");
+        let v = image_value(&ImageRef::Path(path.clone()))
+            .await
+            .expect("read");
         assert_eq!(v, "iVBORwA="); // standard alphabet, padded
         assert!(!v.starts_with("data:"));
-        let v = image_value(&ImageRef::Url("https://e.x/a.jpg".into())).await.expect("url");
+        let v = image_value(&ImageRef::Url("https://e.x/a.jpg".into()))
+            .await
+            .expect("url");
         assert_eq!(v, "https://e.x/a.jpg");
         let missing = dir.join("missing.png");
-        let e = image_value(&ImageRef::Path(missing.clone())).await.expect_err("missing");
+        let e = image_value(&ImageRef::Path(missing.clone()))
+            .await
+            .expect_err("missing");
         assert_eq!(e.class, ErrorClass::ItemInvalid);
-        assert!(e.message.contains(&missing.display().to_string()), "{}", e.message);
+        assert!(
+            e.message.contains(&missing.display().to_string()),
+            "{}",
+            e.message
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -53,7 +53,11 @@ pub fn by_status(http_status: Option<u16>, op: Op) -> ErrorClass {
 
 /// A server-side failure: a create may have gone through, a read may simply be retried.
 fn server_side(op: Op) -> ErrorClass {
-    if op.is_create() { ErrorClass::Ambiguous } else { ErrorClass::RetryLater }
+    if op.is_create() {
+        ErrorClass::Ambiguous
+    } else {
+        ErrorClass::RetryLater
+    }
 }
 
 /// Whether a failed single-task lookup means "there is no such task": 404 /
@@ -101,9 +105,21 @@ mod tests {
     #[test]
     fn every_documented_code() {
         for &(code, http, create, read) in TABLE {
-            assert_eq!(classify(Some(code), Some(http), Op::Create), create, "code {code} create");
-            assert_eq!(classify(Some(code), Some(http), Op::Query), read, "code {code} query");
-            assert_eq!(classify(Some(code), Some(http), Op::List), read, "code {code} list");
+            assert_eq!(
+                classify(Some(code), Some(http), Op::Create),
+                create,
+                "code {code} create"
+            );
+            assert_eq!(
+                classify(Some(code), Some(http), Op::Query),
+                read,
+                "code {code} query"
+            );
+            assert_eq!(
+                classify(Some(code), Some(http), Op::List),
+                read,
+                "code {code} list"
+            );
         }
     }
 

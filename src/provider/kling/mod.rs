@@ -26,7 +26,10 @@ pub enum Style {
 /// Credentials. `Debug` never prints the secrets.
 #[derive(Clone)]
 pub enum Credentials {
-    Jwt { access_key: String, secret_key: String },
+    Jwt {
+        access_key: String,
+        secret_key: String,
+    },
     ApiKey(String),
 }
 
@@ -101,12 +104,22 @@ mod tests {
         let config = KlingConfig {
             base_url: "http://127.0.0.1:1".into(),
             style: Style::Official,
-            credentials: Credentials::Jwt { access_key: "AK-visible?".into(), secret_key: "SK-secret".into() },
+            credentials: Credentials::Jwt {
+                access_key: "AK-visible?".into(),
+                secret_key: "SK-secret".into(),
+            },
             request_timeout: Duration::from_secs(1),
         };
         let provider = KlingProvider::new(config.clone());
-        for dbg in [format!("{config:?}"), format!("{provider:?}"), format!("{:?}", config.credentials)] {
-            assert!(!dbg.contains("AK-visible?") && !dbg.contains("SK-secret"), "{dbg}");
+        for dbg in [
+            format!("{config:?}"),
+            format!("{provider:?}"),
+            format!("{:?}", config.credentials),
+        ] {
+            assert!(
+                !dbg.contains("AK-visible?") && !dbg.contains("SK-secret"),
+                "{dbg}"
+            );
         }
         let key = Credentials::ApiKey("sk-gateway-key".into());
         assert!(!format!("{key:?}").contains("sk-gateway-key"));

@@ -65,7 +65,11 @@ impl<'a> CreateBody<'a> {
             cfg_scale: item.cfg_scale,
             mode: item.mode.as_deref(),
             camera_control: item.camera_control.as_ref(),
-            aspect_ratio: if t2v { item.aspect_ratio.as_deref() } else { None },
+            aspect_ratio: if t2v {
+                item.aspect_ratio.as_deref()
+            } else {
+                None
+            },
             duration: item.duration.as_deref(),
             sound: item.sound.as_deref(),
             external_task_id,
@@ -94,7 +98,12 @@ impl Envelope {
         let message = map.get("message").and_then(string_of);
         let request_id = map.get("request_id").and_then(string_of);
         let data = map.remove("data").filter(|d| !d.is_null());
-        Some(Envelope { code, message, request_id, data })
+        Some(Envelope {
+            code,
+            message,
+            request_id,
+            data,
+        })
     }
 }
 
@@ -133,13 +142,19 @@ pub fn task_snapshot(data: &Value, request_id: Option<&str>) -> Result<TaskSnaps
     let Value::Object(task) = data else {
         return Err(WireError::NotAnObject);
     };
-    let task_id = task.get("task_id").and_then(string_of).ok_or(WireError::NoTaskId)?;
+    let task_id = task
+        .get("task_id")
+        .and_then(string_of)
+        .ok_or(WireError::NoTaskId)?;
     let external_task_id = task
         .get("task_info")
         .and_then(|i| i.get("external_task_id"))
         .and_then(string_of)
         .filter(|s| !s.is_empty());
-    let status_word = task.get("task_status").and_then(Value::as_str).unwrap_or("");
+    let status_word = task
+        .get("task_status")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let status = match status_word {
         "submitted" => RemoteStatus::Submitted,
         "processing" => RemoteStatus::Processing,
@@ -162,7 +177,12 @@ pub fn task_snapshot(data: &Value, request_id: Option<&str>) -> Result<TaskSnaps
             RemoteStatus::Processing
         }
     };
-    Ok(TaskSnapshot { task_id, external_task_id, status, request_id: request_id.map(str::to_owned) })
+    Ok(TaskSnapshot {
+        task_id,
+        external_task_id,
+        status,
+        request_id: request_id.map(str::to_owned),
+    })
 }
 
 /// `task_result.videos[]`; entries without a URL are useless to download and skipped.
@@ -173,7 +193,10 @@ fn videos_of(result: Option<&Value>) -> Vec<Video> {
     videos
         .iter()
         .filter_map(|v| {
-            let url = v.get("url").and_then(Value::as_str).filter(|u| !u.is_empty())?;
+            let url = v
+                .get("url")
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty())?;
             Some(Video {
                 id: v.get("id").and_then(string_of).unwrap_or_default(),
                 url: url.to_owned(),
@@ -232,9 +255,13 @@ mod tests {
         let mut it = item(Kind::Text2Video);
         it.camera_control = Some(CameraControl {
             kind: "simple".into(),
-            config: Some(CameraConfig { zoom: 5.0, ..CameraConfig::default() }),
+            config: Some(CameraConfig {
+                zoom: 5.0,
+                ..CameraConfig::default()
+            }),
         });
-        let body = serde_json::to_string(&CreateBody::new(&it, "b1-a1-0", None, None)).expect("json");
+        let body =
+            serde_json::to_string(&CreateBody::new(&it, "b1-a1-0", None, None)).expect("json");
         assert_eq!(
             body,
             r#"{"model_name":"kling-v2-6","prompt":"a cat surfing","negative_prompt":"blur","cfg_scale":0.5,"mode":"pro","camera_control":{"type":"simple","config":{"horizontal":0.0,"vertical":0.0,"pan":0.0,"tilt":0.0,"roll":0.0,"zoom":5.0}},"aspect_ratio":"9:16","duration":"10","sound":"on","external_task_id":"b1-a1-0"}"#
@@ -249,7 +276,12 @@ mod tests {
         it.negative_prompt = None;
         it.cfg_scale = None;
         it.sound = None;
-        let body = CreateBody::new(&it, "b1-a1-1", Some("iVBORw0KGgo=".into()), Some("https://e.x/t.png".into()));
+        let body = CreateBody::new(
+            &it,
+            "b1-a1-1",
+            Some("iVBORw0KGgo=".into()),
+            Some("https://e.x/t.png".into()),
+        );
         assert_eq!(
             serde_json::to_string(&body).expect("json"),
             r#"{"model_name":"kling-v2-6","prompt":"a cat surfing","image":"iVBORw0KGgo=","image_tail":"https://e.x/t.png","mode":"pro","duration":"10","external_task_id":"b1-a1-1"}"#
@@ -269,7 +301,10 @@ mod tests {
             ..item(Kind::Text2Video)
         };
         let v = serde_json::to_value(CreateBody::new(&it, "e", None, None)).expect("json");
-        assert_eq!(v, json!({"prompt": "a cat surfing", "external_task_id": "e"}));
+        assert_eq!(
+            v,
+            json!({"prompt": "a cat surfing", "external_task_id": "e"})
+        );
     }
 
     #[test]
@@ -279,15 +314,24 @@ mod tests {
         )
         .expect("json");
         assert_eq!(e.code, Some(1303));
-        assert_eq!(e.message.as_deref(), Some("parallel task over resource pack limit"));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("parallel task over resource pack limit")
+        );
         assert_eq!(e.request_id.as_deref(), Some("9984d27b-1"));
         assert!(e.data.is_none());
     }
 
     #[test]
     fn envelope_code_as_string_and_non_json() {
-        assert_eq!(Envelope::parse(br#"{"code":"1102","message":"x"}"#).and_then(|e| e.code), Some(1102));
-        assert_eq!(Envelope::parse(br#"{"code":" 0 ","data":null}"#).map(|e| (e.code, e.data)), Some((Some(0), None)));
+        assert_eq!(
+            Envelope::parse(br#"{"code":"1102","message":"x"}"#).and_then(|e| e.code),
+            Some(1102)
+        );
+        assert_eq!(
+            Envelope::parse(br#"{"code":" 0 ","data":null}"#).map(|e| (e.code, e.data)),
+            Some((Some(0), None))
+        );
         assert!(Envelope::parse(b"<html>502 Bad Gateway</html>").is_none());
         assert!(Envelope::parse(b"").is_none());
         assert!(Envelope::parse(b"[1,2]").is_none());
@@ -298,7 +342,8 @@ mod tests {
     fn create_response_fixture() {
         let e = Envelope::parse(br#"{"code":0,"message":"SUCCEED","request_id":"c0656403-x","data":{"task_id":"867283741759111202","task_status":"submitted","task_info":{"external_task_id":"text2video_kling_v3_final-1774805076"},"created_at":1774805076166,"updated_at":1774805076166}}"#).expect("json");
         assert_eq!(e.code, Some(0));
-        let s = task_snapshot(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("task");
+        let s =
+            task_snapshot(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("task");
         assert_eq!(
             s,
             TaskSnapshot {
@@ -342,9 +387,15 @@ mod tests {
     #[test]
     fn failed_task_fixture() {
         let e = Envelope::parse(br#"{"code":0,"message":"SUCCEED","request_id":"ace7625a-1","data":{"task_id":"833446756","task_info":{},"created_at":1766737710125,"updated_at":1766737711775,"task_result":{},"task_status":"failed","task_status_msg":"Image pixel is invalid"}}"#).expect("json");
-        let s = task_snapshot(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("task");
+        let s =
+            task_snapshot(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("task");
         assert_eq!(s.external_task_id, None);
-        assert_eq!(s.status, RemoteStatus::Failed { message: "Image pixel is invalid".into() });
+        assert_eq!(
+            s.status,
+            RemoteStatus::Failed {
+                message: "Image pixel is invalid".into()
+            }
+        );
         assert_eq!(s.request_id.as_deref(), Some("ace7625a-1"));
     }
 
@@ -362,13 +413,19 @@ mod tests {
         assert_eq!(
             s.status,
             RemoteStatus::Succeeded {
-                videos: vec![Video { id: "42".into(), url: "https://v".into(), duration: Some("5.042".into()) }],
+                videos: vec![Video {
+                    id: "42".into(),
+                    url: "https://v".into(),
+                    duration: Some("5.042".into())
+                }],
                 units: Some("2.5".into()),
             }
         );
         // A numeric id from raw text keeps all 18 digits too.
-        let e = Envelope::parse(br#"{"code":"0","data":{"task_id":866889456698785799,"task_status":"processing"}}"#)
-            .expect("json");
+        let e = Envelope::parse(
+            br#"{"code":"0","data":{"task_id":866889456698785799,"task_status":"processing"}}"#,
+        )
+        .expect("json");
         let s = task_snapshot(e.data.as_ref().expect("data"), None).expect("task");
         assert_eq!(s.task_id, "866889456698785799");
         assert_eq!(s.status, RemoteStatus::Processing);
@@ -382,24 +439,35 @@ mod tests {
             json!({"task_id": "1", "task_status": "succeed", "task_result": {"videos": []}}),
         ] {
             let s = task_snapshot(&data, None).expect("task");
-            assert_eq!(s.status, RemoteStatus::Succeeded { videos: vec![], units: None });
+            assert_eq!(
+                s.status,
+                RemoteStatus::Succeeded {
+                    videos: vec![],
+                    units: None
+                }
+            );
         }
     }
 
     #[test]
     fn unknown_or_missing_status_keeps_polling() {
-        let s = task_snapshot(&json!({"task_id": "1", "task_status": "queued"}), None).expect("task");
+        let s =
+            task_snapshot(&json!({"task_id": "1", "task_status": "queued"}), None).expect("task");
         assert_eq!(s.status, RemoteStatus::Processing);
         let s = task_snapshot(&json!({"task_id": "1"}), None).expect("task");
         assert_eq!(s.status, RemoteStatus::Processing);
-        let s = task_snapshot(&json!({"task_id": "1", "task_status": "failed"}), None).expect("task");
+        let s =
+            task_snapshot(&json!({"task_id": "1", "task_status": "failed"}), None).expect("task");
         assert!(matches!(s.status, RemoteStatus::Failed { .. }));
     }
 
     #[test]
     fn bad_task_objects() {
         assert_eq!(task_snapshot(&json!([]), None), Err(WireError::NotAnObject));
-        assert_eq!(task_snapshot(&json!({"task_status": "succeed"}), None), Err(WireError::NoTaskId));
+        assert_eq!(
+            task_snapshot(&json!({"task_status": "succeed"}), None),
+            Err(WireError::NoTaskId)
+        );
         assert_eq!(task_list(&json!({}), None), Err(WireError::NotAList));
     }
 
@@ -412,11 +480,15 @@ mod tests {
             {"task_status":"processing"},
             {"task_id":"3","task_status":"succeed","task_info":{},"task_result":{"videos":[{"id":"v","url":"https://u","duration":"5"}]},"final_unit_deduction":"1"}
         ]}"#).expect("json");
-        let list = task_list(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("list");
+        let list =
+            task_list(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("list");
         assert_eq!(list.len(), 3);
         assert_eq!(list[0].external_task_id.as_deref(), Some("e1"));
         assert_eq!(list[1].status, RemoteStatus::Processing);
         assert_eq!(list[2].task_id, "3");
-        assert!(list.iter().all(|s| s.request_id.as_deref() == Some("r-list")));
+        assert!(
+            list.iter()
+                .all(|s| s.request_id.as_deref() == Some("r-list"))
+        );
     }
 }
