@@ -47,7 +47,13 @@ pub struct Downloader {
     client: reqwest::Client,
     max_attempts: u32,
     backoff_base: Duration,
+    /// Longest silence tolerated while waiting for headers or the next chunk:
+    /// a stalled CDN connection must become a retry, not a hung worker.
+    idle_timeout: Duration,
 }
+
+/// Default for [`Downloader::with_idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Longest wait between two attempts, whatever the attempt number.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -66,7 +72,15 @@ impl Downloader {
             client,
             max_attempts,
             backoff_base,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
+    }
+
+    /// How long a connection may stay silent (no headers, no next chunk)
+    /// before the attempt is abandoned and retried from the `.part`.
+    pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
     }
 
     /// Fetch `url` into `dest` (via `dest.part`), resuming a partial file left by
@@ -171,7 +185,18 @@ impl Downloader {
 
         let mut body = response.bytes_stream();
         let mut cut: Option<String> = None;
-        while let Some(chunk) = body.next().await {
+        loop {
+            let chunk = match tokio::time::timeout(self.idle_timeout, body.next()).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(_) => {
+                    cut = Some(format!(
+                        "no data for {:?} after {written} bytes",
+                        self.idle_timeout
+                    ));
+                    break;
+                }
+            };
             match chunk {
                 Ok(chunk) => {
                     file.write_all(&chunk)
@@ -230,10 +255,14 @@ impl Downloader {
         if from > 0 {
             request = request.header(RANGE, format!("bytes={from}-"));
         }
-        request
-            .send()
-            .await
-            .map_err(|e| AttemptError::Retry(strip_query(&e.to_string())))
+        match tokio::time::timeout(self.idle_timeout, request.send()).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(AttemptError::Retry(strip_query(&e.to_string()))),
+            Err(_) => Err(AttemptError::Retry(format!(
+                "no response within {:?}",
+                self.idle_timeout
+            ))),
+        }
     }
 }
 

@@ -1131,3 +1131,35 @@ async fn download_50_mb_streamed_in_chunks() {
     );
     assert!(!vidbatch::download::part_path(&dest).exists());
 }
+
+#[tokio::test]
+async fn download_stalled_body_is_abandoned_and_part_kept() {
+    // Announces 1000 bytes, sends 300, then goes silent with the socket open.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            read_request(&mut socket).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+                .await;
+            let _ = socket.write_all(&[9u8; 300]).await;
+            let _ = socket.flush().await;
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("video.mp4");
+    let e = downloader(1)
+        .with_idle_timeout(Duration::from_secs(1))
+        .fetch(&format!("http://{addr}/v.mp4"), &dest)
+        .await
+        .expect_err("stalled");
+    assert!(
+        matches!(e, DownloadError::Failed { attempts: 1, .. }),
+        "{e}"
+    );
+    let part = std::fs::read(vidbatch::download::part_path(&dest)).expect("part kept");
+    assert_eq!(part, vec![9u8; 300]);
+}

@@ -186,7 +186,8 @@ impl KlingProvider {
     /// A failure below HTTP. Refused or unresolvable connections sent nothing,
     /// so even a create is safely retried; anything later (timeout, reset,
     /// connection closed before or during the response) may have reached the
-    /// server, so a create is ambiguous.
+    /// server, so a create is ambiguous. A body cut off after a 4xx status
+    /// line is classified by that status: the server had already refused.
     fn transport_error(
         &self,
         op: Op,
@@ -195,6 +196,8 @@ impl KlingProvider {
     ) -> ProviderError {
         let class = if e.is_builder() {
             ErrorClass::BatchFatal
+        } else if let Some(status @ 400..=499) = http_status {
+            codes::by_status(Some(status), op)
         } else if e.is_connect() || op != Op::Create {
             ErrorClass::RetryLater
         } else {
@@ -377,6 +380,8 @@ impl Provider for KlingProvider {
         }
     }
 
+    /// An unknown task id answers 404/1203, classified `ItemInvalid`: the
+    /// task is gone (or never was) and polling it again cannot help.
     async fn query(&self, kind: Kind, task_id: &str) -> Result<TaskSnapshot, ProviderError> {
         self.get_task(kind, task_id).await
     }

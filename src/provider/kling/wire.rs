@@ -399,6 +399,48 @@ mod tests {
         assert_eq!(s.request_id.as_deref(), Some("ace7625a-1"));
     }
 
+    /// The §6.1 template (string placeholders) with each documented status.
+    #[test]
+    fn query_template_every_status() {
+        for (word, expected) in [
+            ("submitted", RemoteStatus::Submitted),
+            ("processing", RemoteStatus::Processing),
+            (
+                "failed",
+                RemoteStatus::Failed {
+                    message: "string".into(),
+                },
+            ),
+            (
+                "succeed",
+                RemoteStatus::Succeeded {
+                    videos: vec![Video {
+                        id: "string".into(),
+                        url: "string".into(),
+                        duration: Some("string".into()),
+                    }],
+                    units: Some("string".into()),
+                },
+            ),
+        ] {
+            let body = json!({"code": 0, "message": "string", "request_id": "string", "data": {
+                "task_id": "string",
+                "task_status": word,
+                "task_status_msg": "string",
+                "task_info": {"external_task_id": "string"},
+                "task_result": {"videos": [{"id":"string","url":"string","watermark_url":"string","duration":"string"}]},
+                "watermark_info": {"enabled": false},
+                "final_unit_deduction": "string",
+                "created_at": 1722769557708i64, "updated_at": 1722769557708i64
+            }});
+            let e = Envelope::parse(body.to_string().as_bytes()).expect("json");
+            let s = task_snapshot(e.data.as_ref().expect("data"), e.request_id.as_deref())
+                .expect("task");
+            assert_eq!(s.status, expected, "{word}");
+            assert_eq!(s.external_task_id.as_deref(), Some("string"));
+        }
+    }
+
     #[test]
     fn numbers_where_strings_are_documented() {
         let data = json!({
