@@ -97,6 +97,12 @@ impl Downloader {
         loop {
             match self.attempt(url, dest, &part).await {
                 Ok(done) => return Ok(done),
+                Err(AttemptError::Final(DownloadError::Failed { message, .. })) => {
+                    return Err(DownloadError::Failed {
+                        attempts: attempt,
+                        message,
+                    });
+                }
                 Err(AttemptError::Final(e)) => return Err(e),
                 Err(AttemptError::Retry(message)) => {
                     if attempt >= max_attempts {

@@ -353,6 +353,14 @@ async fn official_create_query_list_send_exact_requests() {
         seen[0].header("authorization"),
         seen[2].header("authorization")
     );
+
+    // An unknown task id: 404/1203, the task cannot be polled.
+    let e = provider
+        .query(Kind::Text2Video, "no-such-task")
+        .await
+        .expect_err("unknown");
+    assert_eq!(e.class, ErrorClass::ItemInvalid);
+    assert_eq!((e.code, e.http_status), (Some(1203), Some(404)));
 }
 
 #[tokio::test]
@@ -1162,4 +1170,21 @@ async fn download_stalled_body_is_abandoned_and_part_kept() {
     );
     let part = std::fs::read(vidbatch::download::part_path(&dest)).expect("part kept");
     assert_eq!(part, vec![9u8; 300]);
+}
+
+#[tokio::test]
+async fn download_other_client_errors_are_not_retried() {
+    let (base, mock) = serve(|_, _| (401, vec![], Body::from("no"))).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("video.mp4");
+    let e = downloader(4)
+        .fetch(&format!("{base}/v.mp4"), &dest)
+        .await
+        .expect_err("401");
+    assert!(
+        matches!(e, DownloadError::Failed { attempts: 1, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("401"), "{e}");
+    assert_eq!(mock.requests().len(), 1);
 }
