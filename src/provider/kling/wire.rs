@@ -1,0 +1,536 @@
+//! Kling JSON on the wire: the create body we send and the envelope / task
+//! objects we receive (kling-api.md §2, §4–§6).
+//!
+//! Sending is strict (only documented fields, `duration` always a string,
+//! absent options left out). Receiving is liberal, because public copies of the
+//! API disagree: `code` as a number or a numeric string, ids and
+//! `final_unit_deduction` as strings or numbers, `data` missing on errors,
+//! `succeeded` accepted beside `succeed`. Received values are read through
+//! `serde_json::Value` so one odd field never loses a whole task.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::manifest::{CameraControl, Item, Kind};
+use crate::provider::{RemoteStatus, TaskSnapshot, Video};
+
+/// The body of `POST /v1/videos/{text2video|image2video}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CreateBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<&'a str>,
+    /// i2v first frame: URL or raw base64 (no `data:` prefix).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// i2v last frame, same form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_tail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cfg_scale: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera_control: Option<&'a CameraControl>,
+    /// Text-to-video only: for i2v the image decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<&'a str>,
+    /// Always a string ("5"), as every official example sends it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sound: Option<&'a str>,
+    pub external_task_id: &'a str,
+}
+
+impl<'a> CreateBody<'a> {
+    /// The body for `item`; `image` / `image_tail` are already resolved to the
+    /// string to send (URL or base64).
+    pub fn new(
+        item: &'a Item,
+        external_task_id: &'a str,
+        image: Option<String>,
+        image_tail: Option<String>,
+    ) -> Self {
+        let t2v = item.kind == Kind::Text2Video;
+        CreateBody {
+            model_name: item.model_name.as_deref(),
+            prompt: item.prompt.as_deref(),
+            negative_prompt: item.negative_prompt.as_deref(),
+            image: if t2v { None } else { image },
+            image_tail: if t2v { None } else { image_tail },
+            cfg_scale: item.cfg_scale,
+            mode: item.mode.as_deref(),
+            camera_control: item.camera_control.as_ref(),
+            aspect_ratio: if t2v {
+                item.aspect_ratio.as_deref()
+            } else {
+                None
+            },
+            duration: item.duration.as_deref(),
+            sound: item.sound.as_deref(),
+            external_task_id,
+        }
+    }
+}
+
+/// The response envelope `{code, message, request_id, data}`, read leniently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// `None` when absent or not an integer (number or numeric string).
+    pub code: Option<i64>,
+    pub message: Option<String>,
+    pub request_id: Option<String>,
+    pub data: Option<Value>,
+}
+
+impl Envelope {
+    /// Parse a body; `None` when it is not a JSON object (an HTML error page,
+    /// an empty 401, a truncated body).
+    pub fn parse(body: &[u8]) -> Option<Envelope> {
+        let Value::Object(mut map) = serde_json::from_slice::<Value>(body).ok()? else {
+            return None;
+        };
+        let code = map.get("code").and_then(int_of);
+        let message = map.get("message").and_then(string_of);
+        let request_id = map.get("request_id").and_then(string_of);
+        let data = map.remove("data").filter(|d| !d.is_null());
+        Some(Envelope {
+            code,
+            message,
+            request_id,
+            data,
+        })
+    }
+}
+
+/// An integer given as a JSON number or a numeric string.
+fn int_of(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A string given as a JSON string or number. serde_json keeps integers up to
+/// u64/i64 exactly, so an 18-digit task id sent as a number survives.
+fn string_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Why a task object could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("response data is not a task object")]
+    NotAnObject,
+    #[error("task object has no task_id")]
+    NoTaskId,
+    #[error("response data is not a list of tasks")]
+    NotAList,
+}
+
+/// Read one task object (§6.1) into a snapshot.
+pub fn task_snapshot(data: &Value, request_id: Option<&str>) -> Result<TaskSnapshot, WireError> {
+    let Value::Object(task) = data else {
+        return Err(WireError::NotAnObject);
+    };
+    let task_id = task
+        .get("task_id")
+        .and_then(string_of)
+        .ok_or(WireError::NoTaskId)?;
+    let external_task_id = task
+        .get("task_info")
+        .and_then(|i| i.get("external_task_id"))
+        .and_then(string_of)
+        .filter(|s| !s.is_empty());
+    let status_word = task
+        .get("task_status")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let status = match status_word {
+        "submitted" => RemoteStatus::Submitted,
+        "processing" => RemoteStatus::Processing,
+        // `succeeded` is the 2026 new-standard spelling; a gateway may pass it through.
+        "succeed" | "succeeded" => RemoteStatus::Succeeded {
+            videos: videos_of(task.get("task_result")),
+            units: task.get("final_unit_deduction").and_then(string_of),
+        },
+        "failed" => RemoteStatus::Failed {
+            message: task
+                .get("task_status_msg")
+                .and_then(string_of)
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "task failed (no reason given)".to_owned()),
+        },
+        other => {
+            // Unknown is not terminal: keep polling (a task timeout bounds it)
+            // rather than fail or succeed on a word we do not understand.
+            tracing::warn!(task_id = %task_id, status = %other, "unknown Kling task_status; treating as processing");
+            RemoteStatus::Processing
+        }
+    };
+    Ok(TaskSnapshot {
+        task_id,
+        external_task_id,
+        status,
+        request_id: request_id.map(str::to_owned),
+    })
+}
+
+/// `task_result.videos[]`; entries without a URL are useless to download and skipped.
+fn videos_of(result: Option<&Value>) -> Vec<Video> {
+    let Some(Value::Array(videos)) = result.and_then(|r| r.get("videos")) else {
+        return Vec::new();
+    };
+    videos
+        .iter()
+        .filter_map(|v| {
+            let url = v
+                .get("url")
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty())?;
+            Some(Video {
+                id: v.get("id").and_then(string_of).unwrap_or_default(),
+                url: url.to_owned(),
+                duration: v.get("duration").and_then(string_of),
+            })
+        })
+        .collect()
+}
+
+/// Read a list response's `data` (an array of task objects, §6.2). Entries that
+/// cannot be read are skipped with a warning: the poller then falls back to a
+/// single query for those tasks instead of losing the whole page.
+pub fn task_list(data: &Value, request_id: Option<&str>) -> Result<Vec<TaskSnapshot>, WireError> {
+    let Value::Array(items) = data else {
+        return Err(WireError::NotAList);
+    };
+    Ok(items
+        .iter()
+        .filter_map(|t| match task_snapshot(t, request_id) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping unreadable task in Kling list response");
+                None
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{CameraConfig, ImageRef};
+    use serde_json::json;
+
+    fn item(kind: Kind) -> Item {
+        Item {
+            id: "a1".into(),
+            origin: "items[0]".into(),
+            kind,
+            prompt: Some("a cat surfing".into()),
+            negative_prompt: Some("blur".into()),
+            image: None,
+            image_tail: None,
+            model_name: Some("kling-v2-6".into()),
+            mode: Some("pro".into()),
+            duration: Some("10".into()),
+            aspect_ratio: Some("9:16".into()),
+            cfg_scale: Some(0.5),
+            camera_control: None,
+            sound: Some("on".into()),
+        }
+    }
+
+    #[test]
+    fn t2v_body_exact_json() {
+        let mut it = item(Kind::Text2Video);
+        it.camera_control = Some(CameraControl {
+            kind: "simple".into(),
+            config: Some(CameraConfig {
+                zoom: 5.0,
+                ..CameraConfig::default()
+            }),
+        });
+        let body =
+            serde_json::to_string(&CreateBody::new(&it, "b1-a1-0", None, None)).expect("json");
+        assert_eq!(
+            body,
+            r#"{"model_name":"kling-v2-6","prompt":"a cat surfing","negative_prompt":"blur","cfg_scale":0.5,"mode":"pro","camera_control":{"type":"simple","config":{"horizontal":0.0,"vertical":0.0,"pan":0.0,"tilt":0.0,"roll":0.0,"zoom":5.0}},"aspect_ratio":"9:16","duration":"10","sound":"on","external_task_id":"b1-a1-0"}"#
+        );
+    }
+
+    #[test]
+    fn i2v_body_exact_json_without_aspect_ratio() {
+        let mut it = item(Kind::Image2Video);
+        it.image = Some(ImageRef::Path("/x.png".into()));
+        it.image_tail = Some(ImageRef::Url("https://e.x/t.png".into()));
+        it.negative_prompt = None;
+        it.cfg_scale = None;
+        it.sound = None;
+        let body = CreateBody::new(
+            &it,
+            "b1-a1-1",
+            Some("iVBORw0KGgo=".into()),
+            Some("https://e.x/t.png".into()),
+        );
+        assert_eq!(
+            serde_json::to_string(&body).expect("json"),
+            r#"{"model_name":"kling-v2-6","prompt":"a cat surfing","image":"iVBORw0KGgo=","image_tail":"https://e.x/t.png","mode":"pro","duration":"10","external_task_id":"b1-a1-1"}"#
+        );
+    }
+
+    #[test]
+    fn minimal_body_leaves_everything_out() {
+        let it = Item {
+            model_name: None,
+            negative_prompt: None,
+            mode: None,
+            duration: None,
+            aspect_ratio: None,
+            cfg_scale: None,
+            sound: None,
+            ..item(Kind::Text2Video)
+        };
+        let v = serde_json::to_value(CreateBody::new(&it, "e", None, None)).expect("json");
+        assert_eq!(
+            v,
+            json!({"prompt": "a cat surfing", "external_task_id": "e"})
+        );
+    }
+
+    #[test]
+    fn envelope_error_without_data() {
+        let e = Envelope::parse(
+            br#"{"code":1303,"message":"parallel task over resource pack limit","request_id":"9984d27b-1"}"#,
+        )
+        .expect("json");
+        assert_eq!(e.code, Some(1303));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("parallel task over resource pack limit")
+        );
+        assert_eq!(e.request_id.as_deref(), Some("9984d27b-1"));
+        assert!(e.data.is_none());
+    }
+
+    #[test]
+    fn envelope_code_as_string_and_non_json() {
+        assert_eq!(
+            Envelope::parse(br#"{"code":"1102","message":"x"}"#).and_then(|e| e.code),
+            Some(1102)
+        );
+        assert_eq!(
+            Envelope::parse(br#"{"code":" 0 ","data":null}"#).map(|e| (e.code, e.data)),
+            Some((Some(0), None))
+        );
+        assert!(Envelope::parse(b"<html>502 Bad Gateway</html>").is_none());
+        assert!(Envelope::parse(b"").is_none());
+        assert!(Envelope::parse(b"[1,2]").is_none());
+    }
+
+    /// §2 envelope with §6.4 create data.
+    #[test]
+    fn create_response_fixture() {
+        let e = Envelope::parse(br#"{"code":0,"message":"SUCCEED","request_id":"c0656403-x","data":{"task_id":"867283741759111202","task_status":"submitted","task_info":{"external_task_id":"text2video_kling_v3_final-1774805076"},"created_at":1774805076166,"updated_at":1774805076166}}"#).expect("json");
+        assert_eq!(e.code, Some(0));
+        let s =
+            task_snapshot(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("task");
+        assert_eq!(
+            s,
+            TaskSnapshot {
+                task_id: "867283741759111202".into(),
+                external_task_id: Some("text2video_kling_v3_final-1774805076".into()),
+                status: RemoteStatus::Submitted,
+                request_id: Some("c0656403-x".into()),
+            }
+        );
+    }
+
+    /// §6.1 query response, success with every documented field.
+    #[test]
+    fn query_succeed_fixture() {
+        let data = json!({
+            "task_id": "866889456698785798",
+            "task_status": "succeed",
+            "task_status_msg": "",
+            "task_info": {"external_task_id": "ext-1"},
+            "task_result": {"videos": [{"id": "123", "url": "https://cdn.klingai.com/v.mp4", "watermark_url": "https://w", "duration": "5.1"}]},
+            "watermark_info": {"enabled": false},
+            "final_unit_deduction": "2.5",
+            "created_at": 1722769557708i64, "updated_at": 1722769557708i64
+        });
+        let s = task_snapshot(&data, Some("r")).expect("task");
+        assert_eq!(s.external_task_id.as_deref(), Some("ext-1"));
+        assert_eq!(
+            s.status,
+            RemoteStatus::Succeeded {
+                videos: vec![Video {
+                    id: "123".into(),
+                    url: "https://cdn.klingai.com/v.mp4".into(),
+                    duration: Some("5.1".into())
+                }],
+                units: Some("2.5".into()),
+            }
+        );
+    }
+
+    /// §6.1 S9: the real failed-task shape (code 0, empty task_info / task_result).
+    #[test]
+    fn failed_task_fixture() {
+        let e = Envelope::parse(br#"{"code":0,"message":"SUCCEED","request_id":"ace7625a-1","data":{"task_id":"833446756","task_info":{},"created_at":1766737710125,"updated_at":1766737711775,"task_result":{},"task_status":"failed","task_status_msg":"Image pixel is invalid"}}"#).expect("json");
+        let s =
+            task_snapshot(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("task");
+        assert_eq!(s.external_task_id, None);
+        assert_eq!(
+            s.status,
+            RemoteStatus::Failed {
+                message: "Image pixel is invalid".into()
+            }
+        );
+        assert_eq!(s.request_id.as_deref(), Some("ace7625a-1"));
+    }
+
+    /// The §6.1 template (string placeholders) with each documented status.
+    #[test]
+    fn query_template_every_status() {
+        for (word, expected) in [
+            ("submitted", RemoteStatus::Submitted),
+            ("processing", RemoteStatus::Processing),
+            (
+                "failed",
+                RemoteStatus::Failed {
+                    message: "string".into(),
+                },
+            ),
+            (
+                "succeed",
+                RemoteStatus::Succeeded {
+                    videos: vec![Video {
+                        id: "string".into(),
+                        url: "string".into(),
+                        duration: Some("string".into()),
+                    }],
+                    units: Some("string".into()),
+                },
+            ),
+        ] {
+            let body = json!({"code": 0, "message": "string", "request_id": "string", "data": {
+                "task_id": "string",
+                "task_status": word,
+                "task_status_msg": "string",
+                "task_info": {"external_task_id": "string"},
+                "task_result": {"videos": [{"id":"string","url":"string","watermark_url":"string","duration":"string"}]},
+                "watermark_info": {"enabled": false},
+                "final_unit_deduction": "string",
+                "created_at": 1722769557708i64, "updated_at": 1722769557708i64
+            }});
+            let e = Envelope::parse(body.to_string().as_bytes()).expect("json");
+            let s = task_snapshot(e.data.as_ref().expect("data"), e.request_id.as_deref())
+                .expect("task");
+            assert_eq!(s.status, expected, "{word}");
+            assert_eq!(s.external_task_id.as_deref(), Some("string"));
+        }
+    }
+
+    #[test]
+    fn numbers_where_strings_are_documented() {
+        let data = json!({
+            "task_id": 866889456698785798u64,
+            "task_status": "succeeded",
+            "task_result": {"videos": [{"id": 42, "url": "https://v", "duration": 5.042}]},
+            "final_unit_deduction": 2.5,
+            "created_at": 1722769557708i64
+        });
+        let s = task_snapshot(&data, None).expect("task");
+        assert_eq!(s.task_id, "866889456698785798");
+        assert_eq!(
+            s.status,
+            RemoteStatus::Succeeded {
+                videos: vec![Video {
+                    id: "42".into(),
+                    url: "https://v".into(),
+                    duration: Some("5.042".into())
+                }],
+                units: Some("2.5".into()),
+            }
+        );
+        // A numeric id from raw text keeps all 18 digits too.
+        let e = Envelope::parse(
+            br#"{"code":"0","data":{"task_id":866889456698785799,"task_status":"processing"}}"#,
+        )
+        .expect("json");
+        let s = task_snapshot(e.data.as_ref().expect("data"), None).expect("task");
+        assert_eq!(s.task_id, "866889456698785799");
+        assert_eq!(s.status, RemoteStatus::Processing);
+    }
+
+    #[test]
+    fn succeed_without_result_has_no_videos() {
+        for data in [
+            json!({"task_id": "1", "task_status": "succeed"}),
+            json!({"task_id": "1", "task_status": "succeed", "task_result": {}}),
+            json!({"task_id": "1", "task_status": "succeed", "task_result": {"videos": []}}),
+        ] {
+            let s = task_snapshot(&data, None).expect("task");
+            assert_eq!(
+                s.status,
+                RemoteStatus::Succeeded {
+                    videos: vec![],
+                    units: None
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_or_missing_status_keeps_polling() {
+        let s =
+            task_snapshot(&json!({"task_id": "1", "task_status": "queued"}), None).expect("task");
+        assert_eq!(s.status, RemoteStatus::Processing);
+        let s = task_snapshot(&json!({"task_id": "1"}), None).expect("task");
+        assert_eq!(s.status, RemoteStatus::Processing);
+        let s =
+            task_snapshot(&json!({"task_id": "1", "task_status": "failed"}), None).expect("task");
+        assert!(matches!(s.status, RemoteStatus::Failed { .. }));
+    }
+
+    #[test]
+    fn bad_task_objects() {
+        assert_eq!(task_snapshot(&json!([]), None), Err(WireError::NotAnObject));
+        assert_eq!(
+            task_snapshot(&json!({"task_status": "succeed"}), None),
+            Err(WireError::NoTaskId)
+        );
+        assert_eq!(task_list(&json!({}), None), Err(WireError::NotAList));
+    }
+
+    /// §6.2: `data` is an array of §6.1 task objects.
+    #[test]
+    fn list_fixture() {
+        let e = Envelope::parse(br#"{"code":0,"message":"SUCCEED","request_id":"r-list","data":[
+            {"task_id":"1","task_status":"submitted","task_info":{"external_task_id":"e1"},"created_at":1,"updated_at":1},
+            {"task_id":"2","task_status":"processing","task_info":{},"created_at":1,"updated_at":1},
+            {"task_status":"processing"},
+            {"task_id":"3","task_status":"succeed","task_info":{},"task_result":{"videos":[{"id":"v","url":"https://u","duration":"5"}]},"final_unit_deduction":"1"}
+        ]}"#).expect("json");
+        let list =
+            task_list(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("list");
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[0].external_task_id.as_deref(), Some("e1"));
+        assert_eq!(list[1].status, RemoteStatus::Processing);
+        assert_eq!(list[2].task_id, "3");
+        assert!(
+            list.iter()
+                .all(|s| s.request_id.as_deref() == Some("r-list"))
+        );
+    }
+}
