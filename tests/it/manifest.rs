@@ -796,3 +796,38 @@ fn csv_lines_exact_with_crlf_and_blank_lines() {
     let lines: Vec<String> = problems(&lf).iter().map(|p| p.location.clone()).collect();
     assert_eq!(lines, vec![format!("{}:5 (column mode)", lf.display())]);
 }
+
+#[test]
+fn provider_and_limits_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.yaml",
+        "provider:\n  style: kling-gateway\n  base_url: api.klingai.com\nlimits:\n  concurrency: '5'\n  submit_rate: 10/sec\n  poll_interval: 0s\n  task_timeout: soon\n  download_concurrency: 0\n  retries: 3\nitems: [{prompt: x}]\n",
+    );
+    let msgs = messages(&p);
+    for needle in [
+        "provider.base_url: `api.klingai.com` is not an http(s) URL",
+        "limits.concurrency: concurrency must be a whole number from 1 to 10000, found a string",
+        "limits.submit_rate: submit_rate `10/sec` must look like 10/s",
+        "limits.poll_interval: poll_interval must be greater than zero",
+        "limits.task_timeout: task_timeout `soon` is not a duration",
+        "limits.download_concurrency: download_concurrency must be a whole number from 1 to 10000, found 0",
+        "limits.retries: unknown limits key `retries`",
+    ] {
+        has(&msgs, needle);
+    }
+    assert_eq!(msgs.len(), 7, "{msgs:?}");
+}
+
+#[test]
+fn id_cannot_be_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.yaml",
+        "defaults: {id: same, mode: ~}\nitems: [{prompt: x}]\n",
+    );
+    assert_eq!(messages(&p).len(), 1);
+    has(&messages(&p), "defaults.id: `id` cannot be a default");
+}
