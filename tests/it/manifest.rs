@@ -831,3 +831,16 @@ fn id_cannot_be_a_default() {
     assert_eq!(messages(&p).len(), 1);
     has(&messages(&p), "defaults.id: `id` cannot be a default");
 }
+
+#[test]
+fn yaml_with_bom_and_crlf() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.yaml",
+        "\u{feff}defaults:\r\n  mode: pro\r\nitems:\r\n  - prompt: \"caf\u{e9} \u{1f3ac}\"\r\n    duration: 10\r\n",
+    );
+    let m = ok(&p);
+    assert_eq!(m.items[0].prompt.as_deref(), Some("café 🎬"));
+    assert_eq!(m.items[0].mode.as_deref(), Some("pro"));
+}
