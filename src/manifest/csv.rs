@@ -15,7 +15,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use super::Item;
-use super::validate::{Field, Origin, Partial, Raw, Validator, field_names, unknown_name};
+use super::validate::{
+    Field, Origin, Partial, Raw, Validator, field_names, likely_field, unknown_name,
+};
 
 /// Read all rows of `input` into `items`, recording problems in `v`.
 /// Returns the number of data rows, or `None` when there was no header to
@@ -63,6 +65,8 @@ pub(crate) fn read<R: Read>(
     let header_line = line_of(&rdr, &rec);
     let names = field_names();
     let mut columns: Vec<Option<Field>> = Vec::with_capacity(rec.len());
+    // `promt` in the header: every row would also lack `prompt`; say it once.
+    let mut misspelled: Vec<Field> = Vec::new();
     for (i, cell) in rec.iter().enumerate() {
         let loc = format!("{file}:{header_line}");
         let name = match std::str::from_utf8(cell) {
@@ -85,6 +89,7 @@ pub(crate) fn read<R: Read>(
             }
         } else {
             v.problem(loc, unknown_name("column", name, &names));
+            misspelled.extend(likely_field(name));
             None
         };
         columns.push(field);
@@ -107,6 +112,9 @@ pub(crate) fn read<R: Read>(
             continue;
         }
         let mut p = Partial::default();
+        for f in &misspelled {
+            p.mark_bad(*f);
+        }
         for (cell, col) in rec.iter().zip(&columns) {
             let Some(field) = *col else { continue };
             if cell.is_empty() {

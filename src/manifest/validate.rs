@@ -130,18 +130,29 @@ pub fn unknown_name(what: &str, name: &str, expected: &[&str]) -> String {
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    let near = expected
-        .iter()
-        .map(|n| (edit_distance(name, n), *n))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d);
     let shown: String = name.chars().take(60).collect();
-    match near {
-        Some((_, n)) => {
+    match closest(name, expected) {
+        Some(n) => {
             format!("unknown {what} `{shown}` (did you mean `{n}`?); expected one of {list}")
         }
         None => format!("unknown {what} `{shown}`; expected one of {list}"),
     }
+}
+
+/// The expected name within two edits of `name`, if any.
+pub fn closest<'a>(name: &str, expected: &[&'a str]) -> Option<&'a str> {
+    expected
+        .iter()
+        .map(|n| (edit_distance(name, n), *n))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+/// The field an unknown name most likely meant (`promt` → prompt), so that
+/// field's absence is not reported a second time ("prompt is required").
+pub fn likely_field(name: &str) -> Option<Field> {
+    closest(name, &field_names()).and_then(Field::from_name)
 }
 
 pub fn field_names() -> Vec<&'static str> {
@@ -203,6 +214,11 @@ pub struct Partial {
 }
 
 impl Partial {
+    /// Treat `f` as given-but-wrong: whole-item rules stay quiet about it.
+    pub fn mark_bad(&mut self, f: Field) {
+        self.bad |= f.bit();
+    }
+
     fn is_set(&self, f: Field) -> bool {
         match f {
             Field::Id => self.id.is_some(),
@@ -987,6 +1003,9 @@ impl Validator {
         let (id, derived) = match &p.id {
             Some(id) => (id.clone(), None),
             None if id_given => return None,
+            // A content id of content that failed to parse says nothing:
+            // "identical" items here would only be noise.
+            None if p.bad != 0 => return None,
             None => {
                 let hash: [u8; 32] = Sha256::digest(p.canonical(kind).as_bytes()).into();
                 (format!("item-{}", hex::encode(&hash[..6])), Some(hash))

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_yaml::Value;
 
 use super::validate::{
-    self, Field, Origin, Partial, Raw, Validator, describe, field_names, unknown_name,
+    self, Field, Origin, Partial, Raw, Validator, describe, field_names, likely_field, unknown_name,
 };
 use super::{Item, LimitsBlock, Problem, ProviderBlock};
 
@@ -406,7 +406,12 @@ fn read_defaults(val: &Value, file: &str, base_dir: &Path, v: &mut Validator) {
             ),
             Some(_) if val.is_null() => {}
             Some(f) => v.field(&mut d, f, Raw::Yaml(val), origin, base_dir),
-            None => v.problem(origin.at(Some(k)), unknown_name("field", k, &names)),
+            None => {
+                v.problem(origin.at(Some(k)), unknown_name("field", k, &names));
+                if let Some(f) = likely_field(k) {
+                    d.mark_bad(f);
+                }
+            }
         }
     }
     v.set_defaults(d);
@@ -461,7 +466,12 @@ fn read_items(
                 // `prompt: ~` means "not given", like an empty CSV cell.
                 Some(_) if val.is_null() => {}
                 Some(f) => v.field(&mut p, f, Raw::Yaml(val), origin, base_dir),
-                None => v.problem(origin.at(Some(k)), unknown_name("field", k, &names)),
+                None => {
+                    v.problem(origin.at(Some(k)), unknown_name("field", k, &names));
+                    if let Some(f) = likely_field(k) {
+                        p.mark_bad(f);
+                    }
+                }
             }
         }
         if let Some(item) = v.finish(p, origin) {

@@ -372,6 +372,11 @@ fn unknown_columns_and_fields_are_errors() {
         &messages(&y),
         "defaults.durration: unknown field `durration` (did you mean `duration`?)",
     );
+    // A misspelt column is one problem, not one more per row ("prompt is required").
+    let typo = write(dir.path(), "typo.csv", "promt,mode\na,std\nb,std\nc,std\n");
+    assert_eq!(messages(&typo).len(), 1, "{:?}", messages(&typo));
+    let typo = write(dir.path(), "typo.yaml", "items:\n  - promt: a\n");
+    assert_eq!(messages(&typo).len(), 1, "{:?}", messages(&typo));
     let dup = write(dir.path(), "dup.csv", "prompt,prompt\nx,y\n");
     has(&messages(&dup), "appears twice");
 }
