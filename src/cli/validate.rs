@@ -1,8 +1,14 @@
 //! `vidbatch validate`: check a manifest offline and print a summary.
+//!
+//! Problems travel up as `ManifestError::Invalid`; `cli::report_error`
+//! prints each one and `cli::exit_code` maps it to exit 2.
 
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::Exit;
+use crate::manifest::{self, ImageRef, Manifest, cost};
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
@@ -11,6 +17,45 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<Exit> {
-    let _ = args;
-    todo!("validate")
+    let m = manifest::load(&args.manifest)?;
+    print!("{}", summary(&m));
+    Ok(Exit::Success)
+}
+
+/// The one-screen summary printed on success.
+pub fn summary(m: &Manifest) -> String {
+    let e = cost::estimate(&m.items);
+    let images: HashSet<&PathBuf> = m
+        .items
+        .iter()
+        .flat_map(|i| [&i.image, &i.image_tail])
+        .filter_map(|r| match r {
+            Some(ImageRef::Path(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let mut s = String::new();
+    let _ = writeln!(s, "{}: OK, {} item(s)", m.path.display(), e.items);
+    let _ = writeln!(s, "  by kind:     {}", counts(&e.by_kind, ""));
+    let _ = writeln!(s, "  by model:    {}", counts(&e.by_model, ""));
+    let _ = writeln!(s, "  by mode:     {}", counts(&e.by_mode, ""));
+    let _ = writeln!(s, "  by duration: {}", counts(&e.by_duration, "s"));
+    let _ = writeln!(s, "  local images checked: {}", images.len());
+    if let Some(style) = &m.provider.style {
+        let _ = writeln!(s, "  provider style: {style}");
+    }
+    s
+}
+
+/// "a 3, b 2" with numeric keys ("5", "10") in numeric order.
+pub(crate) fn counts(map: &BTreeMap<String, u64>, suffix: &str) -> String {
+    let mut v: Vec<(&String, &u64)> = map.iter().collect();
+    v.sort_by(|a, b| match (a.0.parse::<u64>(), b.0.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.0.cmp(b.0),
+    });
+    v.iter()
+        .map(|(k, n)| format!("{k}{suffix} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -9,6 +9,12 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod cost;
+mod csv;
+pub mod image;
+pub mod validate;
+mod yaml;
+
 /// Which Kling endpoint an item goes to.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -155,7 +161,8 @@ impl std::fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("cannot read manifest {path}: {source}")]
+    // The cause is printed once, by the error-chain printer (cli::report_error).
+    #[error("cannot read manifest {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -168,8 +175,103 @@ pub enum ManifestError {
     },
 }
 
+/// Options for [`load_with`].
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `kling` or `kling-gateway`, when the provider style is chosen outside the
+    /// manifest (CLI, environment): it decides whether `model_name` is checked
+    /// against Kling's enum or taken as free-form. Overrides `provider.style`.
+    pub provider_style: Option<String>,
+}
+
 /// Read and validate a manifest (YAML by extension `.yaml`/`.yml`, CSV by `.csv`).
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-    let _ = path;
-    todo!("manifest::load")
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with options.
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
+    let display = path.display().to_string();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let is_yaml = match ext.as_str() {
+        "yaml" | "yml" => true,
+        "csv" => false,
+        _ => {
+            let found = if ext.is_empty() {
+                "no extension".to_string()
+            } else {
+                format!("`.{ext}`")
+            };
+            return Err(ManifestError::Invalid {
+                path: path.to_path_buf(),
+                problems: vec![Problem {
+                    location: display,
+                    message: format!(
+                        "unsupported manifest type ({found}); expected a .yaml, .yml or .csv file"
+                    ),
+                }],
+            });
+        }
+    };
+    let read_err = |source: std::io::Error| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let base_dir = std::path::absolute(path)
+        .map_err(read_err)?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+
+    let mut v = validate::Validator::new(false);
+    let mut style_override = None;
+    if let Some(style) = &opts.provider_style {
+        if validate::PROVIDER_STYLES.contains(&style.as_str()) {
+            style_override = Some(style == "kling-gateway");
+        } else {
+            v.problem(
+                "provider style (command line or environment)".into(),
+                format!("unknown provider style `{style}`; expected `kling` or `kling-gateway`"),
+            );
+        }
+    }
+    v.gateway = style_override.unwrap_or(false);
+
+    let mut manifest = Manifest {
+        path: path.to_path_buf(),
+        ..Manifest::default()
+    };
+    let rows = if is_yaml {
+        let bytes = std::fs::read(path).map_err(read_err)?;
+        let out = yaml::read(
+            &bytes,
+            &display,
+            &base_dir,
+            style_override,
+            &mut v,
+            &mut manifest.items,
+        );
+        drop(bytes);
+        manifest.provider = out.provider;
+        manifest.limits = out.limits;
+        out.rows
+    } else {
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        self::csv::read(file, &display, &base_dir, &mut v, &mut manifest.items).map_err(read_err)?
+    };
+    // `None`: the file never got as far as items (empty, not UTF-8, syntax error).
+    if rows == Some(0) {
+        v.problem(display, "no items: a manifest needs at least one item");
+    }
+    if !v.problems.is_empty() {
+        return Err(ManifestError::Invalid {
+            path: path.to_path_buf(),
+            problems: v.problems,
+        });
+    }
+    Ok(manifest)
 }
