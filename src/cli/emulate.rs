@@ -228,6 +228,38 @@ mod tests {
     }
 
     #[test]
+    fn documented_flag_set_maps_onto_the_config() {
+        use clap::Parser;
+        let line = "vidbatch emulate --latency 2s --jitter 500ms --concurrency-limit 20 --fail-prompt FAIL_ME --seed 1 --create-5000-rate 0.05 --ambiguous-create-rate 0.05 --create-1302-rate 0.0 --query-5001-rate 0.01 --download-cut-rate 0.02 --url-ttl 60s --balance-exhausted-after 100 --video-size 5MB --processing-after 300ms --no-request-log";
+        let cli = crate::cli::Cli::try_parse_from(line.split(' '));
+        let Ok(crate::cli::Cli {
+            command: crate::cli::Command::Emulate(args),
+            ..
+        }) = cli
+        else {
+            panic!("did not parse: {cli:?}");
+        };
+        let c = args.config();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.latency, Duration::from_secs(2));
+        assert_eq!(c.jitter, Duration::from_millis(500));
+        assert_eq!(c.concurrency_limit, Some(20));
+        assert_eq!(c.fail_prompt_substring.as_deref(), Some("FAIL_ME"));
+        assert_eq!(c.seed, 1);
+        assert_eq!((c.create_5000_rate, c.create_ambiguous_rate), (0.05, 0.05));
+        assert_eq!((c.query_5001_rate, c.download_cut_rate), (0.01, 0.02));
+        assert_eq!(c.url_ttl, Some(Duration::from_secs(60)));
+        assert_eq!(c.balance_exhausted_after_creates, Some(100));
+        assert_eq!(c.video_pad_bytes, 5_000_000);
+        assert_eq!(
+            c.processing_after,
+            ProcessingAfter::After(Duration::from_millis(300))
+        );
+        assert!(!c.record_requests);
+        assert!(c.access_key.is_none());
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("5MB"), Ok(5_000_000));
         assert_eq!(parse_size("512KiB"), Ok(524_288));

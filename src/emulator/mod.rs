@@ -230,8 +230,8 @@ impl EmulatorConfig {
     }
 }
 
-/// A running emulator. Dropping it leaves the server running until the runtime
-/// ends; call [`EmulatorHandle::shutdown`] to stop it.
+/// A running emulator. Dropping it stops the server gracefully in the
+/// background; [`EmulatorHandle::shutdown`] stops it and waits.
 pub struct EmulatorHandle {
     addr: SocketAddr,
     shared: Arc<server::Shared>,

@@ -604,9 +604,12 @@ async fn concurrency_limit_counts_unfinished_tasks() {
     emu.shutdown().await;
 
     // A slot frees when the task's terminal time passes (failed ones too).
+    // 1 s: long enough that the second create surely lands while the first
+    // is in flight, even on a loaded machine.
     let emu = start(EmulatorConfig {
         concurrency_limit: Some(1),
-        ..fast()
+        latency: Duration::from_secs(1),
+        ..EmulatorConfig::default()
     })
     .await;
     let base = emu.base_url();
@@ -616,6 +619,51 @@ async fn concurrency_limit_counts_unfinished_tasks() {
     wait_for(&format!("{base}{T2V}/{id}"), "failed").await;
     create_ok(&base, T2V, json!({"prompt": "second"})).await;
     assert_eq!(emu.stats().max_in_flight, 1);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_creates_never_exceed_the_limit() {
+    let emu = start(EmulatorConfig {
+        concurrency_limit: Some(5),
+        latency: Duration::from_secs(3600),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let url = format!("{}{T2V}", emu.base_url());
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let url = url.clone();
+        handles.push(tokio::spawn(async move {
+            post(
+                &url,
+                ANY,
+                json!({"prompt": "c", "external_task_id": format!("c-{i}")}),
+            )
+            .await
+            .0
+        }));
+    }
+    let mut accepted = 0;
+    for h in handles {
+        match h.await.expect("task").as_u16() {
+            200 => accepted += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(accepted, 5);
+    let stats = emu.stats();
+    assert_eq!(
+        (
+            stats.creates_accepted,
+            stats.max_in_flight,
+            stats.in_flight_now
+        ),
+        (5, 5, 5)
+    );
+    assert_eq!(stats.creates_rejected_by_code.get(&1303), Some(&35));
+    assert!(stats.duplicate_external_task_ids.is_empty());
     emu.shutdown().await;
 }
 
@@ -949,7 +997,7 @@ async fn download_cut_sends_half_then_closes() {
 #[tokio::test]
 async fn video_urls_expire_and_queries_refresh_them() {
     let emu = start(EmulatorConfig {
-        url_ttl: Some(Duration::from_millis(200)),
+        url_ttl: Some(Duration::from_millis(500)),
         ..fast()
     })
     .await;
