@@ -138,7 +138,7 @@ impl TaskStore {
 
     /// One page, newest first; pages are 1-based.
     pub(crate) fn page(&self, kind: Kind, page_num: usize, page_size: usize) -> Vec<&Task> {
-        let skip = (page_num - 1).saturating_mul(page_size);
+        let skip = page_num.saturating_sub(1).saturating_mul(page_size);
         self.by_kind[kind.index()]
             .iter()
             .rev()
