@@ -1,1 +1,319 @@
-//! A local emulator of the Kling video API (see `../shared/kling-api.md`).
+//! A local emulator of the Kling video API, written from `../shared/kling-api.md`
+//! on its own (it shares no type with `provider`, so a wrong field name on
+//! either side fails a test).
+//!
+//! [`start`] binds `127.0.0.1:{port}` and returns an [`EmulatorHandle`] with the
+//! base URLs, the counters ([`Stats`]) and the request log ([`RecordedRequest`]).
+//! `vidbatch emulate` runs the same server until Ctrl-C.
+//!
+//! What it serves (both path styles at once, one shared account):
+//! - official: `POST /v1/videos/{text2video|image2video}`, `GET …/{id}`, `GET …?pageNum=&pageSize=`
+//!   and `GET …?external_task_id=`; JWT HS256 auth (codes 1000–1004);
+//! - gateway: the same under `/v1/ai/{endpoint}/kling/videos/…`; static Bearer key;
+//! - `GET /videos/{video_id}.mp4?exp=…&sig=…`: a real, playable MP4 per video
+//!   (Range, Content-Length, optional padding, expiring URLs);
+//! - `GET /__emulator/stats` ([`Stats`]) and `GET /__emulator/requests` (the log).
+//!
+//! Choices where the reference is silent (kling-api.md §16), documented here:
+//! - unknown `model_name` on the official style → 400/1201 (the gateway style
+//!   takes any model name: Cloudsway's endpoint pins the model);
+//! - duplicate `external_task_id` → 400/1201 `"external_task_id already exists"`;
+//! - unknown task id → 404/1203; the old `model` field is accepted and means
+//!   `kling-v1`; `duration` may be a string or an integer; unknown fields are ignored;
+//! - a JWT whose signature is right but whose `iss` is not the access key, and a
+//!   wrong static gateway key → 401/1000; malformed or badly signed → 401/1002;
+//! - list order is newest first; queries are scoped to the kind in the path.
+//!
+//! Lifecycle and in-flight counting are computed lazily from timestamps (no
+//! timer per task), so 100,000 tasks cost a few hundred bytes each and nothing
+//! else. Every fault decision is a hash of (seed, fault, key, attempt number)
+//! rather than a shared random stream, so the same requests get the same faults
+//! whatever order concurrent clients send them in.
+//!
+//! Ambiguous creates and cut downloads need a connection closed mid-exchange.
+//! The server therefore runs on its own [`axum::serve::Listener`] whose
+//! connections carry a kill switch (see `conn.rs`): for an ambiguous create the
+//! handler creates the task, trips the switch, and hyper's first write fails, so
+//! the client sees the connection close with no HTTP response at all.
+
+mod auth;
+mod conn;
+mod faults;
+mod server;
+mod stats;
+mod tasks;
+mod validate;
+mod video;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use stats::{RecordedRequest, Stats};
+
+/// When a task turns from `submitted` to `processing`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ProcessingAfter {
+    /// This fraction (0..=1) of the task's own latency after create.
+    Fraction(f64),
+    /// This long after create (capped at the task's latency).
+    After(Duration),
+}
+
+impl Default for ProcessingAfter {
+    fn default() -> Self {
+        ProcessingAfter::Fraction(0.25)
+    }
+}
+
+/// Every knob of the emulator. `Default` gives a lenient, fault-free server.
+#[derive(Clone)]
+pub struct EmulatorConfig {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// JWT issuer expected on the official style (strict when both keys are set).
+    pub access_key: Option<String>,
+    /// JWT HMAC secret for the official style.
+    pub secret_key: Option<String>,
+    /// Static Bearer key for the gateway style (strict when set).
+    pub api_key: Option<String>,
+    /// Time from create to the terminal status.
+    pub latency: Duration,
+    /// Each task's latency is `latency ± jitter` (uniform, seeded).
+    pub jitter: Duration,
+    /// When the task turns `processing`.
+    pub processing_after: ProcessingAfter,
+    /// Prompts containing this end `failed` with a content-risk message.
+    pub fail_prompt_substring: Option<String>,
+    /// Account concurrency: non-terminal tasks allowed at once (None = unlimited).
+    pub concurrency_limit: Option<usize>,
+    /// Seed of every fault decision and of the jitter.
+    pub seed: u64,
+    /// Rate of 500/5000 on create, nothing created.
+    pub create_5000_rate: f64,
+    /// Rate of creates that create the task, then close the connection unanswered.
+    pub create_ambiguous_rate: f64,
+    /// Rate of 429/1302 on create, nothing created.
+    pub create_1302_rate: f64,
+    /// Rate of 503/5001 on single-task queries.
+    pub query_5001_rate: f64,
+    /// Rate of video downloads cut off after half the bytes.
+    pub download_cut_rate: f64,
+    /// Video URLs expire this long after the query that produced them (403 after).
+    pub url_ttl: Option<Duration>,
+    /// After this many accepted creates, every create gets 429/1102.
+    pub balance_exhausted_after_creates: Option<u64>,
+    /// Pad each MP4 to this size in bytes (0 = natural size, a few KB).
+    pub video_pad_bytes: u64,
+    /// Keep a log of every request (turn off for benchmarks).
+    pub record_requests: bool,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            port: 0,
+            access_key: None,
+            secret_key: None,
+            api_key: None,
+            latency: Duration::from_secs(2),
+            jitter: Duration::ZERO,
+            processing_after: ProcessingAfter::default(),
+            fail_prompt_substring: Some("FAIL_ME".to_owned()),
+            concurrency_limit: None,
+            seed: 0,
+            create_5000_rate: 0.0,
+            create_ambiguous_rate: 0.0,
+            create_1302_rate: 0.0,
+            query_5001_rate: 0.0,
+            download_cut_rate: 0.0,
+            url_ttl: None,
+            balance_exhausted_after_creates: None,
+            video_pad_bytes: 0,
+            record_requests: true,
+        }
+    }
+}
+
+// Secrets never reach Debug output.
+impl fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("EmulatorConfig")
+            .field("port", &self.port)
+            .field("access_key", &redact(&self.access_key))
+            .field("secret_key", &redact(&self.secret_key))
+            .field("api_key", &redact(&self.api_key))
+            .field("latency", &self.latency)
+            .field("jitter", &self.jitter)
+            .field("processing_after", &self.processing_after)
+            .field("fail_prompt_substring", &self.fail_prompt_substring)
+            .field("concurrency_limit", &self.concurrency_limit)
+            .field("seed", &self.seed)
+            .field("create_5000_rate", &self.create_5000_rate)
+            .field("create_ambiguous_rate", &self.create_ambiguous_rate)
+            .field("create_1302_rate", &self.create_1302_rate)
+            .field("query_5001_rate", &self.query_5001_rate)
+            .field("download_cut_rate", &self.download_cut_rate)
+            .field("url_ttl", &self.url_ttl)
+            .field(
+                "balance_exhausted_after_creates",
+                &self.balance_exhausted_after_creates,
+            )
+            .field("video_pad_bytes", &self.video_pad_bytes)
+            .field("record_requests", &self.record_requests)
+            .finish()
+    }
+}
+
+/// A configuration the emulator refuses to start with.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{name} must be within [0, 1], got {value}")]
+    RateOutOfRange { name: &'static str, value: f64 },
+    #[error("--access-key and --secret-key must be given together")]
+    HalfJwtKeys,
+    #[error("processing_after fraction must be within [0, 1], got {0}")]
+    ProcessingFraction(f64),
+    #[error("concurrency_limit must be at least 1")]
+    ZeroConcurrency,
+}
+
+impl EmulatorConfig {
+    /// Check the knobs that have a valid range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rates = [
+            ("create_5000_rate", self.create_5000_rate),
+            ("create_ambiguous_rate", self.create_ambiguous_rate),
+            ("create_1302_rate", self.create_1302_rate),
+            ("query_5001_rate", self.query_5001_rate),
+            ("download_cut_rate", self.download_cut_rate),
+        ];
+        for (name, value) in rates {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(ConfigError::RateOutOfRange { name, value });
+            }
+        }
+        if self.access_key.is_some() != self.secret_key.is_some() {
+            return Err(ConfigError::HalfJwtKeys);
+        }
+        if let ProcessingAfter::Fraction(f) = self.processing_after {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(ConfigError::ProcessingFraction(f));
+            }
+        }
+        if self.concurrency_limit == Some(0) {
+            return Err(ConfigError::ZeroConcurrency);
+        }
+        Ok(())
+    }
+
+    /// One line per path style saying how it authenticates (no secrets).
+    pub fn auth_summary(&self) -> Vec<String> {
+        let official = if self.access_key.is_some() && self.secret_key.is_some() {
+            "official style (/v1/videos/...): strict, JWT HS256 signed with the configured secret key, iss = the configured access key".to_owned()
+        } else {
+            "official style (/v1/videos/...): not strict, accepting any well-formed Bearer token"
+                .to_owned()
+        };
+        let gateway = if self.api_key.is_some() {
+            "gateway style (/v1/ai/{endpoint}/kling/videos/...): strict, static Bearer key"
+                .to_owned()
+        } else {
+            "gateway style (/v1/ai/{endpoint}/kling/videos/...): not strict, accepting any well-formed Bearer token".to_owned()
+        };
+        vec![official, gateway]
+    }
+}
+
+/// A running emulator. Dropping it stops the server gracefully in the
+/// background; [`EmulatorHandle::shutdown`] stops it and waits.
+pub struct EmulatorHandle {
+    addr: SocketAddr,
+    shared: Arc<server::Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    join: JoinHandle<()>,
+}
+
+impl fmt::Debug for EmulatorHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bind `127.0.0.1:{config.port}` and serve in the background.
+pub async fn start(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
+    config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(server::Shared::new(config, format!("http://{addr}")));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = server::router(shared.clone());
+    let serve = axum::serve(
+        conn::KillListener::new(listener),
+        app.into_make_service_with_connect_info::<conn::ConnCtl>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stopped.await;
+    });
+    let join = tokio::spawn(async move {
+        if let Err(err) = serve.await {
+            tracing::warn!("emulator server ended with an error: {err}");
+        }
+    });
+    Ok(EmulatorHandle {
+        addr,
+        shared,
+        stop: Some(stop),
+        join,
+    })
+}
+
+impl EmulatorHandle {
+    /// Official-style root, e.g. `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Gateway-style root; a client appends `/kling/videos/...`.
+    pub fn gateway_base_url(&self) -> String {
+        format!("http://{}/v1/ai/emulator", self.addr)
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Same data as `GET /__emulator/stats`.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Every request seen so far (empty when `record_requests` is off).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.requests()
+    }
+
+    /// Stop accepting, let open exchanges finish (up to 5 s), then stop.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // A client holding a download open must not hang the caller forever.
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.join)
+            .await
+            .is_err()
+        {
+            self.join.abort();
+        }
+    }
+}
