@@ -178,7 +178,7 @@ pub fn resolve(
         }
     };
     let base_url = base_url.trim_end_matches('/').to_string();
-    if !emulator && !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+    if !(emulator || base_url.starts_with("http://") || base_url.starts_with("https://")) {
         return Err(err(
             "--base-url",
             format!("`{base_url}` is not an http(s) URL"),

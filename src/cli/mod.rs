@@ -31,6 +31,7 @@ pub enum Exit {
 #[command(
     name = "vidbatch",
     version,
+    args_override_self = true,
     about = "Batch runner for AI video generation APIs (Kling first): submit a manifest of prompts \
              exactly once, poll, download, report, resume",
     after_help = "Exit codes: 0 all done, 1 some items failed, 2 bad input, 3 aborted, 130 interrupted.\n\
@@ -54,7 +55,7 @@ pub enum Command {
     /// Show what `run` would do and estimate its cost, without network.
     Plan(plan::PlanArgs),
     /// Submit every item, poll, download and report; rerun to resume.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Counts by state of a batch (works while a run is going).
     Status(status::StatusArgs),
     /// Rewrite a batch's report.csv from its state file.

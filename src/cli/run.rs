@@ -61,7 +61,11 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
-    let manifest = manifest::load(&args.manifest)?;
+    // The provider style changes what a valid model name is (gateways use free-form names).
+    let options = manifest::LoadOptions {
+        provider_style: args.provider.clone(),
+    };
+    let manifest = manifest::load_with(&args.manifest, &options)?;
     let overrides = Overrides {
         output: args.output.clone(),
         base_url: args.base_url.clone(),

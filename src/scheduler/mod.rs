@@ -126,6 +126,7 @@ enum Msg {
     Recovered(usize, Settled),
     Polled(usize, Result<TaskSnapshot, ProviderError>),
     Listed {
+        kind: Kind,
         found: Vec<(usize, TaskSnapshot)>,
         missing: Vec<usize>,
         error: Option<ProviderError>,
@@ -180,6 +181,13 @@ struct Coordinator<P> {
     submitter_done: bool,
     active_submits: usize,
     in_flight_entries: usize,
+    /// In-flight tasks per kind (index: `kind_index`), to choose list sweeps.
+    in_flight_by_kind: [usize; 2],
+    /// Indices of in-flight tasks (what a sweep looks for).
+    in_flight_idx: std::collections::HashSet<usize>,
+    /// Per kind: a sweep is out, and the earliest time the next may start.
+    sweep_running: [bool; 2],
+    next_sweep: [Option<Instant>; 2],
     active_polls: usize,
     active_downloads: usize,
     aborted: Option<String>,
@@ -257,6 +265,10 @@ impl<P: Provider> Coordinator<P> {
             submitter_done: false,
             active_submits: 0,
             in_flight_entries: 0,
+            in_flight_by_kind: [0; 2],
+            in_flight_idx: std::collections::HashSet::new(),
+            sweep_running: [false; 2],
+            next_sweep: [None; 2],
             active_polls: 0,
             active_downloads: 0,
             aborted: None,
@@ -479,11 +491,13 @@ impl<P: Provider> Coordinator<P> {
                 }
             }
             Msg::Listed {
+                kind,
                 found,
                 missing,
                 error,
             } => {
                 self.active_polls -= 1;
+                self.sweep_running[kind_index(kind)] = false;
                 let now = Instant::now();
                 for (idx, snap) in found {
                     self.entries[idx].busy = false;
@@ -815,13 +829,19 @@ impl<P: Provider> Coordinator<P> {
     // ---- polling --------------------------------------------------------
 
     fn track_in_flight(&mut self, idx: usize, now: Instant) {
-        self.in_flight_entries += 1;
+        if self.entries[idx].deadline.is_none() {
+            self.in_flight_entries += 1;
+            self.in_flight_by_kind[kind_index(self.items[idx].kind)] += 1;
+            self.in_flight_idx.insert(idx);
+        }
         self.entries[idx].deadline = Some(now + self.cfg.task_timeout);
     }
 
     fn in_flight_done(&mut self, idx: usize) {
         if self.entries[idx].deadline.take().is_some() {
             self.in_flight_entries -= 1;
+            self.in_flight_by_kind[kind_index(self.items[idx].kind)] -= 1;
+            self.in_flight_idx.remove(&idx);
         }
     }
 
@@ -844,9 +864,12 @@ impl<P: Provider> Coordinator<P> {
         self.heap.push(Reverse((at, idx)));
     }
 
+    /// Poll what is due. A kind with at least `list_threshold` tasks in flight
+    /// is polled by list sweeps — at most one per poll interval, each covering
+    /// every in-flight task of that kind — instead of one query per task.
     fn dispatch_due_polls(&mut self) {
         let now = Instant::now();
-        let mut due: BTreeMap<Kind, Vec<usize>> = BTreeMap::new();
+        let mut due: Vec<usize> = Vec::new();
         while let Some(Reverse((t, idx))) = self.heap.peek().copied() {
             if t > now {
                 break;
@@ -857,21 +880,26 @@ impl<P: Provider> Coordinator<P> {
             if e.next_poll != Some(t) || e.busy || !e.status.is_in_flight() {
                 continue;
             }
-            due.entry(self.items[idx].kind).or_default().push(idx);
+            due.push(idx);
         }
-        for (kind, idxs) in due {
-            let (single, listed): (Vec<usize>, Vec<usize>) =
-                idxs.into_iter().partition(|&i| self.entries[i].list_missed);
-            if listed.len() >= self.cfg.list_threshold {
-                self.sweep(kind);
-            } else {
-                for idx in listed {
-                    self.query(idx);
-                }
-            }
-            for idx in single {
+        let mut sweep_now = [false; 2];
+        for idx in due {
+            let k = kind_index(self.items[idx].kind);
+            if self.entries[idx].list_missed || self.in_flight_by_kind[k] < self.cfg.list_threshold
+            {
                 self.entries[idx].list_missed = false;
                 self.query(idx);
+                continue;
+            }
+            match self.next_sweep[k] {
+                _ if self.sweep_running[k] => self.schedule_at(idx, now + self.cfg.poll_interval),
+                Some(at) if at > now => self.schedule_at(idx, at),
+                _ => sweep_now[k] = true,
+            }
+        }
+        for kind in [Kind::Text2Video, Kind::Image2Video] {
+            if sweep_now[kind_index(kind)] {
+                self.sweep(kind, now);
             }
         }
     }
@@ -918,9 +946,13 @@ impl<P: Provider> Coordinator<P> {
 
     /// One list sweep covers every in-flight task of `kind`: page through the
     /// newest tasks until all of ours are seen (or the pages run out).
-    fn sweep(&mut self, kind: Kind) {
+    fn sweep(&mut self, kind: Kind, now: Instant) {
+        let k = kind_index(kind);
+        self.sweep_running[k] = true;
+        self.next_sweep[k] = Some(now + self.cfg.poll_interval);
         let mut wanted: HashMap<String, usize> = HashMap::new();
-        for (idx, e) in self.entries.iter_mut().enumerate() {
+        for &idx in &self.in_flight_idx {
+            let e = &mut self.entries[idx];
             if self.items[idx].kind == kind && e.status.is_in_flight() && !e.busy && !e.list_missed
             {
                 if let Some(t) = &e.task_id {
@@ -966,6 +998,7 @@ impl<P: Provider> Coordinator<P> {
             }
             let missing = wanted.into_values().collect();
             let _ = tx.send(Msg::Listed {
+                kind,
                 found,
                 missing,
                 error,
@@ -1171,6 +1204,13 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+fn kind_index(kind: Kind) -> usize {
+    match kind {
+        Kind::Text2Video => 0,
+        Kind::Image2Video => 1,
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

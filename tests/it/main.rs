@@ -3,3 +3,4 @@
 mod emulator;
 mod kling;
 mod manifest;
+mod run;
