@@ -222,11 +222,17 @@ pub fn resolve(
             None => Ok(default),
         }
     };
+    // The emulator finishes tasks in seconds, not minutes: poll it sooner.
+    let default_poll = if emulator {
+        Duration::from_millis(500)
+    } else {
+        defaults.poll_interval
+    };
     let poll_interval = dur(
         &cli.poll_interval,
         &limits.poll_interval,
         "poll-interval",
-        defaults.poll_interval,
+        default_poll,
     )?;
     let task_timeout = dur(
         &cli.task_timeout,

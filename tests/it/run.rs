@@ -509,3 +509,60 @@ fn missing_credentials_exit_2_with_a_hint() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_saves_state_exits_130_and_the_rerun_finishes() {
+    let emu = emulator(EmulatorConfig {
+        latency: Duration::from_millis(600),
+        ..quick()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m = manifest(dir.path(), 30);
+    let child = run_cmd(
+        &m,
+        &out,
+        &emu.base_url(),
+        &["--concurrency", "8", "--submit-rate", "40/s"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while emu.stats().creates_accepted < 5 {
+        assert!(Instant::now() < deadline, "run made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let interrupted = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        interrupted.status.code(),
+        Some(130),
+        "stderr: {}",
+        String::from_utf8_lossy(&interrupted.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&interrupted.stdout);
+    assert!(stdout.contains("run the same command again"), "{stdout}");
+    let result = output(run_cmd(&m, &out, &emu.base_url(), &["--concurrency", "8"])).await;
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let stats = emu.stats();
+    assert_eq!(stats.creates_accepted, 30);
+    assert!(stats.duplicate_external_task_ids.is_empty());
+    assert_all_videos_intact(&out, 30);
+}
