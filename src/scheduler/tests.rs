@@ -34,6 +34,9 @@ struct FakeState {
     max_running: usize,
     /// POSTs whose external id already had a task when they arrived.
     duplicate_posts: usize,
+    /// Hand out URLs that answer 403 this many times before a good one.
+    expired_urls: u32,
+    urls_handed: u32,
 }
 
 struct Fake {
@@ -68,6 +71,14 @@ impl Fake {
         s.tasks.values().filter(|t| t.2 < polls_to_finish).count()
     }
     fn snapshot(&self, task_id: &str, t: &(String, Kind, u32, bool)) -> TaskSnapshot {
+        self.snapshot_with(task_id, t, "")
+    }
+    fn snapshot_with(
+        &self,
+        task_id: &str,
+        t: &(String, Kind, u32, bool),
+        prefix: &str,
+    ) -> TaskSnapshot {
         let status = if t.2 < self.polls_to_finish {
             if t.2 == 0 {
                 RemoteStatus::Submitted
@@ -82,7 +93,7 @@ impl Fake {
             RemoteStatus::Succeeded {
                 videos: vec![Video {
                     id: format!("v{task_id}"),
-                    url: format!("{}/{task_id}.mp4", self.video_base),
+                    url: format!("{}/{prefix}{task_id}.mp4", self.video_base),
                     duration: Some("5.1".into()),
                 }],
                 units: Some("1".into()),
@@ -150,7 +161,13 @@ impl Provider for Fake {
         };
         t.2 += 1;
         let t = t.clone();
-        Ok(self.snapshot(task_id, &t))
+        let prefix = if t.2 >= self.polls_to_finish && s.urls_handed < s.expired_urls {
+            s.urls_handed += 1;
+            "expired-"
+        } else {
+            ""
+        };
+        Ok(self.snapshot_with(task_id, &t, prefix))
     }
 
     async fn find_by_external_id(
@@ -196,13 +213,15 @@ impl Provider for Fake {
 /// Serves `/<name>` with bytes derived from the name.
 async fn file_server() -> String {
     use axum::{Router, extract::Path as AxPath, routing::get};
-    let app =
-        Router::new().route(
-            "/{name}",
-            get(|AxPath(name): AxPath<String>| async move {
-                format!("video bytes of {name}").repeat(100)
-            }),
-        );
+    let app = Router::new().route(
+        "/{name}",
+        get(|AxPath(name): AxPath<String>| async move {
+            if name.starts_with("expired-") {
+                return Err(axum::http::StatusCode::FORBIDDEN);
+            }
+            Ok(format!("video bytes of {name}").repeat(100))
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -592,6 +611,63 @@ async fn interrupt_returns_promptly_and_leaves_the_batch_resumable() {
     assert!(out.all_downloaded(), "{out:?}");
     assert_eq!(fake2.duplicates(), 0);
     assert_eq!(posts + fake2.s.lock().unwrap().create_posts.len(), 5);
+}
+
+#[tokio::test]
+async fn an_expired_video_url_is_refreshed_by_querying_the_task_again() {
+    let fake = Arc::new(Fake::new(&file_server().await, 1));
+    fake.s.lock().unwrap().expired_urls = 2;
+    let h = Harness::new();
+    let out = h.run(fake.clone(), items(1), fast()).await;
+    assert!(out.all_downloaded(), "{out:?}");
+    let r = &h.records()[0];
+    assert!(
+        !r.videos[0].url.as_deref().unwrap().contains("expired-"),
+        "the fresh URL is recorded"
+    );
+    let s = fake.s.lock().unwrap();
+    assert_eq!(
+        (s.urls_handed, s.create_posts.len()),
+        (2, 1),
+        "two refreshes, one task"
+    );
+}
+
+#[tokio::test]
+async fn retry_failed_makes_a_new_attempt_under_a_new_external_id() {
+    let fake = Arc::new(Fake::new(&file_server().await, 1));
+    fake.script(&[Fault::Code(1301, ErrorClass::ItemInvalid)]);
+    let h = Harness::new();
+    let out = h.run(fake.clone(), items(1), fast()).await;
+    assert_eq!(out.counts.get(&Status::Failed), Some(&1));
+    let again = h.run(fake.clone(), items(1), fast()).await;
+    assert_eq!(
+        again.counts.get(&Status::Failed),
+        Some(&1),
+        "without the flag a failed item stays failed"
+    );
+    assert_eq!(fake.s.lock().unwrap().create_posts.len(), 1);
+    let retried = h
+        .run(
+            fake.clone(),
+            items(1),
+            EngineSettings {
+                retry_failed: true,
+                ..fast()
+            },
+        )
+        .await;
+    assert!(retried.all_downloaded(), "{retried:?}");
+    let s = fake.s.lock().unwrap();
+    assert_eq!(s.create_posts.len(), 2);
+    assert!(
+        s.create_posts[0].ends_with("-1") && s.create_posts[1].ends_with("-2"),
+        "{:?}",
+        s.create_posts
+    );
+    drop(s);
+    let r = &h.records()[0];
+    assert_eq!((r.attempt, r.submit_requests), (2, 2));
 }
 
 #[test]
