@@ -110,45 +110,23 @@ impl WriterHandle {
 
     /// Queue an update and wait until it is committed.
     pub async fn send_durable(&self, update: Update) -> Result<(), StateError> {
-        let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Msg {
-                update: Some(update),
-                ack: Some(ack),
-            })
-            .map_err(|_| StateError::WriterGone)?;
-        Self::wait(done).await
+        self.committed(Some(update)).await
     }
 
     /// Wait until everything sent so far is committed.
     pub async fn flush(&self) -> Result<(), StateError> {
+        self.committed(None).await
+    }
+
+    async fn committed(&self, update: Option<Update>) -> Result<(), StateError> {
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Msg {
-                update: None,
+                update,
                 ack: Some(ack),
             })
             .map_err(|_| StateError::WriterGone)?;
         Self::wait(done).await
-    }
-
-    /// Blocking variant of [`flush`](Self::flush), for use outside the runtime.
-    pub fn flush_blocking(&self) -> Result<(), StateError> {
-        let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Msg {
-                update: None,
-                ack: Some(ack),
-            })
-            .map_err(|_| StateError::WriterGone)?;
-        match done.blocking_recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StateError::Corrupt {
-                path: "state.db".into(),
-                message,
-            }),
-            Err(_) => Err(StateError::WriterGone),
-        }
     }
 
     async fn wait(done: oneshot::Receiver<Result<(), String>>) -> Result<(), StateError> {

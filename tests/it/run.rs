@@ -70,6 +70,15 @@ fn run_cmd(manifest: &Path, out: &Path, base_url: &str, extra: &[&str]) -> Comma
     cmd
 }
 
+/// Wait (bounded) until the emulator has accepted `n` creates.
+async fn wait_for_creates(emu: &EmulatorHandle, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while emu.stats().creates_accepted < n {
+        assert!(Instant::now() < deadline, "run made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn output(mut cmd: Command) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
         .await
@@ -152,11 +161,7 @@ async fn kill_9_mid_run_then_the_same_command_finishes_without_duplicates() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while emu.stats().creates_accepted < 15 {
-        assert!(Instant::now() < deadline, "run made no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_creates(&emu, 15).await;
     child.kill().unwrap(); // SIGKILL: no cleanup at all
     child.wait().unwrap();
     let result = output(run_cmd(&m, &out, &emu.base_url(), &["--concurrency", "10"])).await;
@@ -530,11 +535,7 @@ async fn ctrl_c_saves_state_exits_130_and_the_rerun_finishes() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while emu.stats().creates_accepted < 5 {
-        assert!(Instant::now() < deadline, "run made no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_creates(&emu, 5).await;
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
