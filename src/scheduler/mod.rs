@@ -47,6 +47,8 @@ const LIST_PAGE_SIZE: u32 = 500;
 const MAX_URL_REFRESHES: u32 = 3;
 /// Failed polls in a row of one task before it is treated as gone.
 const MAX_POLL_ERRORS: u32 = 10;
+/// List sweeps in a row that see none of our tasks before list polling is off.
+const MAX_FRUITLESS_SWEEPS: u32 = 3;
 /// Concurrent status requests.
 const POLL_CONCURRENCY: usize = 32;
 
@@ -188,6 +190,9 @@ struct Coordinator<P> {
     /// Per kind: a sweep is out, and the earliest time the next may start.
     sweep_running: [bool; 2],
     next_sweep: [Option<Instant>; 2],
+    /// Sweeps in a row that found none of ours, and whether sweeps are off.
+    fruitless_sweeps: u32,
+    sweeps_disabled: bool,
     active_polls: usize,
     active_downloads: usize,
     aborted: Option<String>,
@@ -269,6 +274,8 @@ impl<P: Provider> Coordinator<P> {
             in_flight_idx: std::collections::HashSet::new(),
             sweep_running: [false; 2],
             next_sweep: [None; 2],
+            fruitless_sweeps: 0,
+            sweeps_disabled: false,
             active_polls: 0,
             active_downloads: 0,
             aborted: None,
@@ -437,10 +444,11 @@ impl<P: Provider> Coordinator<P> {
                     break;
                 }
                 let ready = tokio::select! {
-                    _ = rate.until_ready() => true,
+                    biased;
                     _ = sub.stop.stopped() => false,
+                    _ = rate.until_ready() => true,
                 };
-                if !ready {
+                if !ready || sub.stop.is_stopped() {
                     sub.limit.release();
                     break;
                 }
@@ -499,6 +507,16 @@ impl<P: Provider> Coordinator<P> {
                 self.active_polls -= 1;
                 self.sweep_running[kind_index(kind)] = false;
                 let now = Instant::now();
+                // A list that never shows our tasks (a gateway that lists
+                // something else, or nothing) is given up after a few tries.
+                if found.is_empty() && !missing.is_empty() {
+                    self.fruitless_sweeps += 1;
+                    if self.fruitless_sweeps >= MAX_FRUITLESS_SWEEPS {
+                        self.give_up_sweeps("it never lists our tasks");
+                    }
+                } else if !found.is_empty() {
+                    self.fruitless_sweeps = 0;
+                }
                 for (idx, snap) in found {
                     self.entries[idx].busy = false;
                     self.on_snapshot(idx, snap);
@@ -735,8 +753,18 @@ impl<P: Provider> Coordinator<P> {
         if matches!(e.class, ErrorClass::AuthExpired | ErrorClass::BatchFatal) {
             self.abort(fatal_message(&e));
             self.fatal_stop = true;
+        } else if e.class == ErrorClass::ItemInvalid {
+            // 404/1202 and the like: this server has no list endpoint.
+            self.give_up_sweeps(&e.to_string());
         }
         // Otherwise the tasks it missed are queried one by one.
+    }
+
+    fn give_up_sweeps(&mut self, why: &str) {
+        if !self.sweeps_disabled {
+            tracing::debug!("list polling disabled for this run: {why}");
+            self.sweeps_disabled = true;
+        }
     }
 
     fn on_refreshed(&mut self, idx: usize, result: Result<TaskSnapshot, ProviderError>) {
@@ -885,7 +913,9 @@ impl<P: Provider> Coordinator<P> {
         let mut sweep_now = [false; 2];
         for idx in due {
             let k = kind_index(self.items[idx].kind);
-            if self.entries[idx].list_missed || self.in_flight_by_kind[k] < self.cfg.list_threshold
+            if self.entries[idx].list_missed
+                || self.sweeps_disabled
+                || self.in_flight_by_kind[k] < self.cfg.list_threshold
             {
                 self.entries[idx].list_missed = false;
                 self.query(idx);

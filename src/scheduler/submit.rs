@@ -71,6 +71,17 @@ impl<P: Provider> Submitter<P> {
         if let Err(e) = self.writer.send_durable(intent).await {
             return SubmitOutcome::StateFailed(e.to_string());
         }
+        if self.stop.is_stopped() {
+            // Stopped while the intent was being written: nothing was sent.
+            return SubmitOutcome::NotCreated(ProviderError {
+                class: ErrorClass::RetryLater,
+                code: None,
+                http_status: None,
+                message: "submission stopped before the request was sent".into(),
+                request_id: None,
+                retry_after: None,
+            });
+        }
         let mut transient = 0u32;
         let mut slot_waits = 0u32;
         loop {

@@ -37,6 +37,8 @@ struct FakeState {
     /// Hand out URLs that answer 403 this many times before a good one.
     expired_urls: u32,
     urls_handed: u32,
+    /// The list endpoint answers 404/1202.
+    list_broken: bool,
 }
 
 struct Fake {
@@ -187,6 +189,9 @@ impl Provider for Fake {
     ) -> Result<Vec<TaskSnapshot>, ProviderError> {
         let mut s = self.s.lock().unwrap();
         s.lists += 1;
+        if s.list_broken {
+            return Err(perr(ErrorClass::ItemInvalid, Some(1202)));
+        }
         let mut ids: Vec<String> = s
             .tasks
             .iter()
@@ -668,6 +673,22 @@ async fn retry_failed_makes_a_new_attempt_under_a_new_external_id() {
     drop(s);
     let r = &h.records()[0];
     assert_eq!((r.attempt, r.submit_requests), (2, 2));
+}
+
+#[tokio::test]
+async fn without_a_usable_list_endpoint_polling_falls_back_to_single_queries() {
+    let fake = Arc::new(Fake::new(&file_server().await, 4));
+    fake.s.lock().unwrap().list_broken = true;
+    let h = Harness::new();
+    let settings = EngineSettings {
+        concurrency: 30,
+        list_threshold: 5,
+        ..fast()
+    };
+    let out = h.run(fake.clone(), items(30), settings).await;
+    assert!(out.all_downloaded(), "{out:?}");
+    let s = fake.s.lock().unwrap();
+    assert_eq!(s.lists, 1, "one failed sweep, then single queries only");
 }
 
 #[test]

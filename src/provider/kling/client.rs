@@ -130,8 +130,23 @@ impl KlingProvider {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let bytes = match response.bytes().await {
-            Ok(b) => b,
+        let bytes = match read_capped(response, MAX_BODY_BYTES).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                // Far larger than any Kling answer: garbage, treated like a 5xx
+                // (ambiguous for a create, retry for a query).
+                tracing::debug!(%method, url, status, "Kling response body over the size cap");
+                return Err(ProviderError {
+                    class: codes::by_status(Some(500), op),
+                    code: None,
+                    http_status: Some(status),
+                    message: format!(
+                        "HTTP {status}, response body larger than {MAX_BODY_BYTES} bytes"
+                    ),
+                    request_id: None,
+                    retry_after,
+                });
+            }
             Err(e) => {
                 tracing::debug!(%method, url, status, error = %e, "Kling response body cut off");
                 let mut err = self.transport_error(op, &e, Some(status));
@@ -528,6 +543,28 @@ pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
         }
     }
     out
+}
+
+/// Largest API response body read (a 500-task list page is well under 1 MiB).
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Read a body up to `cap` bytes; `Ok(None)` if it is longer, so a hostile or
+/// broken server cannot make us buffer without bound.
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Option<Bytes>, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Ok(None);
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        if buf.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
 }
 
 #[cfg(test)]
