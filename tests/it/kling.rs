@@ -724,7 +724,32 @@ async fn find_by_external_id_not_found_anywhere_is_none() {
         .await
         .expect("ok");
     assert!(found.is_none());
-    assert_eq!(mock.requests().len(), 2);
+    // Path form, query form, then one page of the newest tasks (404 here: no list).
+    assert_eq!(mock.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn find_by_external_id_falls_back_to_the_newest_list_page() {
+    // Neither lookup form knows external ids, but the list shows task_info.
+    let (base, mock) = serve(|seen, _| match seen.query.as_deref() {
+        None => json_reply(404, error_body(1203, "not found")),
+        Some(q) if q.contains("external_task_id") => json_reply(404, error_body(1203, "not found")),
+        Some(_) => json_reply(
+            200,
+            envelope(json!([
+                task_succeed("7", "other"),
+                task_succeed("8", "mine")
+            ])),
+        ),
+    })
+    .await;
+    let found = official(&base)
+        .find_by_external_id(Kind::Text2Video, "mine")
+        .await
+        .expect("ok");
+    assert_eq!(found.map(|s| s.task_id).as_deref(), Some("8"));
+    let last = mock.requests().pop().unwrap();
+    assert!(last.query.unwrap().contains("pageNum=1"));
 }
 
 #[tokio::test]
@@ -747,7 +772,8 @@ async fn find_by_external_id_never_adopts_another_task() {
         .await
         .expect("ok");
     assert!(found.is_none());
-    assert_eq!(mock.requests().len(), 2);
+    // Path form, query form, then the newest list page (also without our id).
+    assert_eq!(mock.requests().len(), 3);
 
     // But a list page that does hold our id is adopted.
     let (base, _mock) = serve(|seen, _| {

@@ -285,6 +285,40 @@ impl KlingProvider {
     }
 }
 
+/// How many newest list pages a lookup by external id scans when the server
+/// answers neither lookup form: a create whose answer was lost is recent.
+const LOOKUP_LIST_PAGES: u32 = 2;
+
+impl KlingProvider {
+    /// Last resort for servers without external-id lookups: look for a task
+    /// carrying `external_task_id` among the newest ones. A server without a
+    /// list endpoint (404/1202...) leaves the earlier "not found" standing.
+    async fn find_in_recent_list(
+        &self,
+        kind: Kind,
+        external_task_id: &str,
+    ) -> Result<Option<TaskSnapshot>, ProviderError> {
+        for page in 1..=LOOKUP_LIST_PAGES {
+            let tasks = match self.list(kind, page, 500).await {
+                Ok(tasks) => tasks,
+                Err(e) if e.class == ErrorClass::ItemInvalid => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let short = tasks.len() < 500;
+            if let Some(t) = tasks
+                .into_iter()
+                .find(|t| t.external_task_id.as_deref() == Some(external_task_id))
+            {
+                return Ok(Some(t));
+            }
+            if short {
+                break;
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// A task found under `external_task_id` is ours unless it says it belongs to
 /// another external id. A task that carries none is adopted: the server
 /// resolved our id to it, and our ids never look like Kling task ids.
@@ -422,7 +456,10 @@ impl Provider for KlingProvider {
             Err(e) if codes::is_not_found(e.code, e.http_status) => {}
             Err(e) => return Err(e),
         }
-        self.find_by_query_param(kind, external_task_id).await
+        if let Some(found) = self.find_by_query_param(kind, external_task_id).await? {
+            return Ok(Some(found));
+        }
+        self.find_in_recent_list(kind, external_task_id).await
     }
 
     async fn list(
