@@ -7,7 +7,8 @@
 //!
 //! * `cargo bench --bench scenarios` — default sizes (N = 2,000, 1k/10k, …).
 //! * `cargo bench --bench scenarios -- --large` — the 20,000 / 100k variants.
-//! * `cargo bench --bench scenarios -- --only 1,4` — a subset.
+//! * `cargo bench --bench scenarios -- --only 1,4` — a subset;
+//!   `-- --poll-ms 100` overrides the poll interval of scenarios 1 and 6.
 //! * `cargo test --bench scenarios` (no `--bench` argument) — smoke mode: every
 //!   scenario at tiny size; asserts correctness only (exit codes, duplicates),
 //!   never timing.
@@ -29,6 +30,9 @@ const AK: &str = "bench-access-key-AK0000000001";
 const SK: &str = "bench-secret-key-SK0000000001";
 
 type BenchResult<T> = Result<T, String>;
+
+/// `--poll-ms M`: the poll interval of scenarios 1 and 6 (to study its effect).
+static POLL_OVERRIDE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
 
 /// How big the scenarios are.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,6 +56,12 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    let poll_ms = args
+        .iter()
+        .position(|a| a == "--poll-ms")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse::<u64>().ok());
+    let _ = POLL_OVERRIDE.set(poll_ms.map(Duration::from_millis));
     let wanted = |n: u32| only.as_ref().is_none_or(|o| o.contains(&n));
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -409,6 +419,14 @@ struct SchedParams {
 }
 
 fn sched_params(size: Size) -> SchedParams {
+    let mut p = sched_defaults(size);
+    if let Some(Some(poll)) = POLL_OVERRIDE.get() {
+        p.poll = *poll;
+    }
+    p
+}
+
+fn sched_defaults(size: Size) -> SchedParams {
     match size {
         Size::Smoke => SchedParams {
             n: 50,
@@ -422,7 +440,7 @@ fn sched_params(size: Size) -> SchedParams {
             latency: Duration::from_millis(500),
             c: 200,
             rate: 400.0,
-            poll: Duration::from_millis(100),
+            poll: Duration::from_millis(50),
         },
     }
 }
@@ -442,13 +460,15 @@ async fn scenario_1(size: Size) -> BenchResult<Table> {
         // The emulator enforces the account limit: a runner that overshoots
         // would see 1303 and it would show in the table.
         concurrency_limit: Some(p.c),
-        record_requests: false,
+        // Timestamps split the wall time into startup, pipeline and tail.
+        record_requests: true,
         ..EmulatorConfig::default()
     })
     .await?;
     let dir = tempdir()?;
     let manifest = write_manifest(dir.path(), p.n)?;
     let out = dir.path().join("out");
+    let spawn_ms = now_ms();
     let run = run_to_end(
         dir.path(),
         &manifest,
@@ -457,11 +477,21 @@ async fn scenario_1(size: Size) -> BenchResult<Table> {
         flags(p.c, p.rate, p.poll, Duration::from_millis(50)),
     )
     .await?;
+    let end_ms = now_ms();
     let stats = emu.stats();
+    let reqs = emu.requests();
     let last = one_download(&out).await?;
     emu.shutdown().await;
     let dups = duplicates(&stats, p.n);
     check(dups == 0, "duplicate creates")?;
+    let at = |pred: &dyn Fn(&emulator::RecordedRequest) -> bool, first: bool| {
+        let it = reqs.iter().filter(|r| pred(r)).map(|r| r.at);
+        if first { it.min() } else { it.max() }.unwrap_or(spawn_ms)
+    };
+    let first_create = at(&|r| r.method == "POST", true);
+    let last_create = at(&|r| r.method == "POST", false);
+    let last_request = at(&|_| true, false);
+    let ms = |a: u64, b: u64| Duration::from_millis(b.saturating_sub(a));
     check(
         stats.creates_accepted == p.n as u64,
         "not every item created once",
@@ -492,6 +522,41 @@ async fn scenario_1(size: Size) -> BenchResult<Table> {
         format!("{ratio:.3}"),
         ratio <= 1.10,
     );
+    // The last create cannot leave before (N−1)/R (burst 1), nor before the
+    // last of ceil(N/C) waves starts; it then needs L. The bound
+    // leaves that last L out when N/R dominates.
+    let waves = p.n.div_ceil(p.c.max(1)) as f64;
+    let tight = Duration::from_secs_f64(
+        ((p.n as f64 - 1.0) / p.rate).max((waves - 1.0) * p.latency.as_secs_f64()),
+    ) + p.latency
+        + last;
+    t.info(
+        "wall time / tight bound",
+        format!(
+            "{} vs {} → {:.3}",
+            secs(run.wall),
+            secs(tight),
+            run.wall.as_secs_f64() / tight.as_secs_f64()
+        ),
+    );
+    t.info("spawn → first create", secs(ms(spawn_ms, first_create)));
+    t.info(
+        "first → last create",
+        format!(
+            "{} (≥ (N−1)/R = {})",
+            secs(ms(first_create, last_create)),
+            secs(Duration::from_secs_f64((p.n as f64 - 1.0) / p.rate))
+        ),
+    );
+    t.info(
+        "last create → last request",
+        format!(
+            "{} (L = {})",
+            secs(ms(last_create, last_request)),
+            secs(p.latency)
+        ),
+    );
+    t.info("last request → exit", secs(ms(last_request, end_ms)));
     t.info("creates sent", creates(&stats).to_string());
     t.info("1303 answers", rejected(&stats, 1303).to_string());
     t.info("single-task queries", stats.queries.to_string());
