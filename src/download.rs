@@ -52,6 +52,20 @@ pub struct Downloader {
     idle_timeout: Duration,
 }
 
+/// Bytes gathered before one write to the `.part` file.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Attempts in all (with and without progress) per allowed failed attempt.
+const MAX_ATTEMPTS_FACTOR: u32 = 10;
+
+/// Current length of the `.part` file (0 when absent).
+async fn part_len(part: &Path) -> u64 {
+    tokio::fs::metadata(part)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
 /// Default for [`Downloader::with_idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -93,8 +107,15 @@ impl Downloader {
                 .map_err(|e| io_error(parent, e))?;
         }
         let max_attempts = self.max_attempts.max(1);
+        // Attempts that moved the `.part` forward are not failures: a CDN that
+        // cuts connections still delivers the file, one resume at a time. Only
+        // attempts without progress use up the budget; the total is capped so a
+        // server trickling a byte per connection cannot keep us forever.
+        let max_total = max_attempts.saturating_mul(MAX_ATTEMPTS_FACTOR);
         let mut attempt = 1;
+        let mut total = 1;
         loop {
+            let before = part_len(&part).await;
             match self.attempt(url, dest, &part).await {
                 Ok(done) => return Ok(done),
                 Err(AttemptError::Final(DownloadError::Failed { message, .. })) => {
@@ -105,7 +126,13 @@ impl Downloader {
                 }
                 Err(AttemptError::Final(e)) => return Err(e),
                 Err(AttemptError::Retry(message)) => {
-                    if attempt >= max_attempts {
+                    let progressed = part_len(&part).await > before;
+                    if progressed && total < max_total {
+                        total += 1;
+                        tracing::debug!(url = %strip_query(url), %message, "download cut after progress; resuming");
+                        continue;
+                    }
+                    if attempt >= max_attempts || total >= max_total {
                         return Err(DownloadError::Failed {
                             attempts: attempt,
                             message,
@@ -115,6 +142,7 @@ impl Downloader {
                     tracing::debug!(url = %strip_query(url), attempt, ?wait, %message, "download attempt failed; retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
+                    total += 1;
                 }
             }
         }
@@ -179,7 +207,7 @@ impl Downloader {
             }
         };
 
-        let (mut file, mut hasher, mut written) = if append {
+        let (file, mut hasher, mut written) = if append {
             let (file, hasher) = open_for_append(part).await?;
             (file, hasher, have)
         } else {
@@ -188,6 +216,9 @@ impl Downloader {
                 .map_err(|e| AttemptError::Final(io_error(part, e)))?;
             (file, Sha256::new(), 0)
         };
+        // Body chunks are small (a few KB); unbuffered, every one would be its
+        // own trip to tokio's blocking pool, serialised per file.
+        let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
 
         let mut body = response.bytes_stream();
         let mut cut: Option<String> = None;
@@ -224,7 +255,8 @@ impl Downloader {
         file.flush()
             .await
             .map_err(|e| AttemptError::Final(io_error(part, e)))?;
-        file.sync_all()
+        file.get_ref()
+            .sync_all()
             .await
             .map_err(|e| AttemptError::Final(io_error(part, e)))?;
         drop(file);
