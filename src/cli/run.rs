@@ -110,10 +110,17 @@ async fn run_batch(
     let _lock = BatchLock::acquire(&batch_dir)?;
     let (conn, batch_id) = state::open_rw(&batch_dir)?;
     let (_writer, writer) = Writer::start(conn);
-    writer
-        .send_durable(Update::SyncItems(new_items(&manifest.items)))
-        .await?;
-    let records = state::load_items(&state::open_ro(&batch_dir)?)?;
+    let mut seq = 0u64;
+    // In chunks, each committed before the next is built, so the copy the
+    // store needs never holds the whole manifest a second time.
+    for chunk in manifest.items.chunks(SYNC_CHUNK) {
+        writer
+            .send_durable(Update::SyncItems(new_items(chunk, seq)))
+            .await?;
+        seq += chunk.len() as u64;
+    }
+    // The engine needs each item's progress, not its prompt.
+    let records = state::load_items_with(&state::open_ro(&batch_dir)?, false)?;
 
     let _emulator = if emulator {
         let config = crate::emulator::EmulatorConfig {
@@ -204,13 +211,16 @@ pub fn exit_for(outcome: &RunOutcome) -> Exit {
     }
 }
 
-fn new_items(items: &[Item]) -> Vec<NewItem> {
+/// Items per `SyncItems` update.
+const SYNC_CHUNK: usize = 5_000;
+
+fn new_items(items: &[Item], first_seq: u64) -> Vec<NewItem> {
     items
         .iter()
         .enumerate()
-        .map(|(seq, it)| NewItem {
+        .map(|(i, it)| NewItem {
             id: it.id.clone(),
-            seq: seq as u64,
+            seq: first_seq + i as u64,
             kind: it.kind.as_str().to_string(),
             prompt: it.prompt.clone(),
             params_hash: params_hash(it),
@@ -218,27 +228,47 @@ fn new_items(items: &[Item]) -> Vec<NewItem> {
         .collect()
 }
 
-/// A fingerprint of what the item asks for (to notice edits under a batch).
+/// A fingerprint of what the item asks for (kept in the state to tell what
+/// was submitted). Fields are hashed directly, each tagged and terminated, so
+/// 100,000 items cost milliseconds.
 fn params_hash(it: &Item) -> String {
     use sha2::{Digest, Sha256};
-    let text = format!(
-        "{:?}",
-        (
-            it.kind,
-            &it.prompt,
-            &it.negative_prompt,
-            &it.image,
-            &it.image_tail,
-            &it.model_name,
-            &it.mode,
-            &it.duration,
-            &it.aspect_ratio,
-            it.cfg_scale.map(f64::to_bits),
-            &it.camera_control,
-            &it.sound
-        )
-    );
-    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+    let mut h = Sha256::new();
+    let image = |i: &Option<manifest::ImageRef>| match i {
+        Some(manifest::ImageRef::Path(p)) => Some(format!("path:{}", p.display())),
+        Some(manifest::ImageRef::Url(u)) => Some(format!("url:{u}")),
+        None => None,
+    };
+    let camera = it
+        .camera_control
+        .as_ref()
+        .and_then(|c| serde_json::to_string(c).ok());
+    let cfg = it.cfg_scale.map(|c| c.to_bits().to_string());
+    let fields = [
+        Some(it.kind.as_str().to_string()),
+        it.prompt.clone(),
+        it.negative_prompt.clone(),
+        image(&it.image),
+        image(&it.image_tail),
+        it.model_name.clone(),
+        it.mode.clone(),
+        it.duration.clone(),
+        it.aspect_ratio.clone(),
+        cfg,
+        camera,
+        it.sound.clone(),
+    ];
+    for f in &fields {
+        match f {
+            Some(v) => {
+                h.update([1]);
+                h.update(v.as_bytes());
+            }
+            None => h.update([0]),
+        }
+        h.update([0xff]);
+    }
+    hex::encode(&h.finalize()[..16])
 }
 
 /// `report.csv` with one row per item of this manifest, in manifest order.

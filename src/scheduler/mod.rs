@@ -198,6 +198,8 @@ struct Coordinator<P> {
     aborted: Option<String>,
     fatal_stop: bool,
     failures: Vec<Failure>,
+    /// Downloaded items whose files are checked once the run has started.
+    to_verify: Vec<usize>,
 }
 
 impl<P: Provider> Coordinator<P> {
@@ -281,6 +283,7 @@ impl<P: Provider> Coordinator<P> {
             aborted: None,
             fatal_stop: false,
             failures: Vec::new(),
+            to_verify: Vec::new(),
         }
     }
 
@@ -295,6 +298,7 @@ impl<P: Provider> Coordinator<P> {
         if self.recovering == 0 {
             self.start_submitter();
         }
+        self.verify_downloaded();
         let mut interrupted = false;
         while !self.is_done() {
             let next_due = self.heap.peek().map(|Reverse((t, _))| *t);
@@ -379,16 +383,9 @@ impl<P: Provider> Coordinator<P> {
                     self.schedule_poll(idx, now);
                 }
                 Status::Succeeded => self.start_downloads(idx),
-                Status::Downloaded => {
-                    if !self.files_intact(idx) {
-                        self.transition(idx, Status::Succeeded);
-                        self.write(Update::Status {
-                            id: self.items[idx].id.clone(),
-                            status: Status::Succeeded,
-                        });
-                        self.start_downloads(idx);
-                    }
-                }
+                // Checked after the submitter starts: stat-ing many files
+                // should not delay the first request.
+                Status::Downloaded => self.to_verify.push(idx),
                 Status::Failed if self.cfg.retry_failed => {
                     let e = &mut self.entries[idx];
                     e.attempt += 1;
@@ -402,6 +399,21 @@ impl<P: Provider> Coordinator<P> {
                     self.transition(idx, Status::Pending);
                 }
                 Status::Pending | Status::Failed => {}
+            }
+        }
+    }
+
+    /// Downloaded items whose files are gone or changed size are fetched again
+    /// (from a fresh URL if needed) — never created again.
+    fn verify_downloaded(&mut self) {
+        for idx in std::mem::take(&mut self.to_verify) {
+            if !self.files_intact(idx) {
+                self.transition(idx, Status::Succeeded);
+                self.write(Update::Status {
+                    id: self.items[idx].id.clone(),
+                    status: Status::Succeeded,
+                });
+                self.start_downloads(idx);
             }
         }
     }

@@ -243,14 +243,20 @@ pub fn open_ro(batch_dir: &Path) -> Result<Connection, StateError> {
 
 /// Every item the store knows, in manifest order, with its videos.
 pub fn load_items(conn: &Connection) -> Result<Vec<ItemRecord>, StateError> {
+    load_items_with(conn, true)
+}
+
+/// [`load_items`], leaving out the prompts when `prompts` is false (the
+/// engine does not need them; on 100k items they are most of the memory).
+pub fn load_items_with(conn: &Connection, prompts: bool) -> Result<Vec<ItemRecord>, StateError> {
     let mut stmt = conn.prepare(
-        "SELECT id, seq, kind, prompt, params_hash, status, attempt, submit_requests,
+        "SELECT id, seq, kind, CASE WHEN ?1 THEN prompt END, params_hash, status, attempt, submit_requests,
                 external_task_id, task_id, units, error_code, error_message, request_id,
                 submitted_at, finished_at
          FROM items ORDER BY seq, id",
     )?;
     let mut items: Vec<ItemRecord> = stmt
-        .query_map([], |r| {
+        .query_map([prompts], |r| {
             let status: String = r.get(5)?;
             Ok(ItemRecord {
                 id: r.get(0)?,

@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
         updated_at       INTEGER NOT NULL
      );
      CREATE INDEX items_status ON items(status);
+     CREATE INDEX items_seq ON items(seq);
      CREATE TABLE videos (
         item_id  TEXT NOT NULL REFERENCES items(id),
         n        INTEGER NOT NULL,
