@@ -173,7 +173,9 @@ struct Coordinator<P> {
     submitter: Arc<Submitter<P>>,
     poll_rate: Arc<DirectLimiter>,
     poll_slots: Arc<Semaphore>,
-    download_slots: Arc<Semaphore>,
+    /// Videos waiting for the download pool, and how many are being fetched.
+    download_queue: std::collections::VecDeque<(usize, u32)>,
+    downloads_running: usize,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     heap: BinaryHeap<Reverse<(Instant, usize)>>,
@@ -262,7 +264,8 @@ impl<P: Provider> Coordinator<P> {
             submitter,
             poll_rate: limiter(poll_per_sec),
             poll_slots: Arc::new(Semaphore::new(POLL_CONCURRENCY)),
-            download_slots: Arc::new(Semaphore::new(cfg.download_concurrency.max(1))),
+            download_queue: std::collections::VecDeque::new(),
+            downloads_running: 0,
             cfg,
             tx,
             rx,
@@ -552,8 +555,10 @@ impl<P: Provider> Coordinator<P> {
             }
             Msg::Fetched { idx, n, result } => {
                 self.active_downloads -= 1;
+                self.downloads_running -= 1;
                 self.entries[idx].downloading -= 1;
                 self.on_fetched(idx, n, result);
+                self.pump_downloads();
             }
         }
     }
@@ -1077,33 +1082,22 @@ impl<P: Provider> Coordinator<P> {
 
     // ---- downloads ------------------------------------------------------
 
+    /// Queue the item's missing videos. They wait here, as two integers
+    /// each, rather than as parked tasks: a fast provider can finish tasks far
+    /// quicker than the download pool drains them.
     fn start_downloads(&mut self, idx: usize) {
         let id = self.items[idx].id.clone();
-        let count = self.entries[idx].videos.len();
-        let mut started = 0;
+        let mut queued = 0;
         for v in &self.entries[idx].videos {
-            if v.sha256.is_some() {
-                continue;
+            if v.sha256.is_none() && v.url.is_some() {
+                self.download_queue.push_back((idx, v.n));
+                queued += 1;
             }
-            let Some(url) = v.url.clone() else { continue };
-            let dest = self.batch_dir.join(video_rel_path(&id, v.n, count));
-            let (downloader, slots, tx, n) = (
-                self.downloader.clone(),
-                self.download_slots.clone(),
-                self.tx.clone(),
-                v.n,
-            );
-            started += 1;
-            tokio::spawn(async move {
-                let _permit = slots.acquire_owned().await;
-                let result = downloader.fetch(&url, &dest).await;
-                let _ = tx.send(Msg::Fetched { idx, n, result });
-            });
         }
-        self.active_downloads += started;
-        self.entries[idx].downloading += started;
+        self.active_downloads += queued;
+        self.entries[idx].downloading += queued;
         let e = &self.entries[idx];
-        if started == 0
+        if queued == 0
             && !e.videos.is_empty()
             && e.videos.iter().all(|v| v.sha256.is_some())
             && e.status == Status::Succeeded
@@ -1113,6 +1107,37 @@ impl<P: Provider> Coordinator<P> {
                 status: Status::Downloaded,
             });
             self.transition(idx, Status::Downloaded);
+        }
+        self.pump_downloads();
+    }
+
+    /// Start queued downloads while the pool has room.
+    fn pump_downloads(&mut self) {
+        while self.downloads_running < self.cfg.download_concurrency.max(1) {
+            let Some((idx, n)) = self.download_queue.pop_front() else {
+                break;
+            };
+            let count = self.entries[idx].videos.len();
+            let url = self.entries[idx]
+                .videos
+                .iter()
+                .find(|v| v.n == n)
+                .and_then(|v| v.url.clone());
+            let Some(url) = url else {
+                // Cannot happen (only videos with a URL are queued); keep the books straight.
+                self.active_downloads -= 1;
+                self.entries[idx].downloading -= 1;
+                continue;
+            };
+            let dest = self
+                .batch_dir
+                .join(video_rel_path(&self.items[idx].id, n, count));
+            let (downloader, tx) = (self.downloader.clone(), self.tx.clone());
+            self.downloads_running += 1;
+            tokio::spawn(async move {
+                let result = downloader.fetch(&url, &dest).await;
+                let _ = tx.send(Msg::Fetched { idx, n, result });
+            });
         }
     }
 
