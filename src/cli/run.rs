@@ -212,7 +212,7 @@ pub fn exit_for(outcome: &RunOutcome) -> Exit {
 }
 
 /// Items per `SyncItems` update.
-const SYNC_CHUNK: usize = 5_000;
+const SYNC_CHUNK: usize = 25_000;
 
 fn new_items(items: &[Item], first_seq: u64) -> Vec<NewItem> {
     items

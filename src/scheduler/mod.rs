@@ -868,6 +868,8 @@ impl<P: Provider> Coordinator<P> {
                 status: Status::Downloaded,
             });
             self.transition(idx, Status::Downloaded);
+            // The store has them; a finished item keeps no URLs in memory.
+            self.entries[idx].videos = Vec::new();
         }
     }
 
