@@ -70,6 +70,17 @@ fn run_cmd(manifest: &Path, out: &Path, base_url: &str, extra: &[&str]) -> Comma
     cmd
 }
 
+/// The process ended with `code`; otherwise show what it printed.
+fn assert_exit(result: &Output, code: i32) {
+    assert_eq!(
+        result.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
 /// Wait (bounded) until the emulator has accepted `n` creates.
 async fn wait_for_creates(emu: &EmulatorHandle, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -121,12 +132,7 @@ async fn a_batch_runs_to_the_end_with_one_create_per_item() {
         &["--concurrency", "5"],
     ))
     .await;
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_exit(&result, 0);
     let stats = emu.stats();
     assert_eq!(stats.creates_accepted, 12);
     assert!(stats.duplicate_external_task_ids.is_empty());
@@ -165,12 +171,7 @@ async fn kill_9_mid_run_then_the_same_command_finishes_without_duplicates() {
     child.kill().unwrap(); // SIGKILL: no cleanup at all
     child.wait().unwrap();
     let result = output(run_cmd(&m, &out, &emu.base_url(), &["--concurrency", "10"])).await;
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_exit(&result, 0);
     let stats = emu.stats();
     assert_eq!(
         stats.creates_accepted, 40,
@@ -203,12 +204,7 @@ async fn ambiguous_creates_and_5xx_never_cause_a_duplicate() {
         &["--concurrency", "20"],
     ))
     .await;
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_exit(&result, 0);
     let stats = emu.stats();
     assert_eq!(stats.creates_accepted, 60);
     assert!(
@@ -235,12 +231,7 @@ async fn a_full_account_1303_never_fails_an_item() {
         &["--concurrency", "10"],
     ))
     .await;
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_exit(&result, 0);
     let stats = emu.stats();
     assert!(
         stats
@@ -272,12 +263,7 @@ async fn cut_downloads_resume_and_still_verify() {
         &[],
     ))
     .await;
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_exit(&result, 0);
     assert_all_videos_intact(&out, 8);
 }
 
@@ -354,12 +340,7 @@ async fn the_gateway_style_works_with_a_static_key() {
         .env_remove("KLING_SECRET_KEY")
         .env("KLING_API_KEY", "gw-key-123");
     let result = output(cmd).await;
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_exit(&result, 0);
     assert_all_videos_intact(&out, 3);
 }
 
@@ -404,12 +385,7 @@ async fn secrets_never_reach_state_report_or_logs() {
         &["-vv"],
     ))
     .await;
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_exit(&result, 0);
     let mut haystacks = vec![result.stdout.clone(), result.stderr.clone()];
     for f in ["state.db", "state.db-wal", "report.csv"] {
         if let Ok(b) = std::fs::read(out.join(f)) {
@@ -487,12 +463,7 @@ fn the_offline_demo_runs_from_the_example_manifest() {
         .arg(&out)
         .output()
         .unwrap();
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_exit(&result, 0);
     let rows = report(&out);
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| &r[col("status")] == "downloaded"));
@@ -547,21 +518,11 @@ async fn ctrl_c_saves_state_exits_130_and_the_rerun_finishes() {
     let interrupted = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert_eq!(
-        interrupted.status.code(),
-        Some(130),
-        "stderr: {}",
-        String::from_utf8_lossy(&interrupted.stderr)
-    );
+    assert_exit(&interrupted, 130);
     let stdout = String::from_utf8_lossy(&interrupted.stdout);
     assert!(stdout.contains("run the same command again"), "{stdout}");
     let result = output(run_cmd(&m, &out, &emu.base_url(), &["--concurrency", "8"])).await;
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_exit(&result, 0);
     let stats = emu.stats();
     assert_eq!(stats.creates_accepted, 30);
     assert!(stats.duplicate_external_task_ids.is_empty());
