@@ -110,15 +110,33 @@ async fn run_batch(
     let _lock = BatchLock::acquire(&batch_dir)?;
     let (conn, batch_id) = state::open_rw(&batch_dir)?;
     let (_writer, writer) = Writer::start(conn);
-    let mut seq = 0u64;
-    // In chunks, each committed before the next is built, so the copy the
-    // store needs never holds the whole manifest a second time.
-    for chunk in manifest.items.chunks(SYNC_CHUNK) {
+    // Resuming an unchanged manifest skips the sync: the state already holds
+    // every item in this order with these parameters.
+    let hashes: Vec<String> = manifest.items.iter().map(params_hash).collect();
+    let fingerprint = manifest_fingerprint(&manifest.items, &hashes);
+    let synced = state::meta(&state::open_ro(&batch_dir)?, MANIFEST_FINGERPRINT)?;
+    if synced.as_deref() != Some(fingerprint.as_str()) {
+        // In chunks, each committed before the next is built, so the copy the
+        // store needs never holds the whole manifest a second time.
+        let mut seq = 0u64;
+        for (chunk, chunk_hashes) in manifest
+            .items
+            .chunks(SYNC_CHUNK)
+            .zip(hashes.chunks(SYNC_CHUNK))
+        {
+            writer
+                .send_durable(Update::SyncItems(new_items(chunk, chunk_hashes, seq)))
+                .await?;
+            seq += chunk.len() as u64;
+        }
         writer
-            .send_durable(Update::SyncItems(new_items(chunk, seq)))
+            .send_durable(Update::SetMeta {
+                key: MANIFEST_FINGERPRINT.into(),
+                value: fingerprint,
+            })
             .await?;
-        seq += chunk.len() as u64;
     }
+    drop(hashes);
     // The engine needs each item's progress, not its prompt.
     let records = state::load_items_with(&state::open_ro(&batch_dir)?, false)?;
 
@@ -214,18 +232,35 @@ pub fn exit_for(outcome: &RunOutcome) -> Exit {
 /// Items per `SyncItems` update.
 const SYNC_CHUNK: usize = 25_000;
 
-fn new_items(items: &[Item], first_seq: u64) -> Vec<NewItem> {
+fn new_items(items: &[Item], hashes: &[String], first_seq: u64) -> Vec<NewItem> {
     items
         .iter()
+        .zip(hashes)
         .enumerate()
-        .map(|(i, it)| NewItem {
+        .map(|(i, (it, hash))| NewItem {
             id: it.id.clone(),
             seq: first_seq + i as u64,
             kind: it.kind.as_str().to_string(),
             prompt: it.prompt.clone(),
-            params_hash: params_hash(it),
+            params_hash: hash.clone(),
         })
         .collect()
+}
+
+/// `meta` key of the fingerprint of the manifest last synced into the state.
+const MANIFEST_FINGERPRINT: &str = "manifest_fingerprint";
+
+/// The manifest as the state sees it: every item's id and parameters, in order.
+fn manifest_fingerprint(items: &[Item], hashes: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (it, hash) in items.iter().zip(hashes) {
+        h.update(it.id.as_bytes());
+        h.update([0]);
+        h.update(hash.as_bytes());
+        h.update([0xff]);
+    }
+    hex::encode(h.finalize())
 }
 
 /// A fingerprint of what the item asks for (kept in the state to tell what

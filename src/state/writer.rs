@@ -72,6 +72,8 @@ pub enum Update {
         request_id: Option<String>,
         at: i64,
     },
+    /// Set a value in the `meta` table.
+    SetMeta { key: String, value: String },
     /// Start a new creation attempt for a failed item (`--retry-failed`).
     Retry { id: String, attempt: u32 },
 }
@@ -332,6 +334,10 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
                    request_id = COALESCE(?4, request_id), finished_at = ?5, updated_at = ?6 WHERE id = ?1",
             )?
             .execute(params![id, code, message, request_id, at, now])?;
+        }
+        Update::SetMeta { key, value } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+                .execute(params![key, value])?;
         }
         Update::Retry { id, attempt } => {
             tx.prepare_cached(

@@ -528,3 +528,21 @@ async fn ctrl_c_saves_state_exits_130_and_the_rerun_finishes() {
     assert!(stats.duplicate_external_task_ids.is_empty());
     assert_all_videos_intact(&out, 30);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_added_to_the_manifest_are_run_by_the_next_run_and_nothing_else() {
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m = manifest(dir.path(), 3);
+    assert_exit(&output(run_cmd(&m, &out, &emu.base_url(), &[])).await, 0);
+    // Same manifest again: nothing to do, nothing sent.
+    let before = emu.stats().creates_accepted;
+    assert_exit(&output(run_cmd(&m, &out, &emu.base_url(), &[])).await, 0);
+    assert_eq!(emu.stats().creates_accepted, before);
+    // Two more rows: only they are created.
+    let m = manifest(dir.path(), 5);
+    assert_exit(&output(run_cmd(&m, &out, &emu.base_url(), &[])).await, 0);
+    assert_eq!(emu.stats().creates_accepted, 5);
+    assert_all_videos_intact(&out, 5);
+}
