@@ -13,8 +13,12 @@ pub struct ReportArgs {
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
     let conn = state::open_ro(&args.dir)?;
-    let records = state::load_items(&conn)?;
-    let path = report::write_report(&args.dir, &records)?;
+    let mut report = report::ReportWriter::create(&args.dir)?;
+    state::for_each_item(&conn, true, |r| {
+        report.row(&r)?;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    let path = report.finish()?;
     println!("{}", path.display());
     Ok(Exit::Success)
 }

@@ -309,10 +309,15 @@ fn params_hash(it: &Item) -> String {
 /// `report.csv` with one row per item of this manifest, in manifest order.
 fn write_manifest_report(batch_dir: &Path, ids: &[String]) -> anyhow::Result<PathBuf> {
     let conn = state::open_ro(batch_dir)?;
-    let mut records = state::load_items(&conn)?;
     let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-    records.retain(|r| wanted.contains(r.id.as_str()));
-    Ok(report::write_report(batch_dir, &records)?)
+    let mut report = report::ReportWriter::create(batch_dir)?;
+    state::for_each_item(&conn, true, |r| {
+        if wanted.contains(r.id.as_str()) {
+            report.row(&r)?;
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(report.finish()?)
 }
 
 fn print_summary(outcome: &RunOutcome, batch_dir: &Path, report_path: &Path) {

@@ -41,18 +41,50 @@ pub struct ReportError {
 
 /// Write `batch_dir/report.csv` from `records` (already in manifest order).
 pub fn write_report(batch_dir: &Path, records: &[ItemRecord]) -> Result<PathBuf, ReportError> {
-    let path = batch_dir.join(REPORT_FILE);
-    let tmp = batch_dir.join(".report.csv.tmp");
-    let io = |source: std::io::Error| ReportError {
-        path: path.clone(),
-        source,
-    };
-    let file = std::fs::File::create(&tmp).map_err(io)?;
-    let mut w = ::csv::Writer::from_writer(std::io::BufWriter::new(file));
-    let to_io = |e: ::csv::Error| std::io::Error::other(e.to_string());
-    w.write_record(COLUMNS).map_err(to_io).map_err(io)?;
+    let mut report = ReportWriter::create(batch_dir)?;
     for r in records {
-        // One row per item; several videos of one task are joined with `;`.
+        report.row(r)?;
+    }
+    report.finish()
+}
+
+/// `report.csv` written row by row into a temporary file, renamed into place
+/// by [`finish`](Self::finish).
+pub struct ReportWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    w: ::csv::Writer<std::io::BufWriter<std::fs::File>>,
+}
+
+impl ReportWriter {
+    pub fn create(batch_dir: &Path) -> Result<ReportWriter, ReportError> {
+        let path = batch_dir.join(REPORT_FILE);
+        let tmp = batch_dir.join(".report.csv.tmp");
+        let file = std::fs::File::create(&tmp).map_err(|source| ReportError {
+            path: path.clone(),
+            source,
+        })?;
+        let mut report = ReportWriter {
+            path,
+            tmp,
+            w: ::csv::Writer::from_writer(std::io::BufWriter::new(file)),
+        };
+        report.record(COLUMNS)?;
+        Ok(report)
+    }
+
+    fn record<I: IntoIterator<Item = T>, T: AsRef<[u8]>>(
+        &mut self,
+        fields: I,
+    ) -> Result<(), ReportError> {
+        self.w.write_record(fields).map_err(|e| ReportError {
+            path: self.path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
+    /// One row per item; several videos of one task are joined with `;`.
+    pub fn row(&mut self, r: &ItemRecord) -> Result<(), ReportError> {
         let join = |f: &dyn Fn(&crate::state::VideoRecord) -> Option<String>| {
             r.videos.iter().filter_map(f).collect::<Vec<_>>().join(";")
         };
@@ -86,16 +118,25 @@ pub fn write_report(batch_dir: &Path, records: &[ItemRecord]) -> Result<PathBuf,
             r.finished_at.map(rfc3339).unwrap_or_default(),
             r.prompt.clone().unwrap_or_default(),
         ];
-        w.write_record(&row).map_err(to_io).map_err(io)?;
+        self.record(&row)
     }
-    let buf = w
-        .into_inner()
-        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-    let file = buf.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok(path)
+
+    /// Flush, fsync and rename into place.
+    pub fn finish(self) -> Result<PathBuf, ReportError> {
+        let ReportWriter { path, tmp, w } = self;
+        let io = |source: std::io::Error| ReportError {
+            path: path.clone(),
+            source,
+        };
+        let buf = w
+            .into_inner()
+            .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        let file = buf.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(path)
+    }
 }
 
 /// Unix milliseconds as RFC 3339 UTC, second precision.

@@ -4,4 +4,4 @@
 pub mod csv;
 pub mod progress;
 
-pub use self::csv::{REPORT_FILE, write_report};
+pub use self::csv::{REPORT_FILE, ReportWriter, write_report};

@@ -249,65 +249,84 @@ pub fn load_items(conn: &Connection) -> Result<Vec<ItemRecord>, StateError> {
 /// [`load_items`], leaving out the prompts when `prompts` is false (the
 /// engine does not need them; on 100k items they are most of the memory).
 pub fn load_items_with(conn: &Connection, prompts: bool) -> Result<Vec<ItemRecord>, StateError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, seq, kind, CASE WHEN ?1 THEN prompt END, params_hash, status, attempt, submit_requests,
-                external_task_id, task_id, units, error_code, error_message, request_id,
-                submitted_at, finished_at
-         FROM items ORDER BY seq, id",
-    )?;
-    let mut items: Vec<ItemRecord> = stmt
-        .query_map([prompts], |r| {
-            let status: String = r.get(5)?;
-            Ok(ItemRecord {
-                id: r.get(0)?,
-                seq: r.get::<_, i64>(1)? as u64,
-                kind: r.get(2)?,
-                prompt: r.get(3)?,
-                params_hash: r.get(4)?,
-                status: Status::parse(&status),
-                attempt: r.get(6)?,
-                submit_requests: r.get(7)?,
-                external_task_id: r.get(8)?,
-                task_id: r.get(9)?,
-                units: r.get(10)?,
-                error_code: r.get(11)?,
-                error_message: r.get(12)?,
-                request_id: r.get(13)?,
-                submitted_at: r.get(14)?,
-                finished_at: r.get(15)?,
-                videos: Vec::new(),
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    let index: std::collections::HashMap<String, usize> = items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| (it.id.clone(), i))
-        .collect();
-    let mut vstmt = conn.prepare(
-        "SELECT item_id, n, video_id, url, duration, path, bytes, sha256 FROM videos ORDER BY item_id, n",
-    )?;
-    let rows = vstmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            VideoRecord {
-                n: r.get(1)?,
-                video_id: r.get(2)?,
-                url: r.get(3)?,
-                duration: r.get(4)?,
-                path: r.get(5)?,
-                bytes: r.get::<_, Option<i64>>(6)?.map(|b| b as u64),
-                sha256: r.get(7)?,
-            },
-        ))
+    let mut items = Vec::new();
+    for_each_item(conn, prompts, |r| {
+        items.push(r);
+        Ok::<(), StateError>(())
     })?;
-    for row in rows {
-        let (item_id, video) = row?;
-        if let Some(&i) = index.get(&item_id) {
-            items[i].videos.push(video);
+    Ok(items)
+}
+
+/// Visit every item, in manifest order, with its videos — one at a time, so a
+/// report of 100k items never holds them all.
+pub fn for_each_item<E: From<StateError>>(
+    conn: &Connection,
+    prompts: bool,
+    mut f: impl FnMut(ItemRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT i.id, i.seq, i.kind, CASE WHEN ?1 THEN i.prompt END, i.params_hash, i.status,
+                    i.attempt, i.submit_requests, i.external_task_id, i.task_id, i.units,
+                    i.error_code, i.error_message, i.request_id, i.submitted_at, i.finished_at,
+                    v.n, v.video_id, v.url, v.duration, v.path, v.bytes, v.sha256
+             FROM items i LEFT JOIN videos v ON v.item_id = i.id
+             ORDER BY i.seq, i.id, v.n",
+        )
+        .map_err(StateError::from)?;
+    let mut rows = stmt.query([prompts]).map_err(StateError::from)?;
+    let mut current: Option<ItemRecord> = None;
+    while let Some(r) = rows.next().map_err(StateError::from)? {
+        let id: String = r.get(0).map_err(StateError::from)?;
+        if current.as_ref().is_some_and(|c| c.id != id)
+            && let Some(done) = current.take()
+        {
+            f(done)?;
+        }
+        if current.is_none() {
+            let status: String = r.get(5).map_err(StateError::from)?;
+            current = Some(ItemRecord {
+                id,
+                seq: r.get::<_, i64>(1).map_err(StateError::from)? as u64,
+                kind: r.get(2).map_err(StateError::from)?,
+                prompt: r.get(3).map_err(StateError::from)?,
+                params_hash: r.get(4).map_err(StateError::from)?,
+                status: Status::parse(&status),
+                attempt: r.get(6).map_err(StateError::from)?,
+                submit_requests: r.get(7).map_err(StateError::from)?,
+                external_task_id: r.get(8).map_err(StateError::from)?,
+                task_id: r.get(9).map_err(StateError::from)?,
+                units: r.get(10).map_err(StateError::from)?,
+                error_code: r.get(11).map_err(StateError::from)?,
+                error_message: r.get(12).map_err(StateError::from)?,
+                request_id: r.get(13).map_err(StateError::from)?,
+                submitted_at: r.get(14).map_err(StateError::from)?,
+                finished_at: r.get(15).map_err(StateError::from)?,
+                videos: Vec::new(),
+            });
+        }
+        if let (Some(item), Some(n)) = (
+            current.as_mut(),
+            r.get::<_, Option<u32>>(16).map_err(StateError::from)?,
+        ) {
+            item.videos.push(VideoRecord {
+                n,
+                video_id: r.get(17).map_err(StateError::from)?,
+                url: r.get(18).map_err(StateError::from)?,
+                duration: r.get(19).map_err(StateError::from)?,
+                path: r.get(20).map_err(StateError::from)?,
+                bytes: r
+                    .get::<_, Option<i64>>(21)
+                    .map_err(StateError::from)?
+                    .map(|b| b as u64),
+                sha256: r.get(22).map_err(StateError::from)?,
+            });
         }
     }
-    Ok(items)
+    if let Some(done) = current {
+        f(done)?;
+    }
+    Ok(())
 }
 
 /// Counts by status (for `vidbatch status`), cheap even on 100k items.
