@@ -206,23 +206,29 @@ struct Coordinator<P> {
 
 impl<P: Provider> Coordinator<P> {
     fn new(input: EngineInput<P>) -> Self {
-        let by_id: HashMap<&str, &ItemRecord> =
-            input.records.iter().map(|r| (r.id.as_str(), r)).collect();
+        // Records are moved into the entries, not copied: on 100k items the
+        // video records are tens of megabytes.
+        let mut by_id: HashMap<String, ItemRecord> = input
+            .records
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
         let mut entries = Vec::with_capacity(input.items.len());
         for item in &input.items {
             let mut e = Entry {
                 attempt: 1,
                 ..Entry::default()
             };
-            if let Some(r) = by_id.get(item.id.as_str()) {
+            if let Some(r) = by_id.remove(item.id.as_str()) {
                 e.status = r.status();
                 e.attempt = r.attempt.max(1);
-                e.task_id = r.task_id.clone();
-                e.videos = r.videos.clone();
-                e.last_error = r.error_message.clone().map(|m| (r.error_code, m));
+                e.task_id = r.task_id;
+                e.videos = r.videos;
+                e.last_error = r.error_message.map(|m| (r.error_code, m));
             }
             entries.push(e);
         }
+        drop(by_id);
         let cfg = input.settings;
         // Tasks from an earlier run that may hold account slots count against the bound.
         let already = entries
@@ -410,7 +416,10 @@ impl<P: Provider> Coordinator<P> {
     /// (from a fresh URL if needed) — never created again.
     fn verify_downloaded(&mut self) {
         for idx in std::mem::take(&mut self.to_verify) {
-            if !self.files_intact(idx) {
+            if self.files_intact(idx) {
+                // Done and verified: the store keeps its video records.
+                self.entries[idx].videos = Vec::new();
+            } else {
                 self.transition(idx, Status::Succeeded);
                 self.write(Update::Status {
                     id: self.items[idx].id.clone(),
