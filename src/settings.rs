@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, validate};
 use crate::provider::kling::{Credentials, Style};
 
 /// The official global host (kling-api.md §1.1).
@@ -38,38 +38,27 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// Parse `10/s`, `300/min`, `2/h`, `0.5/s` or a bare number (per second).
+    /// Parse `10/s`, `300/min`, `2/h`, `0.5/s` (the manifest's grammar,
+    /// [`validate::parse_submit_rate`]) or a bare number (per second).
     pub fn parse(s: &str) -> Result<Rate, String> {
         let s = s.trim();
-        let (num, unit) = match s.split_once('/') {
-            Some((n, u)) => (n.trim(), u.trim()),
-            None => (s, "s"),
-        };
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a rate; expected e.g. 10/s, 300/min, 2/h"))?;
-        let secs = match unit {
-            "s" | "sec" | "second" => 1.0,
-            "m" | "min" | "minute" => 60.0,
-            "h" | "hour" => 3600.0,
-            _ => {
-                return Err(format!(
-                    "`{s}`: unknown unit `{unit}`; expected /s, /min or /h"
-                ));
+        let per_second = if s.contains('/') {
+            validate::parse_submit_rate(s)?
+        } else {
+            match s.parse::<f64>() {
+                Ok(n) if n.is_finite() && n > 0.0 => n,
+                _ => {
+                    return Err(format!(
+                        "`{s}` is not a rate; expected e.g. 10/s, 300/min, 2/h"
+                    ));
+                }
             }
         };
-        let per_second = n / secs;
-        if !per_second.is_finite() || per_second <= 0.0 || per_second > 100_000.0 {
-            return Err(format!("`{s}`: rate must be above 0 and at most 100000/s"));
+        if per_second > 100_000.0 {
+            return Err(format!("`{s}`: rate must be at most 100000/s"));
         }
         Ok(Rate { per_second })
     }
-}
-
-/// Parse a humantime duration (`500ms`, `5s`, `30m`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); expected e.g. 500ms, 5s, 30m"))
 }
 
 /// What the command line (and clap's environment fallback) said. `None`: not given.
@@ -213,15 +202,14 @@ pub fn resolve(
         })?,
         None => defaults.submit_rate,
     };
-    let dur = |cli_val: &Option<String>,
-               manifest_val: &Option<String>,
-               name: &str,
-               default: Duration| {
-        match cli_val.as_ref().or(manifest_val.as_ref()) {
-            Some(s) => parse_duration(s).map_err(|m| err(rate_src(cli_val, manifest_val, name), m)),
-            None => Ok(default),
-        }
-    };
+    let dur =
+        |cli_val: &Option<String>, manifest_val: &Option<String>, name: &str, default: Duration| {
+            match cli_val.as_ref().or(manifest_val.as_ref()) {
+                Some(s) => validate::parse_setting_duration(name, s.trim())
+                    .map_err(|m| err(rate_src(cli_val, manifest_val, name), m)),
+                None => Ok(default),
+            }
+        };
     // The emulator finishes tasks in seconds, not minutes: poll it sooner.
     let default_poll = if emulator {
         Duration::from_millis(500)
@@ -247,9 +235,6 @@ pub fn resolve(
         "request-timeout",
         Duration::from_secs(60),
     )?;
-    if poll_interval.is_zero() {
-        return Err(err("--poll-interval", "must be above zero"));
-    }
     let concurrency = cli
         .concurrency
         .or(limits.concurrency.map(|c| c as usize))

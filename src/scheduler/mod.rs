@@ -36,7 +36,7 @@ use crate::events::{EventSender, RunEvent};
 use crate::manifest::{Item, Kind};
 use crate::provider::{ErrorClass, Provider, ProviderError, RemoteStatus, TaskSnapshot};
 use crate::settings::EngineSettings;
-use crate::state::{ItemRecord, Status, Update, VideoRecord, WriterHandle};
+use crate::state::{ItemRecord, Status, Update, VideoRecord, WriterHandle, now_ms};
 
 pub use limit::{InFlight, Stop};
 pub use submit::{Settled, SubmitOutcome, Submitter};
@@ -1274,14 +1274,6 @@ pub fn video_rel_path(id: &str, n: u32, count: usize) -> String {
     } else {
         format!("videos/{safe}.mp4")
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn kind_index(kind: Kind) -> usize {

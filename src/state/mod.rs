@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-pub use writer::{NewItem, Update, Writer, WriterHandle};
+pub use writer::{NewItem, Update, Writer, WriterHandle, now_ms};
 
 /// Where an item is in its life. Stored as the lowercase name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -204,7 +204,8 @@ fn apply_group(conn: &mut Connection, group: &[Msg]) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
