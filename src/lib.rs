@@ -14,6 +14,7 @@
 //!
 //! Module map (by domain):
 //! - [`manifest`]: raw YAML/CSV -> validated [`manifest::Item`]s, located problems.
+//! - [`batch`]: opening a batch folder; its identity; rebuilding a lost state.
 //! - [`settings`]: CLI > environment > manifest > defaults, resolved in one place.
 //! - [`provider`]: the [`provider::Provider`] trait; [`provider::kling`] implements it.
 //! - [`state`]: the SQLite state file, its single writer, recovery data.
@@ -24,6 +25,7 @@
 //! - [`emulator`]: a local Kling-compatible server for demos, tests and benchmarks.
 //! - [`cli`]: the commands; the only place with `anyhow` and exit codes.
 
+pub mod batch;
 pub mod cli;
 pub mod download;
 pub mod emulator;
@@ -34,3 +36,4 @@ pub mod report;
 pub mod scheduler;
 pub mod settings;
 pub mod state;
+pub mod stdio;

@@ -75,12 +75,24 @@ pub struct Overrides {
     pub retry_base: Option<String>,
     pub request_timeout: Option<String>,
     pub retry_failed: bool,
+    /// `--batch NAME`: the batch's name (what its tasks' keys derive from).
+    pub batch: Option<String>,
+    /// `--new-batch`: generate (and pay for) every item again under a new name.
+    pub new_batch: bool,
 }
 
 /// Everything `run` needs, parsed and checked.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub batch_dir: PathBuf,
+    /// The batch's name: by default the manifest's file stem, so the same
+    /// manifest run from another folder, after a lost state or on another
+    /// machine derives the same task keys and finds its tasks instead of
+    /// paying again.
+    pub batch_name: String,
+    /// Given with `--batch` or made by `--new-batch` (checked against the state).
+    pub batch_name_explicit: bool,
+    pub new_batch: bool,
     pub style: Style,
     pub base_url: String,
     pub credentials: Credentials,
@@ -256,13 +268,30 @@ pub fn resolve(
         ));
     }
 
+    let stem = manifest_stem(&manifest.path);
+    let base_name = match &cli.batch {
+        Some(name) => {
+            check_batch_name(name).map_err(|m| err("--batch", m))?;
+            name.clone()
+        }
+        None => stem,
+    };
+    let batch_name = if cli.new_batch {
+        format!("{base_name}-{}", utc_stamp())
+    } else {
+        base_name
+    };
     let batch_dir = match &cli.output {
         Some(dir) => dir.clone(),
+        None if cli.new_batch => PathBuf::from("output").join(&batch_name),
         None => default_batch_dir(&manifest.path),
     };
 
     Ok(RunSettings {
         batch_dir,
+        batch_name,
+        batch_name_explicit: cli.batch.is_some() || cli.new_batch,
+        new_batch: cli.new_batch,
         style,
         base_url,
         credentials,
@@ -283,11 +312,39 @@ pub fn resolve(
 
 /// `output/<manifest stem>/`.
 pub fn default_batch_dir(manifest: &Path) -> PathBuf {
-    let stem = manifest
+    PathBuf::from("output").join(manifest_stem(manifest))
+}
+
+fn manifest_stem(manifest: &Path) -> String {
+    manifest
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "batch".into());
-    PathBuf::from("output").join(stem)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "batch".into())
+}
+
+/// A batch name names a folder (with `--new-batch`) and goes into the state.
+fn check_batch_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() || name.chars().count() > 100 {
+        return Err("a batch name must have 1 to 100 characters".into());
+    }
+    if name.starts_with('.')
+        || name.chars().any(|c| {
+            c.is_control() || matches!(c, '/' | '\\' | ':' | '<' | '>' | '"' | '|' | '?' | '*')
+        })
+    {
+        return Err(format!(
+            "`{name}` cannot be a batch name (it names a folder: no / \\ : < > \" | ? *, no leading dot)"
+        ));
+    }
+    Ok(())
+}
+
+/// `20261202T031500Z`, for `--new-batch` names.
+fn utc_stamp() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "")
 }
 
 fn credentials_from_env(

@@ -25,6 +25,10 @@ pub enum Exit {
     Aborted = 3,
     /// Interrupted (Ctrl-C): state flushed, rerun resumes.
     Interrupted = 130,
+    /// Hung up (SIGHUP): as Ctrl-C.
+    HungUp = 129,
+    /// Terminated (SIGTERM: `docker stop`, systemd, `timeout`): as Ctrl-C.
+    Terminated = 143,
 }
 
 #[derive(Debug, Parser)]
@@ -107,18 +111,36 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
     {
         return Exit::BadInput;
     }
-    match err.downcast_ref::<StateError>() {
-        Some(StateError::Missing { .. }) => Exit::BadInput,
+    match err.downcast_ref::<crate::batch::BatchError>() {
         Some(
-            StateError::Locked { .. }
-            | StateError::CreateDir { .. }
-            | StateError::TooNew { .. }
-            | StateError::Corrupt { .. }
-            | StateError::Sql(_)
-            | StateError::WriterGone
-            | StateError::LockIo { .. },
-        )
-        | None => Exit::Aborted,
+            crate::batch::BatchError::OtherBatch { .. }
+            | crate::batch::BatchError::NewBatchHere { .. },
+        ) => {
+            return Exit::BadInput;
+        }
+        Some(crate::batch::BatchError::Unreadable { .. }) => return Exit::Aborted,
+        Some(crate::batch::BatchError::State(e)) => return state_exit(e),
+        None => {}
+    }
+    match err.downcast_ref::<StateError>() {
+        Some(e) => state_exit(e),
+        None => Exit::Aborted,
+    }
+}
+
+fn state_exit(e: &crate::state::StateError) -> Exit {
+    use crate::state::StateError;
+    match e {
+        StateError::Missing { .. } => Exit::BadInput,
+        StateError::Locked { .. }
+        | StateError::CreateDir { .. }
+        | StateError::TooNew { .. }
+        | StateError::Corrupt { .. }
+        | StateError::Sql(_)
+        | StateError::WriterGone
+        | StateError::LockIo { .. }
+        | StateError::DiskFull { .. }
+        | StateError::Replaced { .. } => Exit::Aborted,
     }
 }
 

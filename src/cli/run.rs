@@ -8,14 +8,17 @@ use anyhow::Context;
 use tokio::sync::oneshot;
 
 use super::Exit;
+use crate::batch;
 use crate::download::Downloader;
 use crate::events::EventSender;
 use crate::manifest::{self, Item, Manifest};
 use crate::provider::kling::{KlingConfig, KlingProvider};
 use crate::report::{self, progress};
+use crate::scheduler::ids;
 use crate::scheduler::{self, EngineInput, RunOutcome, Stop};
 use crate::settings::{self, Overrides, RunSettings};
-use crate::state::{self, BatchLock, NewItem, Status, Update, Writer};
+use crate::state::writer::RecoverItem;
+use crate::state::{self, NewItem, Status, Update, Writer};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -58,6 +61,14 @@ pub struct RunArgs {
     /// Start the built-in Kling emulator and run against it (offline demo; no keys needed)
     #[arg(long)]
     pub emulator: bool,
+    /// The batch's name; every task's key derives from it, so the same name finds the
+    /// same tasks from any folder or machine [default: the manifest's file stem]
+    #[arg(long, env = "VIDBATCH_BATCH", value_name = "NAME")]
+    pub batch: Option<String>,
+    /// Generate (and pay for) every item again, as a new batch named <name>-<UTC time>
+    /// in a new folder
+    #[arg(long, conflicts_with = "batch")]
+    pub new_batch: bool,
 }
 
 pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
@@ -78,6 +89,8 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         retry_base: args.retry_base.clone(),
         request_timeout: args.request_timeout.clone(),
         retry_failed: args.retry_failed,
+        batch: args.batch.clone(),
+        new_batch: args.new_batch,
     };
     let settings = settings::resolve(
         &manifest,
@@ -89,14 +102,21 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let mut writer_thread = None;
     let exit = runtime.block_on(run_batch(
         manifest,
         settings,
         args.emulator,
         progress::Mode::detect(quiet),
+        &mut writer_thread,
     ));
     // Tasks still running (e.g. after Ctrl-C) are dropped here; the state is already flushed.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    // With every handle gone the writer checkpoints the WAL into state.db and
+    // closes it: the folder holds one complete file.
+    if let Some(w) = writer_thread {
+        w.join();
+    }
     exit
 }
 
@@ -105,11 +125,20 @@ async fn run_batch(
     mut settings: RunSettings,
     emulator: bool,
     mode: progress::Mode,
+    writer_thread: &mut Option<Writer>,
 ) -> anyhow::Result<Exit> {
     let batch_dir = settings.batch_dir.clone();
-    let _lock = BatchLock::acquire(&batch_dir)?;
-    let (conn, batch_id) = state::open_rw(&batch_dir)?;
-    let (_writer, writer) = Writer::start(conn);
+    let opened = batch::open(
+        &batch_dir,
+        &settings.batch_name,
+        settings.batch_name_explicit,
+        settings.new_batch,
+    )?;
+    let _lock = opened.lock;
+    let batch_id = opened.batch_id;
+    let rebuilt = opened.rebuilt;
+    let (thread, writer) = Writer::start_at(opened.conn, &state::db_path(&batch_dir));
+    *writer_thread = Some(thread);
     // Resuming an unchanged manifest skips the sync: the state already holds
     // every item in this order with these parameters.
     let hashes: Vec<String> = manifest.items.iter().map(params_hash).collect();
@@ -137,6 +166,46 @@ async fn run_batch(
             .await?;
     }
     drop(hashes);
+    if let Some(rebuilt) = &rebuilt {
+        // Every item may have a task already: look each one up before any create.
+        let recover = manifest
+            .items
+            .iter()
+            .map(|it| {
+                let (external_task_id, attempt) = rebuilt
+                    .known
+                    .get(&it.id)
+                    .cloned()
+                    .unwrap_or_else(|| (ids::external_task_id(&batch_id, &it.id, 1), 1));
+                RecoverItem {
+                    id: it.id.clone(),
+                    external_task_id,
+                    attempt,
+                }
+            })
+            .collect();
+        writer.send_durable(Update::Recover(recover)).await?;
+        if mode != progress::Mode::Quiet {
+            crate::errln!(
+                "note: {} held a batch ({}) but no usable state.db; rebuilding it: every item's task is looked up at the provider before anything is created, so nothing is paid twice{}",
+                batch_dir.display(),
+                rebuilt.evidence.join(", "),
+                if rebuilt.moved_aside.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (unusable state files kept as {})",
+                        rebuilt
+                            .moved_aside
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            );
+        }
+    }
     // The engine needs each item's progress, not its prompt.
     let records = state::load_items_with(&state::open_ro(&batch_dir)?, false)?;
 
@@ -154,7 +223,7 @@ async fn run_batch(
             crate::provider::kling::Style::Gateway => handle.gateway_base_url(),
         };
         if mode != progress::Mode::Quiet {
-            eprintln!("emulator: built-in Kling emulator at {}", settings.base_url);
+            crate::errln!("emulator: built-in Kling emulator at {}", settings.base_url);
         }
         Some(handle)
     } else {
@@ -179,19 +248,8 @@ async fn run_batch(
     let reporter = tokio::spawn(progress::report(mode, rx, done_rx));
 
     let interrupt = Arc::new(Stop::default());
-    tokio::spawn({
-        let interrupt = interrupt.clone();
-        async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupt.stop();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    // Second Ctrl-C: quit now. Every committed transaction is
-                    // consistent; the rerun settles anything in the air.
-                    std::process::exit(Exit::Interrupted as i32);
-                }
-            }
-        }
-    });
+    let signalled = Arc::new(std::sync::OnceLock::<Exit>::new());
+    spawn_signal_handler(interrupt.clone(), signalled.clone());
 
     let item_ids: Vec<String> = manifest.items.iter().map(|i| i.id.clone()).collect();
     let outcome = scheduler::run(EngineInput {
@@ -213,7 +271,53 @@ async fn run_batch(
 
     let report_path = write_manifest_report(&batch_dir, &item_ids)?;
     print_summary(&outcome, &batch_dir, &report_path);
-    Ok(exit_for(&outcome))
+    let exit = match (exit_for(&outcome), signalled.get()) {
+        (Exit::Interrupted, Some(signal)) => *signal,
+        (exit, _) => exit,
+    };
+    Ok(exit)
+}
+
+/// Ctrl-C, SIGTERM (`docker stop`, systemd, `timeout`) and SIGHUP all stop
+/// the run the same way: no new creates, state flushed, report written, exit
+/// 130 / 143 / 129. A second signal quits at once: every committed
+/// transaction is consistent and the rerun settles anything in the air.
+fn spawn_signal_handler(interrupt: Arc<Stop>, signalled: Arc<std::sync::OnceLock<Exit>>) {
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            let exit = next_signal().await;
+            seen += 1;
+            let _ = signalled.set(exit);
+            interrupt.stop();
+            if seen >= 2 {
+                std::process::exit(exit as i32);
+            }
+        }
+    });
+}
+
+#[cfg(unix)]
+async fn next_signal() -> Exit {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return Exit::Interrupted;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Exit::Interrupted,
+        _ = term.recv() => Exit::Terminated,
+        _ = hup.recv() => Exit::HungUp,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_signal() -> Exit {
+    let _ = tokio::signal::ctrl_c().await;
+    Exit::Interrupted
 }
 
 /// The exit code a finished run earns.
@@ -328,25 +432,25 @@ fn print_summary(outcome: &RunOutcome, batch_dir: &Path, report_path: &Path) {
         .filter(|(_, n)| **n > 0)
         .map(|(s, n)| format!("{n} {}", s.as_str().replace('_', " ")))
         .collect();
-    println!("{total} items: {}", parts.join(", "));
+    crate::outln!("{total} items: {}", parts.join(", "));
     if !outcome.failures.is_empty() {
-        println!("problems:");
+        crate::outln!("problems:");
         for f in outcome.failures.iter().take(20) {
             let code = f.code.map(|c| format!(" [{c}]")).unwrap_or_default();
-            println!("  {} ({}){code}: {}", f.id, f.status, f.message);
+            crate::outln!("  {} ({}){code}: {}", f.id, f.status, f.message);
         }
         if outcome.failures.len() > 20 {
-            println!(
+            crate::outln!(
                 "  … and {} more (see the report)",
                 outcome.failures.len() - 20
             );
         }
     }
     if let Some(reason) = &outcome.aborted {
-        println!("aborted: {reason}");
+        crate::outln!("aborted: {reason}");
     }
     if outcome.interrupted {
-        println!("interrupted: state saved; run the same command again to resume");
+        crate::outln!("interrupted: state saved; run the same command again to resume");
     } else if !outcome.all_downloaded() && outcome.aborted.is_none() {
         let unfinished: u64 = outcome
             .counts
@@ -355,9 +459,11 @@ fn print_summary(outcome: &RunOutcome, batch_dir: &Path, report_path: &Path) {
             .map(|(_, n)| n)
             .sum();
         if unfinished > 0 {
-            println!("{unfinished} item(s) unfinished; run the same command again to continue");
+            crate::outln!(
+                "{unfinished} item(s) unfinished; run the same command again to continue"
+            );
         }
     }
-    println!("videos: {}", batch_dir.join("videos").display());
-    println!("report: {}", report_path.display());
+    crate::outln!("videos: {}", batch_dir.join("videos").display());
+    crate::outln!("report: {}", report_path.display());
 }

@@ -25,6 +25,9 @@ use super::{CameraConfig, CameraControl, ImageRef, Item, Kind, Problem};
 pub const MAX_PROMPT_CHARS: usize = 2500;
 /// Longest item id, in characters.
 pub const MAX_ID_CHARS: usize = 128;
+/// Longest item id in UTF-8 bytes: a file name has 255, and the longest name
+/// vidbatch makes from an id adds 9 (`<id>.mp4.part`, `<id>.videos`).
+pub const MAX_ID_BYTES: usize = 200;
 /// Official `model_name` values for text2video (kling-api.md §4).
 pub const T2V_MODELS: &[&str] = &[
     "kling-v1",
@@ -439,6 +442,24 @@ pub fn check_id(id: &str) -> Result<(), String> {
             "id must be 1 to {MAX_ID_CHARS} characters, found {n}"
         ));
     }
+    if id.len() > MAX_ID_BYTES {
+        return Err(format!(
+            "id is {} bytes in UTF-8; file names allow 255 bytes and vidbatch adds up to 9 (`.mp4.part`), so ids may have at most {MAX_ID_BYTES} bytes (CJK characters take 3 bytes, emoji 4)",
+            id.len()
+        ));
+    }
+    if id.ends_with('.') || id.ends_with(' ') {
+        return Err(format!(
+            "id `{}` must not end with a dot or a space (Windows drops them from file names)",
+            shorten(id)
+        ));
+    }
+    if is_windows_reserved(id) {
+        return Err(format!(
+            "id `{}` is a reserved device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9); choose another",
+            shorten(id)
+        ));
+    }
     if id == "." || id == ".." {
         return Err(format!("id `{id}` is not allowed (it names a directory)"));
     }
@@ -461,6 +482,24 @@ pub fn check_id(id: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `CON`, `nul.txt`, `Com1.mp4`...: names Windows keeps for devices, with
+/// any extension, in any case.
+fn is_windows_reserved(id: &str) -> bool {
+    let stem = id.split('.').next().unwrap_or(id).trim_end().to_uppercase();
+    if matches!(
+        stem.as_str(),
+        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
+    ) {
+        return true;
+    }
+    let mut chars = stem.chars();
+    let prefix: String = chars.by_ref().take(3).collect();
+    let rest: Vec<char> = chars.collect();
+    (prefix == "COM" || prefix == "LPT")
+        && rest.len() == 1
+        && (rest[0].is_ascii_digit() || matches!(rest[0], '¹' | '²' | '³'))
 }
 
 fn check_prompt(field: &str, s: &str) -> Result<String, String> {
@@ -721,6 +760,7 @@ pub fn parse_setting_duration(name: &str, s: &str) -> Result<std::time::Duration
 pub const PROVIDER_STYLES: &[&str] = &["kling", "kling-gateway"];
 
 struct Seen {
+    id: String,
     origin: String,
     derived: Option<[u8; 32]>,
 }
@@ -1012,7 +1052,17 @@ impl Validator {
             }
         };
         let label = origin.label();
-        match self.seen.get(&id) {
+        // Keyed case-insensitively: on macOS and Windows `Cat` and `cat`
+        // are one file, and one paid video would overwrite the other.
+        let seen_key = id.to_lowercase();
+        match self.seen.get(&seen_key) {
+            Some(prev) if prev.id != id => {
+                let msg = format!(
+                    "id `{id}` differs from `{}` ({}) only in letter case; they would share one video file on macOS and Windows",
+                    prev.id, prev.origin
+                );
+                self.problem(at(Field::Id), msg);
+            }
             Some(prev) => {
                 let msg = match (derived, prev.derived) {
                     (Some(a), Some(b)) if a == b => format!(
@@ -1034,8 +1084,9 @@ impl Validator {
             }
             None => {
                 self.seen.insert(
-                    id.clone(),
+                    seen_key,
                     Seen {
+                        id: id.clone(),
                         origin: label.clone(),
                         derived,
                     },

@@ -13,6 +13,16 @@ use std::time::Duration;
 
 use crate::manifest::{Item, Kind};
 
+/// Longest task id vidbatch stores and puts in a URL path.
+pub const MAX_TASK_ID_BYTES: usize = 256;
+
+/// A task id we can store, log and put in a URL: 1 to 256 visible ASCII
+/// characters. Anything else from a server is an item-level error, never a
+/// reason to stop the batch.
+pub fn usable_task_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_TASK_ID_BYTES && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// A task the provider accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
@@ -80,6 +90,16 @@ pub enum ErrorClass {
     /// Nothing will succeed until the user acts (1000–1002, 1100–1102, 1304):
     /// stop submitting and exit 3.
     BatchFatal,
+    /// The request did not reach a working API as configured: a route the
+    /// server does not know (a wrong path in the base URL), a page that is not
+    /// the API's, a redirect, a TLS failure. Nothing was created. One such
+    /// answer may be about the item; the same answer to every create in a row
+    /// is about the setup, and the engine stops the batch (items stay pending).
+    Setup,
+    /// Nothing was sent: connection refused, name not resolved, connect
+    /// timeout. Transient once the API has answered in this run; before that,
+    /// a few in a row mean the address is wrong and the batch stops.
+    Unreachable,
 }
 
 /// A failed provider call, classified. Never contains credentials.

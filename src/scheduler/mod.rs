@@ -19,6 +19,7 @@
 mod backoff;
 pub mod ids;
 mod limit;
+mod setup;
 mod submit;
 
 use std::cmp::Reverse;
@@ -119,6 +120,10 @@ struct Entry {
     needs_refresh: bool,
     refreshes: u32,
     last_error: Option<(Option<i64>, String)>,
+    /// The key an unsettled create used, as the state recorded it (only for
+    /// items left `submitting`): recovery must ask for exactly that key,
+    /// whatever the manifest or the naming rules say today.
+    pending_key: Option<Box<str>>,
 }
 
 enum Msg {
@@ -225,6 +230,9 @@ impl<P: Provider> Coordinator<P> {
                 e.task_id = r.task_id;
                 e.videos = r.videos;
                 e.last_error = r.error_message.map(|m| (r.error_code, m));
+                if e.status == Status::Submitting {
+                    e.pending_key = r.external_task_id.map(String::into_boxed_str);
+                }
             }
             entries.push(e);
         }
@@ -249,6 +257,7 @@ impl<P: Provider> Coordinator<P> {
             limit: limit.clone(),
             stop: stop_submit.clone(),
             retry_base: cfg.retry_base,
+            setup: Arc::new(setup::SetupWatch::default()),
         });
         // Polls have their own budget so they never eat into submissions: enough
         // for every in-flight task to be asked twice per poll interval.
@@ -370,9 +379,17 @@ impl<P: Provider> Coordinator<P> {
                     self.recovering += 1;
                     let sub = self.submitter.clone();
                     let (kind, attempt) = (self.items[idx].kind, self.entries[idx].attempt);
-                    let ext = ids::external_task_id(&self.batch_id, &self.items[idx].id, attempt);
+                    let ext = match self.entries[idx].pending_key.take() {
+                        Some(key) => key.into_string(),
+                        None => ids::external_task_id(&self.batch_id, &self.items[idx].id, attempt),
+                    };
                     let tx = self.tx.clone();
+                    // A rebuilt state settles every item: a bounded number at
+                    // a time, at the polling pace, not 100,000 requests at once.
+                    let (slots, rate) = (self.poll_slots.clone(), self.poll_rate.clone());
                     tokio::spawn(async move {
+                        let _slot = slots.acquire_owned().await;
+                        rate.until_ready().await;
                         let settled = sub.settle(kind, &ext).await;
                         let _ = tx.send(Msg::Recovered(idx, settled));
                     });
@@ -416,36 +433,46 @@ impl<P: Provider> Coordinator<P> {
     /// (from a fresh URL if needed) — never created again.
     fn verify_downloaded(&mut self) {
         for idx in std::mem::take(&mut self.to_verify) {
-            if self.files_intact(idx) {
+            let gone = self.files_gone(idx);
+            if gone.is_empty() {
                 // Done and verified: the store keeps its video records.
                 self.entries[idx].videos = Vec::new();
             } else {
+                // The state forgets the file before anything relies on it: a
+                // run that cannot download it again leaves it `succeeded`.
+                let id = self.items[idx].id.clone();
+                for n in gone {
+                    self.write(Update::VideoGone { id: id.clone(), n });
+                }
                 self.transition(idx, Status::Succeeded);
-                self.write(Update::Status {
-                    id: self.items[idx].id.clone(),
-                    status: Status::Succeeded,
-                });
                 self.start_downloads(idx);
             }
         }
     }
 
-    /// Every recorded video of a downloaded item is on disk with its size.
-    fn files_intact(&mut self, idx: usize) -> bool {
-        let mut intact = !self.entries[idx].videos.is_empty();
+    /// The recorded videos of a downloaded item that are not on disk with
+    /// their recorded size (cleared in memory too).
+    fn files_gone(&mut self, idx: usize) -> Vec<u32> {
+        let mut gone = Vec::new();
         for v in &mut self.entries[idx].videos {
             let ok = match (&v.path, v.bytes) {
                 (Some(p), Some(b)) => std::fs::metadata(self.batch_dir.join(p))
-                    .map(|m| m.len() == b)
+                    .map(|m| m.is_file() && m.len() == b)
                     .unwrap_or(false),
                 _ => false,
             };
             if !ok {
+                v.path = None;
+                v.bytes = None;
                 v.sha256 = None;
-                intact = false;
+                gone.push(v.n);
             }
         }
-        intact
+        if self.entries[idx].videos.is_empty() {
+            // Downloaded with no video record at all: nothing proves a file.
+            gone.push(1);
+        }
+        gone
     }
 
     fn start_submitter(&mut self) {
@@ -518,7 +545,10 @@ impl<P: Provider> Coordinator<P> {
                 self.active_polls -= 1;
                 self.entries[idx].busy = false;
                 match result {
-                    Ok(snap) => self.on_snapshot(idx, snap),
+                    Ok(snap) => {
+                        self.submitter.setup.answered();
+                        self.on_snapshot(idx, snap)
+                    }
                     Err(e) => self.on_poll_error(idx, e),
                 }
             }
@@ -629,6 +659,10 @@ impl<P: Provider> Coordinator<P> {
                 });
                 self.transition(idx, Status::Pending);
                 self.abort(fatal_message(&e));
+                if matches!(e.class, ErrorClass::Setup | ErrorClass::Unreachable) {
+                    // Polls go to the same broken address: end the run now.
+                    self.fatal_stop = true;
+                }
             }
             SubmitOutcome::StateFailed(message) => {
                 self.release(idx);
@@ -668,8 +702,12 @@ impl<P: Provider> Coordinator<P> {
                     Some((e.code, format!("create outcome unknown: {}", e.message)));
             }
             Settled::Fatal(e) => {
+                // Still `submitting` on disk: the next run settles it first.
                 self.release(idx);
                 self.abort(fatal_message(&e));
+                if matches!(e.class, ErrorClass::Setup | ErrorClass::Unreachable) {
+                    self.fatal_stop = true;
+                }
             }
         }
     }
@@ -743,6 +781,12 @@ impl<P: Provider> Coordinator<P> {
     }
 
     fn on_poll_error(&mut self, idx: usize, e: ProviderError) {
+        if self.submitter.setup.observe(Some(e.class)) {
+            // Tasks in flight stay as they are on disk; the fixed rerun polls them.
+            self.abort(fatal_message(&e));
+            self.fatal_stop = true;
+            return;
+        }
         match e.class {
             ErrorClass::AuthExpired | ErrorClass::BatchFatal => {
                 self.abort(fatal_message(&e));
@@ -779,7 +823,7 @@ impl<P: Provider> Coordinator<P> {
         if matches!(e.class, ErrorClass::AuthExpired | ErrorClass::BatchFatal) {
             self.abort(fatal_message(&e));
             self.fatal_stop = true;
-        } else if e.class == ErrorClass::ItemInvalid {
+        } else if matches!(e.class, ErrorClass::ItemInvalid | ErrorClass::Setup) {
             // 404/1202 and the like: this server has no list endpoint.
             self.give_up_sweeps(&e.to_string());
         }
@@ -1239,6 +1283,9 @@ impl<P: Provider> Coordinator<P> {
 
 /// What a batch-fatal error tells the user to fix.
 fn fatal_message(e: &ProviderError) -> String {
+    if matches!(e.class, ErrorClass::Setup | ErrorClass::Unreachable) {
+        return format!("{e} — {}", setup::hint(e.class));
+    }
     let hint = match e.code {
         Some(1000..=1004) => {
             "check KLING_ACCESS_KEY / KLING_SECRET_KEY (or KLING_API_KEY) and the system clock"
@@ -1252,9 +1299,13 @@ fn fatal_message(e: &ProviderError) -> String {
     format!("{e} — {hint}")
 }
 
-/// `videos/<id>.mp4`, or `videos/<id>-<n>.mp4` when a task made several videos.
-/// Ids are validated as file names; anything else is replaced here too, so no
-/// id can write outside the output folder.
+/// `videos/<id>.mp4`, or `videos/<id>.videos/<n>.mp4` when a task made
+/// several videos. No two items can collide: single videos are files ending
+/// in `.mp4`, several are folders ending in `.videos`, and both map ids one
+/// to one (`<id>-1.mp4` would be the file of an item called `<id>-1`). Ids
+/// are validated as file names (in bytes, leaving room for these suffixes);
+/// anything else is replaced here too, so no id can write outside the output
+/// folder.
 pub fn video_rel_path(id: &str, n: u32, count: usize) -> String {
     let mut safe: String = id
         .chars()
@@ -1270,7 +1321,7 @@ pub fn video_rel_path(id: &str, n: u32, count: usize) -> String {
         safe.insert(0, '_');
     }
     if count > 1 {
-        format!("videos/{safe}-{n}.mp4")
+        format!("videos/{safe}.videos/{n}.mp4")
     } else {
         format!("videos/{safe}.mp4")
     }

@@ -20,6 +20,7 @@ use crate::state::{Update, WriterHandle};
 
 use super::backoff;
 use super::limit::{InFlight, Stop};
+use super::setup::{SETUP_STREAK, SetupWatch};
 
 /// How many transient failures in a row one item's create tolerates before it
 /// is left pending for the next run (1303 "slot full" never counts).
@@ -58,6 +59,8 @@ pub struct Submitter<P> {
     /// Stop creating (abort or Ctrl-C).
     pub stop: Arc<Stop>,
     pub retry_base: Duration,
+    /// Tells a broken setup (every request failing the same way) from a bad item.
+    pub setup: Arc<SetupWatch>,
 }
 
 impl<P: Provider> Submitter<P> {
@@ -84,8 +87,17 @@ impl<P: Provider> Submitter<P> {
         }
         let mut transient = 0u32;
         let mut slot_waits = 0u32;
+        let mut setup_tries = 0u32;
         loop {
-            let err = match self.provider.create(item, external_task_id).await {
+            let result = self.provider.create(item, external_task_id).await;
+            if self.setup.observe(result.as_ref().err().map(|e| e.class)) {
+                // Nothing was created: the item stays pending, the batch stops.
+                return match result {
+                    Err(e) => SubmitOutcome::Fatal(e),
+                    Ok(_) => unreachable_success(),
+                };
+            }
+            let err = match result {
                 Ok(c) => {
                     if slot_waits > 0 {
                         self.events.send(RunEvent::SlotAvailable);
@@ -145,10 +157,29 @@ impl<P: Provider> Submitter<P> {
                     Settled::Unknown(e) => return SubmitOutcome::Unsettled(e),
                     Settled::Fatal(e) => return SubmitOutcome::Fatal(e),
                 },
+                ErrorClass::Setup | ErrorClass::Unreachable => {
+                    // Not (yet) a pattern: maybe this item, maybe a blip.
+                    setup_tries += 1;
+                    if err.class == ErrorClass::Setup && setup_tries >= SETUP_STREAK {
+                        return SubmitOutcome::Rejected(err);
+                    }
+                    if err.class == ErrorClass::Unreachable {
+                        transient += 1;
+                        if transient >= MAX_TRANSIENT {
+                            return SubmitOutcome::NotCreated(err);
+                        }
+                    }
+                    let d = backoff::delay(self.retry_base, setup_tries - 1, err.retry_after);
+                    if !self.pause(d).await {
+                        return SubmitOutcome::NotCreated(err);
+                    }
+                }
                 ErrorClass::ItemInvalid => {
-                    // A 1201 may be "external_task_id already exists": an earlier
-                    // create we lost track of. Look before failing the item.
-                    if err.code == Some(1201)
+                    // Any business error may be "external_task_id already
+                    // exists" (the code for it is undocumented): an earlier
+                    // create, by us or by the same manifest run elsewhere.
+                    // Look before failing the item; adopt what is found.
+                    if err.code.is_some()
                         && let Settled::Found(snap) = self.settle(item.kind, external_task_id).await
                     {
                         return created_from(snap);
@@ -166,11 +197,16 @@ impl<P: Provider> Submitter<P> {
     pub async fn settle(&self, kind: Kind, external_task_id: &str) -> Settled {
         let mut tries = 0u32;
         loop {
-            match self
+            let result = self
                 .provider
                 .find_by_external_id(kind, external_task_id)
-                .await
-            {
+                .await;
+            if self.setup.observe(result.as_ref().err().map(|e| e.class)) {
+                if let Err(e) = result {
+                    return Settled::Fatal(e);
+                }
+            }
+            match result {
                 Ok(Some(snap)) => return Settled::Found(snap),
                 Ok(None) => return Settled::Absent,
                 Err(e) => match e.class {
@@ -207,6 +243,11 @@ pub enum Settled {
     /// The lookup itself kept failing.
     Unknown(ProviderError),
     Fatal(ProviderError),
+}
+
+/// `observe` never asks to stop on a success.
+fn unreachable_success() -> SubmitOutcome {
+    SubmitOutcome::StateFailed("internal: setup stop on a successful create".into())
 }
 
 fn created_from(snap: TaskSnapshot) -> SubmitOutcome {

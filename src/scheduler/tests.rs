@@ -694,7 +694,15 @@ async fn without_a_usable_list_endpoint_polling_falls_back_to_single_queries() {
 #[test]
 fn video_paths_stay_inside_the_videos_folder() {
     assert_eq!(video_rel_path("cat", 1, 1), "videos/cat.mp4");
-    assert_eq!(video_rel_path("cat", 2, 3), "videos/cat-2.mp4");
+    assert_eq!(video_rel_path("cat", 2, 3), "videos/cat.videos/2.mp4");
+    // The second video of `cat` and the only video of an item `cat-2` (or
+    // `cat.videos`) never share a file.
+    assert_ne!(video_rel_path("cat", 2, 2), video_rel_path("cat-2", 1, 1));
+    assert_ne!(
+        video_rel_path("cat", 1, 2),
+        video_rel_path("cat.videos", 1, 1)
+    );
+    assert!(!video_rel_path("cat.videos", 1, 2).starts_with(&video_rel_path("cat", 1, 2)));
     assert_eq!(
         video_rel_path("../../etc/passwd", 1, 1),
         "videos/_.._.._etc_passwd.mp4"

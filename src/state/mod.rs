@@ -151,6 +151,10 @@ pub enum StateError {
     },
     #[error("state file {} is corrupt or unreadable: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
+    #[error("the disk holding {} is full: free some space, then run the same command again (nothing more was submitted)", path.display())]
+    DiskFull { path: PathBuf },
+    #[error("{message}")]
+    Replaced { message: String },
     #[error("state database error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("the state writer stopped unexpectedly")]
@@ -211,14 +215,36 @@ impl BatchLock {
 /// Open (creating or migrating) the state of a batch for writing.
 /// Returns the connection for the writer thread and the batch id.
 pub fn open_rw(batch_dir: &Path) -> Result<(Connection, String), StateError> {
+    open_rw_with(batch_dir, None)
+}
+
+/// [`open_rw`] for a named batch: a new state gets `key` as its batch id and
+/// `name` as its name; an existing one keeps its own.
+pub fn open_rw_named(
+    batch_dir: &Path,
+    key: &str,
+    name: &str,
+) -> Result<(Connection, String), StateError> {
+    open_rw_with(batch_dir, Some((key, name)))
+}
+
+fn open_rw_with(
+    batch_dir: &Path,
+    identity: Option<(&str, &str)>,
+) -> Result<(Connection, String), StateError> {
     let path = db_path(batch_dir);
-    let corrupt = |e: rusqlite::Error| StateError::Corrupt {
-        path: path.clone(),
-        message: e.to_string(),
+    let corrupt = |e: rusqlite::Error| match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+            StateError::DiskFull { path: path.clone() }
+        }
+        _ => StateError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        },
     };
     let conn = Connection::open(&path).map_err(corrupt)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    schema::prepare(&conn, &path)?;
+    schema::prepare(&conn, &path, identity)?;
     let batch_id = schema::batch_id(&conn)?;
     Ok((conn, batch_id))
 }

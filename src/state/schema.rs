@@ -51,11 +51,23 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
-/// Bring a writable connection to [`VERSION`], creating the batch id on first use.
-pub(super) fn prepare(conn: &Connection, path: &Path) -> Result<(), StateError> {
-    let corrupt = |e: rusqlite::Error| StateError::Corrupt {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+/// Bring a writable connection to [`VERSION`], creating the batch id on
+/// first use: `identity` (key, name) when given, else a random key.
+pub(super) fn prepare(
+    conn: &Connection,
+    path: &Path,
+    identity: Option<(&str, &str)>,
+) -> Result<(), StateError> {
+    let corrupt = |e: rusqlite::Error| match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+            StateError::DiskFull {
+                path: path.to_path_buf(),
+            }
+        }
+        _ => StateError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        },
     };
     // WAL: readers (status) never block the writer; FULL: a committed transition
     // survives a power cut, and group commit keeps the fsync count low.
@@ -90,11 +102,18 @@ pub(super) fn prepare(conn: &Connection, path: &Path) -> Result<(), StateError> 
         .map_err(corrupt)?
         > 0;
     if !has_id {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let (id, name) = identity.unwrap_or((&random[..12], ""));
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('batch_id', ?1), ('created_at', ?2)",
-            params![&id[..12], super::writer::now_ms().to_string()],
+            params![id, super::writer::now_ms().to_string()],
         )?;
+        if !name.is_empty() {
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('batch_name', ?1)",
+                params![name],
+            )?;
+        }
     }
     Ok(())
 }

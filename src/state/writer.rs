@@ -6,6 +6,8 @@
 //! `Intent` before a POST is what makes "intent is durable before the create"
 //! true; everything else is fire-and-forget and still ordered.
 
+use std::path::{Path, PathBuf};
+
 use rusqlite::{Connection, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -76,6 +78,21 @@ pub enum Update {
     SetMeta { key: String, value: String },
     /// Start a new creation attempt for a failed item (`--retry-failed`).
     Retry { id: String, attempt: u32 },
+    /// A rebuilt state: these items may have tasks under these external ids
+    /// (from the old report, or derived); recovery looks each one up before
+    /// anything is created.
+    Recover(Vec<RecoverItem>),
+    /// Video `n`'s file is gone or changed: forget it on disk before anything
+    /// relies on it (the item is `succeeded` again and downloads again).
+    VideoGone { id: String, n: u32 },
+}
+
+/// One item of [`Update::Recover`].
+#[derive(Debug, Clone)]
+pub struct RecoverItem {
+    pub id: String,
+    pub external_task_id: String,
+    pub attempt: u32,
 }
 
 /// A manifest item as the store keeps it.
@@ -90,7 +107,17 @@ pub struct NewItem {
 
 struct Msg {
     update: Option<Update>,
-    ack: Option<oneshot::Sender<Result<(), String>>>,
+    ack: Option<oneshot::Sender<Result<(), WriteFailure>>>,
+}
+
+/// Why an update was not (or may not be) acknowledged.
+#[derive(Debug, Clone)]
+enum WriteFailure {
+    /// The disk is full: nothing more can be recorded, so nothing more may be sent.
+    DiskFull(PathBuf),
+    /// The state file was deleted or replaced under the run.
+    Replaced(String),
+    Failed(String),
 }
 
 /// Cheap, cloneable handle the engine uses to send updates.
@@ -131,10 +158,12 @@ impl WriterHandle {
         Self::wait(done).await
     }
 
-    async fn wait(done: oneshot::Receiver<Result<(), String>>) -> Result<(), StateError> {
+    async fn wait(done: oneshot::Receiver<Result<(), WriteFailure>>) -> Result<(), StateError> {
         match done.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StateError::Corrupt {
+            Ok(Err(WriteFailure::DiskFull(path))) => Err(StateError::DiskFull { path }),
+            Ok(Err(WriteFailure::Replaced(message))) => Err(StateError::Replaced { message }),
+            Ok(Err(WriteFailure::Failed(message))) => Err(StateError::Corrupt {
                 path: "state.db".into(),
                 message,
             }),
@@ -152,12 +181,31 @@ pub struct Writer {
 const GROUP_MAX: usize = 4096;
 
 impl Writer {
-    pub fn start(mut conn: Connection) -> (Writer, WriterHandle) {
+    /// A writer that does not watch its file (tests, tools).
+    pub fn start(conn: Connection) -> (Writer, WriterHandle) {
+        Self::spawn(conn, None)
+    }
+
+    /// The writer of a batch's `state.db` at `path`: after every commit it
+    /// checks that `path` is still the file it writes, so a state file
+    /// deleted or replaced under the run is noticed at once (and a deleted
+    /// one restored from the open connection).
+    pub fn start_at(conn: Connection, path: &Path) -> (Writer, WriterHandle) {
+        let watch = Watch::new(path);
+        Self::spawn(conn, watch)
+    }
+
+    fn spawn(conn: Connection, watch: Option<Watch>) -> (Writer, WriterHandle) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let thread = std::thread::Builder::new()
             .name("vidbatch-state".into())
             .spawn(move || {
-                let mut failed: Option<String> = None;
+                let mut w = WriterThread {
+                    conn,
+                    watch,
+                    failed: None,
+                    refuse_durable: None,
+                };
                 while let Some(first) = rx.blocking_recv() {
                     let mut group = vec![first];
                     while group.len() < GROUP_MAX {
@@ -166,32 +214,200 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    if failed.is_none()
-                        && let Err(e) = apply_group(&mut conn, &group)
-                    {
-                        tracing::error!("state write failed: {e}");
-                        failed = Some(e.to_string());
-                    }
-                    for m in group {
-                        if let Some(ack) = m.ack {
-                            let _ = ack.send(match &failed {
-                                None => Ok(()),
-                                Some(e) => Err(e.clone()),
-                            });
-                        }
-                    }
+                    w.commit(group);
                 }
+                w.close();
             })
             .ok();
         (Writer { thread }, WriterHandle { tx })
     }
 
-    /// Wait for the thread to finish (after every handle is dropped).
+    /// Wait for the thread to finish (after every handle is dropped): its
+    /// last act is to checkpoint the WAL into `state.db`, so a finished or
+    /// interrupted run leaves one complete file.
     pub fn join(mut self) {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// The identity of the state file the writer opened.
+struct Watch {
+    path: PathBuf,
+    id: Option<(u64, u64)>,
+}
+
+impl Watch {
+    fn new(path: &Path) -> Option<Watch> {
+        let id = file_id(path)?;
+        Some(Watch {
+            path: path.to_path_buf(),
+            id: Some(id),
+        })
+    }
+}
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|_| (0, 0))
+}
+
+struct WriterThread {
+    conn: Connection,
+    watch: Option<Watch>,
+    /// A write failed: nothing more is applied, every ack fails.
+    failed: Option<WriteFailure>,
+    /// Writes go on, but durable acks (create intents) fail: nothing more is sent.
+    refuse_durable: Option<WriteFailure>,
+}
+
+impl WriterThread {
+    fn commit(&mut self, group: Vec<Msg>) {
+        if self.failed.is_none() {
+            self.check_file();
+            let mut result = apply_group(&mut self.conn, &group);
+            // Deleted between the check and the write (SQLite then refuses
+            // to write a moved file): rescue, then write the copy.
+            if result.is_err() && self.check_file() {
+                result = apply_group(&mut self.conn, &group);
+            }
+            if let Err(e) = result {
+                tracing::error!("state write failed: {e}");
+                self.failed = Some(match &e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.code == rusqlite::ErrorCode::DiskFull =>
+                    {
+                        WriteFailure::DiskFull(
+                            self.watch
+                                .as_ref()
+                                .map(|w| w.path.clone())
+                                .unwrap_or_else(|| "state.db".into()),
+                        )
+                    }
+                    _ => WriteFailure::Failed(e.to_string()),
+                });
+            }
+        }
+        let verdict = self.failed.clone().or_else(|| self.refuse_durable.clone());
+        for m in group {
+            if let Some(ack) = m.ack {
+                let _ = ack.send(match &verdict {
+                    None => Ok(()),
+                    Some(f) => Err(f.clone()),
+                });
+            }
+        }
+    }
+
+    /// Is `state.db` still the file this connection writes? If it was
+    /// deleted, put a complete copy back (`VACUUM INTO`) and write that from
+    /// now on; if another file took its place, keep ours beside it. Either
+    /// way nothing more is submitted in this run. True when it rescued now.
+    fn check_file(&mut self) -> bool {
+        let Some(watch) = &self.watch else {
+            return false;
+        };
+        let now = file_id(&watch.path);
+        if now == watch.id || watch.id.is_none() {
+            return false;
+        }
+        let path = watch.path.clone();
+        let deleted = now.is_none();
+        let target = if deleted {
+            path.clone()
+        } else {
+            with_suffix(&path, &format!(".rescued-{}", now_ms()))
+        };
+        let restored = self.rescue_to(&path, &target, deleted);
+        let what = if deleted {
+            "was deleted during the run"
+        } else {
+            "was replaced by another file during the run"
+        };
+        let message = if restored {
+            format!(
+                "{} {what}; this run's state was saved to {} and nothing more is submitted",
+                path.display(),
+                target.display()
+            )
+        } else {
+            format!(
+                "{} {what}, and this run's state could not be saved again; nothing more is submitted",
+                path.display()
+            )
+        };
+        tracing::error!("{message}");
+        self.watch = Some(Watch {
+            id: if restored { file_id(&target) } else { None },
+            path: target,
+        });
+        self.refuse_durable = Some(WriteFailure::Replaced(message));
+        restored
+    }
+
+    /// Copy what this connection sees to `target` and switch to it. The old
+    /// file's `-wal`/`-shm` (named after the path, useless once the file is
+    /// gone) are removed first so the copy never picks them up.
+    fn rescue_to(&mut self, path: &Path, target: &Path, deleted: bool) -> bool {
+        let tmp = with_suffix(path, ".rescue-tmp");
+        let _ = std::fs::remove_file(&tmp);
+        if self
+            .conn
+            .execute("VACUUM INTO ?1", params![tmp.to_string_lossy()])
+            .is_err()
+        {
+            return false;
+        }
+        let Ok(placeholder) = Connection::open_in_memory() else {
+            return false;
+        };
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        if deleted {
+            let _ = std::fs::remove_file(with_suffix(path, "-wal"));
+            let _ = std::fs::remove_file(with_suffix(path, "-shm"));
+        }
+        if std::fs::rename(&tmp, target).is_err() {
+            return false;
+        }
+        match reopen(target) {
+            Ok(c) => {
+                self.conn = c;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn close(self) {
+        if self.failed.is_none() && self.watch.as_ref().is_none_or(|w| w.id.is_some()) {
+            // Fold the WAL into the database file; closing then removes it.
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        drop(self.conn);
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn reopen(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
 }
 
 fn apply_group(conn: &mut Connection, group: &[Msg]) -> rusqlite::Result<()> {
@@ -349,6 +565,25 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
             .execute(params![id, attempt, now])?;
             tx.prepare_cached("DELETE FROM videos WHERE item_id = ?1")?
                 .execute(params![id])?;
+        }
+        Update::Recover(items) => {
+            let mut up = tx.prepare_cached(
+                "UPDATE items SET status = 'submitting', external_task_id = ?2, attempt = ?3,
+                   updated_at = ?4 WHERE id = ?1 AND status = 'pending'",
+            )?;
+            for it in items {
+                up.execute(params![it.id, it.external_task_id, it.attempt, now])?;
+            }
+        }
+        Update::VideoGone { id, n } => {
+            tx.prepare_cached(
+                "UPDATE videos SET path = NULL, bytes = NULL, sha256 = NULL WHERE item_id = ?1 AND n = ?2",
+            )?
+            .execute(params![id, n])?;
+            tx.prepare_cached(
+                "UPDATE items SET status = 'succeeded', updated_at = ?2 WHERE id = ?1 AND status = 'downloaded'",
+            )?
+            .execute(params![id, now])?;
         }
     }
     Ok(())

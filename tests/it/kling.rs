@@ -604,10 +604,12 @@ async fn timeout_after_sending_create_is_ambiguous() {
 }
 
 #[tokio::test]
-async fn connection_refused_is_retry_later_even_for_create() {
+async fn connection_refused_is_unreachable_even_for_create() {
+    // Nothing was sent: safe to retry, and a sign of a wrong address if the
+    // API never answered in this run (the engine decides).
     let p = official(&dead_url().await);
     let e = p.create(&t2v_item(), "e").await.expect_err("refused");
-    assert_eq!(e.class, ErrorClass::RetryLater, "{e}");
+    assert_eq!(e.class, ErrorClass::Unreachable, "{e}");
     assert!(!e.message.contains(SK));
 }
 

@@ -125,6 +125,27 @@ impl KlingProvider {
             }
         };
         let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            // Never followed: a create re-sent to wherever a server points
+            // could land at another origin with our body and key.
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|l| wire::bounded(l, 300))
+                .unwrap_or_else(|| "nowhere".into());
+            return Err(ProviderError {
+                class: ErrorClass::Setup,
+                code: None,
+                http_status: Some(status),
+                message: format!(
+                    "{method} {} answered HTTP {status}, a redirect to {location}; vidbatch does not follow redirects of API calls: set the base URL to where the API really is",
+                    strip_query(url)
+                ),
+                request_id: None,
+                retry_after: None,
+            });
+        }
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -161,11 +182,12 @@ impl KlingProvider {
                 .take(SNIPPET_CHARS)
                 .collect();
             return Err(ProviderError {
-                class: codes::by_status(Some(status), op),
+                class: codes::non_api_body(status, op),
                 code: None,
                 http_status: Some(status),
                 message: format!(
-                    "HTTP {status}, not a Kling JSON body: {}",
+                    "{method} {} answered HTTP {status} with a body that is not the Kling API's: {:?}",
+                    strip_query(url),
                     redact(snippet.trim(), &self.secrets())
                 ),
                 request_id: None,
@@ -209,15 +231,6 @@ impl KlingProvider {
         e: &reqwest::Error,
         http_status: Option<u16>,
     ) -> ProviderError {
-        let class = if e.is_builder() {
-            ErrorClass::BatchFatal
-        } else if let Some(status @ 400..=499) = http_status {
-            codes::by_status(Some(status), op)
-        } else if e.is_connect() || op != Op::Create {
-            ErrorClass::RetryLater
-        } else {
-            ErrorClass::Ambiguous
-        };
         let mut message = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
@@ -225,6 +238,23 @@ impl KlingProvider {
             message.push_str(&s.to_string());
             source = s.source();
         }
+        let class = if e.is_builder() {
+            ErrorClass::BatchFatal
+        } else if let Some(status @ 400..=499) = http_status {
+            codes::by_status(Some(status), op)
+        } else if is_tls_failure(&message) {
+            // A private CA or an intercepting proxy: retrying cannot help.
+            message.push_str(
+                " (TLS failed: if a private CA or a proxy signs this server's certificate, point SSL_CERT_FILE or SSL_CERT_DIR at it)",
+            );
+            ErrorClass::Setup
+        } else if e.is_connect() {
+            ErrorClass::Unreachable
+        } else if op != Op::Create {
+            ErrorClass::RetryLater
+        } else {
+            ErrorClass::Ambiguous
+        };
         ProviderError {
             class,
             code: None,
@@ -301,7 +331,9 @@ impl KlingProvider {
         for page in 1..=LOOKUP_LIST_PAGES {
             let tasks = match self.list(kind, page, 500).await {
                 Ok(tasks) => tasks,
-                Err(e) if e.class == ErrorClass::ItemInvalid => return Ok(None),
+                Err(e) if matches!(e.class, ErrorClass::ItemInvalid | ErrorClass::Setup) => {
+                    return Ok(None);
+                }
                 Err(e) => return Err(e),
             };
             let short = tasks.len() < 500;
@@ -337,13 +369,39 @@ fn adoptable(snapshot: TaskSnapshot, external_task_id: &str) -> Option<TaskSnaps
     }
 }
 
+/// A transport error chain that says the TLS handshake or certificate failed.
+fn is_tls_failure(chain: &str) -> bool {
+    let lower = chain.to_ascii_lowercase();
+    [
+        "certificate",
+        "tls handshake",
+        "handshake failure",
+        "unknownissuer",
+        "invalid peer",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
+/// A URL without its query string (for messages).
+fn strip_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
 fn snapshot_of(reply: Reply) -> Result<TaskSnapshot, ProviderError> {
     let data = reply
         .data
         .ok_or_else(|| error(ErrorClass::RetryLater, "query answered without data"))?;
-    wire::task_snapshot(&data, reply.request_id.as_deref()).map_err(|e| ProviderError {
-        request_id: reply.request_id.clone(),
-        ..error(ErrorClass::RetryLater, e.to_string())
+    wire::task_snapshot(&data, reply.request_id.as_deref()).map_err(|e| {
+        // An unusable id will not get better by asking again.
+        let class = match e {
+            wire::WireError::UnusableTaskId(_) => ErrorClass::ItemInvalid,
+            _ => ErrorClass::RetryLater,
+        };
+        ProviderError {
+            request_id: reply.request_id.clone(),
+            ..error(class, e.to_string())
+        }
     })
 }
 
@@ -417,6 +475,16 @@ impl Provider for KlingProvider {
                 _ => None,
             });
         match task_id {
+            Some(task_id) if !crate::provider::usable_task_id(&task_id) => Err(ProviderError {
+                request_id: reply.request_id,
+                ..error(
+                    ErrorClass::ItemInvalid,
+                    format!(
+                        "the server accepted the create but returned an unusable task id ({} bytes); it cannot be polled, and it is not created again (external_task_id {external_task_id})",
+                        task_id.len()
+                    ),
+                )
+            }),
             Some(task_id) => Ok(Created {
                 task_id,
                 request_id: reply.request_id,

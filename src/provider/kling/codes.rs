@@ -32,7 +32,10 @@ pub fn classify(code: Option<i64>, http_status: Option<u16>, op: Op) -> ErrorCla
         Some(5000 | 5002) => server_side(op),
         Some(1003 | 1004) => ErrorClass::AuthExpired,
         Some(1000 | 1001 | 1002 | 1100 | 1101 | 1102 | 1304) => ErrorClass::BatchFatal,
-        Some(1103 | 1200 | 1201 | 1202 | 1203 | 1300 | 1301) => ErrorClass::ItemInvalid,
+        // 1202 "the requested method is invalid" (HTTP 404): the route does
+        // not exist, which is what a wrong path in the base URL looks like.
+        Some(1202) => ErrorClass::Setup,
+        Some(1103 | 1200 | 1201 | 1203 | 1300 | 1301) => ErrorClass::ItemInvalid,
         // Code 0 with an error HTTP status, an undocumented code, or no code.
         Some(_) | None => by_status(http_status, op),
     }
@@ -63,6 +66,17 @@ fn server_side(op: Op) -> ErrorClass {
 /// Whether a failed single-task lookup means "there is no such task": 404 /
 /// 1203 as documented, and 1200/1201 because a server that does not accept an
 /// external id in the path rejects it as an invalid parameter.
+/// A body that is not a Kling envelope. A page in place of the API (a 2xx
+/// from a web server, a 404/405 for a route it does not have, a redirect) is
+/// about the setup: nothing reached Kling. Anything else (a proxy's 5xx, a
+/// 429 page) is classified by its status as usual.
+pub fn non_api_body(http_status: u16, op: Op) -> ErrorClass {
+    match http_status {
+        200..=399 | 404 | 405 => ErrorClass::Setup,
+        other => by_status(Some(other), op),
+    }
+}
+
 pub fn is_not_found(code: Option<i64>, http_status: Option<u16>) -> bool {
     match code {
         Some(1200 | 1201 | 1203) => true,
@@ -90,7 +104,7 @@ mod tests {
         (1103, 403, ItemInvalid, ItemInvalid),
         (1200, 400, ItemInvalid, ItemInvalid),
         (1201, 400, ItemInvalid, ItemInvalid),
-        (1202, 404, ItemInvalid, ItemInvalid),
+        (1202, 404, Setup, Setup),
         (1203, 404, ItemInvalid, ItemInvalid),
         (1300, 400, ItemInvalid, ItemInvalid),
         (1301, 400, ItemInvalid, ItemInvalid),

@@ -95,8 +95,14 @@ impl Envelope {
             return None;
         };
         let code = map.get("code").and_then(int_of);
-        let message = map.get("message").and_then(string_of);
-        let request_id = map.get("request_id").and_then(string_of);
+        let message = map
+            .get("message")
+            .and_then(string_of)
+            .map(|m| bounded(&m, MAX_MESSAGE_CHARS));
+        let request_id = map
+            .get("request_id")
+            .and_then(string_of)
+            .map(|r| bounded(&r, 128));
         let data = map.remove("data").filter(|d| !d.is_null());
         Some(Envelope {
             code,
@@ -126,6 +132,26 @@ fn string_of(v: &Value) -> Option<String> {
     }
 }
 
+/// Longest server-supplied message kept (task_status_msg, error messages).
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+/// Longest video URL accepted; signed CDN URLs are well under this.
+pub const MAX_URL_BYTES: usize = 8 * 1024;
+
+/// `s` cut to `max` characters (with "…") and with control characters
+/// replaced, so a hostile server cannot fill a report, a log line or the
+/// state with megabytes or terminal escapes.
+pub fn bounded(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect();
+    if s.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// Why a task object could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -135,6 +161,8 @@ pub enum WireError {
     NoTaskId,
     #[error("response data is not a list of tasks")]
     NotAList,
+    #[error("the server returned an unusable task id ({0} bytes); the task cannot be polled")]
+    UnusableTaskId(usize),
 }
 
 /// Read one task object (§6.1) into a snapshot.
@@ -146,11 +174,14 @@ pub fn task_snapshot(data: &Value, request_id: Option<&str>) -> Result<TaskSnaps
         .get("task_id")
         .and_then(string_of)
         .ok_or(WireError::NoTaskId)?;
+    if !crate::provider::usable_task_id(&task_id) {
+        return Err(WireError::UnusableTaskId(task_id.len()));
+    }
     let external_task_id = task
         .get("task_info")
         .and_then(|i| i.get("external_task_id"))
         .and_then(string_of)
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty() && s.len() <= 256);
     let status_word = task
         .get("task_status")
         .and_then(Value::as_str)
@@ -161,13 +192,17 @@ pub fn task_snapshot(data: &Value, request_id: Option<&str>) -> Result<TaskSnaps
         // `succeeded` is the 2026 new-standard spelling; a gateway may pass it through.
         "succeed" | "succeeded" => RemoteStatus::Succeeded {
             videos: videos_of(task.get("task_result")),
-            units: task.get("final_unit_deduction").and_then(string_of),
+            units: task
+                .get("final_unit_deduction")
+                .and_then(string_of)
+                .map(|u| bounded(&u, 32)),
         },
         "failed" => RemoteStatus::Failed {
             message: task
                 .get("task_status_msg")
                 .and_then(string_of)
                 .filter(|m| !m.is_empty())
+                .map(|m| bounded(&m, MAX_MESSAGE_CHARS))
                 .unwrap_or_else(|| "task failed (no reason given)".to_owned()),
         },
         other => {
@@ -196,11 +231,18 @@ fn videos_of(result: Option<&Value>) -> Vec<Video> {
             let url = v
                 .get("url")
                 .and_then(Value::as_str)
-                .filter(|u| !u.is_empty())?;
+                .filter(|u| !u.is_empty() && u.len() <= MAX_URL_BYTES)?;
             Some(Video {
-                id: v.get("id").and_then(string_of).unwrap_or_default(),
+                id: v
+                    .get("id")
+                    .and_then(string_of)
+                    .map(|id| bounded(&id, 256))
+                    .unwrap_or_default(),
                 url: url.to_owned(),
-                duration: v.get("duration").and_then(string_of),
+                duration: v
+                    .get("duration")
+                    .and_then(string_of)
+                    .map(|d| bounded(&d, 32)),
             })
         })
         .collect()
