@@ -95,6 +95,9 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Its internal-error report uses eprintln!, which panics on a closed
+        // stderr and takes the logging task (and so the run) down with it.
+        .log_internal_errors(false)
         .with_ansi(std::env::var_os("NO_COLOR").is_none())
         .try_init();
 }

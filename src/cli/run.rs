@@ -128,6 +128,7 @@ async fn run_batch(
     writer_thread: &mut Option<Writer>,
 ) -> anyhow::Result<Exit> {
     let batch_dir = settings.batch_dir.clone();
+    let (settings_new_batch, batch_name) = (settings.new_batch, settings.batch_name.clone());
     let opened = batch::open(
         &batch_dir,
         &settings.batch_name,
@@ -270,6 +271,11 @@ async fn run_batch(
     let _ = reporter.await;
 
     let report_path = write_manifest_report(&batch_dir, &item_ids)?;
+    if settings_new_batch {
+        crate::outln!(
+            "new batch `{batch_name}`: every item was generated (and paid for) again, as --new-batch asked"
+        );
+    }
     print_summary(&outcome, &batch_dir, &report_path);
     let exit = match (exit_for(&outcome), signalled.get()) {
         (Exit::Interrupted, Some(signal)) => *signal,

@@ -204,6 +204,9 @@ struct Coordinator<P> {
     active_downloads: usize,
     aborted: Option<String>,
     fatal_stop: bool,
+    /// The setup is broken (wrong address, route, TLS): end the run as soon
+    /// as no create or recovery lookup is in the air.
+    setup_stop: bool,
     failures: Vec<Failure>,
     /// Downloaded items whose files are checked once the run has started.
     to_verify: Vec<usize>,
@@ -300,6 +303,7 @@ impl<P: Provider> Coordinator<P> {
             active_downloads: 0,
             aborted: None,
             fatal_stop: false,
+            setup_stop: false,
             failures: Vec::new(),
             to_verify: Vec::new(),
         }
@@ -334,7 +338,9 @@ impl<P: Provider> Coordinator<P> {
                 },
                 _ = sleep_until_opt(next_due) => self.dispatch_due_polls(),
             }
-            if self.fatal_stop {
+            if self.fatal_stop
+                || (self.setup_stop && self.active_submits == 0 && self.recovering == 0)
+            {
                 break;
             }
         }
@@ -660,8 +666,9 @@ impl<P: Provider> Coordinator<P> {
                 self.transition(idx, Status::Pending);
                 self.abort(fatal_message(&e));
                 if matches!(e.class, ErrorClass::Setup | ErrorClass::Unreachable) {
-                    // Polls go to the same broken address: end the run now.
-                    self.fatal_stop = true;
+                    // Polls go to the same broken address: end the run once
+                    // the creates in the air have come back (as pending).
+                    self.setup_stop = true;
                 }
             }
             SubmitOutcome::StateFailed(message) => {
@@ -706,7 +713,7 @@ impl<P: Provider> Coordinator<P> {
                 self.release(idx);
                 self.abort(fatal_message(&e));
                 if matches!(e.class, ErrorClass::Setup | ErrorClass::Unreachable) {
-                    self.fatal_stop = true;
+                    self.setup_stop = true;
                 }
             }
         }
@@ -784,7 +791,7 @@ impl<P: Provider> Coordinator<P> {
         if self.submitter.setup.observe(Some(e.class)) {
             // Tasks in flight stay as they are on disk; the fixed rerun polls them.
             self.abort(fatal_message(&e));
-            self.fatal_stop = true;
+            self.setup_stop = true;
             return;
         }
         match e.class {

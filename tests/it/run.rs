@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use vidbatch::emulator::{self, EmulatorConfig, EmulatorHandle};
 
-const AK: &str = "test-access-key-AKIDUNIQUE123";
-const SK: &str = "test-secret-key-SKUNIQUE456789";
+pub(crate) const AK: &str = "test-access-key-AKIDUNIQUE123";
+pub(crate) const SK: &str = "test-secret-key-SKUNIQUE456789";
 
-fn bin() -> PathBuf {
+pub(crate) fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("vidbatch")
 }
 
-async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
+pub(crate) async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
     emulator::start(EmulatorConfig {
         access_key: Some(AK.into()),
         secret_key: Some(SK.into()),
@@ -26,7 +26,7 @@ async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
     .expect("emulator starts")
 }
 
-fn quick() -> EmulatorConfig {
+pub(crate) fn quick() -> EmulatorConfig {
     EmulatorConfig {
         latency: Duration::from_millis(200),
         jitter: Duration::from_millis(50),
@@ -35,7 +35,7 @@ fn quick() -> EmulatorConfig {
 }
 
 /// A CSV manifest of `n` text2video items (ids `clip-0..`).
-fn manifest(dir: &Path, n: usize) -> PathBuf {
+pub(crate) fn manifest(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("batch.csv");
     let mut s = String::from("id,prompt,duration\n");
     for i in 0..n {
@@ -46,7 +46,7 @@ fn manifest(dir: &Path, n: usize) -> PathBuf {
 }
 
 /// `vidbatch run` with a scrubbed environment and test-sized timings.
-fn run_cmd(manifest: &Path, out: &Path, base_url: &str, extra: &[&str]) -> Command {
+pub(crate) fn run_cmd(manifest: &Path, out: &Path, base_url: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
     cmd.env_clear()
         .env("KLING_ACCESS_KEY", AK)
@@ -71,7 +71,7 @@ fn run_cmd(manifest: &Path, out: &Path, base_url: &str, extra: &[&str]) -> Comma
 }
 
 /// The process ended with `code`; otherwise show what it printed.
-fn assert_exit(result: &Output, code: i32) {
+pub(crate) fn assert_exit(result: &Output, code: i32) {
     assert_eq!(
         result.status.code(),
         Some(code),
@@ -82,7 +82,7 @@ fn assert_exit(result: &Output, code: i32) {
 }
 
 /// Wait (bounded) until the emulator has accepted `n` creates.
-async fn wait_for_creates(emu: &EmulatorHandle, n: u64) {
+pub(crate) async fn wait_for_creates(emu: &EmulatorHandle, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while emu.stats().creates_accepted < n {
         assert!(Instant::now() < deadline, "run made no progress");
@@ -90,18 +90,18 @@ async fn wait_for_creates(emu: &EmulatorHandle, n: u64) {
     }
 }
 
-async fn output(mut cmd: Command) -> Output {
+pub(crate) async fn output(mut cmd: Command) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
         .await
         .unwrap()
 }
 
-fn report(out: &Path) -> Vec<csv::StringRecord> {
+pub(crate) fn report(out: &Path) -> Vec<csv::StringRecord> {
     let mut rd = csv::Reader::from_path(out.join("report.csv")).expect("report.csv exists");
     rd.records().map(|r| r.unwrap()).collect()
 }
 
-fn col(rd_headers: &str) -> usize {
+pub(crate) fn col(rd_headers: &str) -> usize {
     vidbatch::report::csv::COLUMNS
         .iter()
         .position(|c| *c == rd_headers)
@@ -109,7 +109,7 @@ fn col(rd_headers: &str) -> usize {
 }
 
 /// Every report row is downloaded, its file is there and hashes to its sha256.
-fn assert_all_videos_intact(out: &Path, n: usize) {
+pub(crate) fn assert_all_videos_intact(out: &Path, n: usize) {
     let rows = report(out);
     assert_eq!(rows.len(), n);
     for r in &rows {

@@ -210,8 +210,15 @@ impl KlingProvider {
             Some(m) if !m.is_empty() => redact(&m, &self.secrets()),
             _ => format!("HTTP {status}"),
         };
+        let class = codes::classify(envelope.code, Some(status), op);
+        let message = if class == ErrorClass::Setup {
+            // Name the URL: the fix is in the base URL.
+            format!("{method} {} answered: {message}", strip_query(url))
+        } else {
+            message
+        };
         Err(ProviderError {
-            class: codes::classify(envelope.code, Some(status), op),
+            class,
             code: envelope.code,
             http_status: Some(status),
             message,
@@ -378,6 +385,9 @@ fn is_tls_failure(chain: &str) -> bool {
         "handshake failure",
         "unknownissuer",
         "invalid peer",
+        // An http:// server behind an https:// URL.
+        "invalidcontenttype",
+        "corrupt message",
     ]
     .iter()
     .any(|needle| lower.contains(needle))

@@ -62,14 +62,19 @@ pub struct KlingProvider {
 }
 
 impl KlingProvider {
-    /// A provider with its own HTTP client (rustls, 10 s connect timeout,
-    /// pooled keep-alive connections).
+    /// A provider with its own HTTP client: rustls trusting both the
+    /// platform's store (which honours `SSL_CERT_FILE` / `SSL_CERT_DIR`, for
+    /// private CAs and corporate proxies) and the bundled Mozilla roots; 10 s
+    /// connect timeout; pooled keep-alive connections; and **no redirects**:
+    /// a create re-sent wherever a server points could carry our body and key
+    /// to another origin, so a 3xx is reported as a setup error instead.
     pub fn new(config: KlingConfig) -> Self {
         // Building fails only if the TLS backend cannot initialise, which no
         // input can cause; the default client reports the same problem on use.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("vidbatch/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
