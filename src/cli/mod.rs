@@ -9,6 +9,7 @@ pub mod report;
 pub mod run;
 pub mod status;
 pub mod validate;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -66,6 +67,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Run a local emulator of the Kling API.
     Emulate(emulate::EmulateArgs),
+    /// Re-hash every downloaded video; forget missing or changed ones so the next run fetches them again.
+    Verify(verify::VerifyArgs),
 }
 
 /// Run the parsed command.
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Status(args) => status::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Emulate(args) => emulate::run(&args),
+        Command::Verify(args) => verify::run(&args),
     }
 }
 

@@ -400,6 +400,24 @@ impl<P: Provider> Coordinator<P> {
                         let _ = tx.send(Msg::Recovered(idx, settled));
                     });
                 }
+                Status::Submitted | Status::Processing | Status::TimedOut
+                    if !self.entries[idx]
+                        .task_id
+                        .as_deref()
+                        .is_some_and(crate::provider::usable_task_id) =>
+                {
+                    // A poisoned id from an earlier build (or a hand-edited
+                    // state): fail this item, never the batch. It was
+                    // counted against the bound at start: give that back.
+                    self.entries[idx].holds_slot = true;
+                    self.release(idx);
+                    self.fail(
+                        idx,
+                        None,
+                        "the recorded task id is unusable (empty, too long or not printable); the task cannot be polled".into(),
+                        None,
+                    );
+                }
                 Status::Submitted | Status::Processing | Status::TimedOut => {
                     // Created earlier: poll it (a timed-out task gets a fresh deadline).
                     let e = &mut self.entries[idx];

@@ -186,6 +186,39 @@ async fn a_deleted_video_that_cannot_be_fetched_again_is_not_reported_downloaded
     assert!(!out.join("videos/clip-1.mp4").exists());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_video_replaced_by_garbage_of_the_same_size_is_found_by_verify_and_fetched_again() {
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m = manifest(dir.path(), 3);
+    assert_exit(&output(run_cmd(&m, &out, &emu.base_url(), &[])).await, 0);
+    let video = out.join("videos/clip-2.mp4");
+    let size = std::fs::metadata(&video).unwrap().len() as usize;
+    std::fs::write(&video, vec![b'x'; size]).unwrap();
+    let verify = Command::new(crate::run::bin())
+        .arg("verify")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_exit(&verify, 1);
+    let said = stdout_of(&verify);
+    assert!(
+        said.contains("clip-2") && said.contains("differs from the recorded sha256"),
+        "{said}"
+    );
+    // The next run downloads it again; nothing is created again.
+    assert_exit(&output(run_cmd(&m, &out, &emu.base_url(), &[])).await, 0);
+    assert_eq!(emu.stats().creates_accepted, 3);
+    assert_all_videos_intact(&out, 3);
+    let clean = Command::new(crate::run::bin())
+        .arg("verify")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_exit(&clean, 0);
+}
+
 // ---- 3. file names -----------------------------------------------------------
 
 fn validate(dir: &Path, csv: &str) -> std::process::Output {
