@@ -79,6 +79,8 @@ pub struct Overrides {
     pub batch: Option<String>,
     /// `--new-batch`: generate (and pay for) every item again under a new name.
     pub new_batch: bool,
+    /// `--max-units N`: the spend cap, in the provider's units.
+    pub max_units: Option<f64>,
 }
 
 /// Everything `run` needs, parsed and checked.
@@ -93,6 +95,9 @@ pub struct RunSettings {
     /// Given with `--batch` or made by `--new-batch` (checked against the state).
     pub batch_name_explicit: bool,
     pub new_batch: bool,
+    /// Never submit an item whose estimate would take the batch's
+    /// estimated-plus-charged units past this.
+    pub max_units: Option<f64>,
     pub style: Style,
     pub base_url: String,
     pub credentials: Credentials,
@@ -292,6 +297,15 @@ pub fn resolve(
         batch_name,
         batch_name_explicit: cli.batch.is_some() || cli.new_batch,
         new_batch: cli.new_batch,
+        max_units: match cli.max_units {
+            Some(n) if !(n.is_finite() && n >= 0.0) => {
+                return Err(err(
+                    "--max-units",
+                    format!("{n} is not a number of units ≥ 0"),
+                ));
+            }
+            other => other,
+        },
         style,
         base_url,
         credentials,

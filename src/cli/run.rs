@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// in a new folder
     #[arg(long, conflicts_with = "batch")]
     pub new_batch: bool,
+    /// Spend cap: never submit an item whose estimated units would take the batch's
+    /// estimated-plus-charged total past N; items held back stay pending (exit 1)
+    #[arg(long, env = "VIDBATCH_MAX_UNITS", value_name = "N")]
+    pub max_units: Option<f64>,
 }
 
 pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
@@ -91,6 +95,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         retry_failed: args.retry_failed,
         batch: args.batch.clone(),
         new_batch: args.new_batch,
+        max_units: args.max_units,
     };
     let settings = settings::resolve(
         &manifest,
@@ -253,6 +258,14 @@ async fn run_batch(
     spawn_signal_handler(interrupt.clone(), signalled.clone());
 
     let item_ids: Vec<String> = manifest.items.iter().map(|i| i.id.clone()).collect();
+    let spend = settings.max_units.map(|max_units| scheduler::Spend {
+        max_units,
+        estimates: manifest
+            .items
+            .iter()
+            .map(manifest::cost::item_units)
+            .collect(),
+    });
     let outcome = scheduler::run(EngineInput {
         provider,
         downloader,
@@ -264,6 +277,7 @@ async fn run_batch(
         events,
         settings: settings.engine.clone(),
         interrupt,
+        spend,
     })
     .await;
     writer.flush().await?;
@@ -274,6 +288,22 @@ async fn run_batch(
     if settings_new_batch {
         crate::outln!(
             "new batch `{batch_name}`: every item was generated (and paid for) again, as --new-batch asked"
+        );
+    }
+    if let Some(cap) = &outcome.cap {
+        let held = cap.held_over_cap + cap.held_unpriced;
+        crate::outln!(
+            "spend cap --max-units {}: {:.1} units estimated+charged{}",
+            cap.max_units,
+            cap.committed_units,
+            if held > 0 {
+                format!(
+                    "; {held} item(s) held back and still pending ({} over the cap, {} without a known price): raise the cap and run the same command to submit them",
+                    cap.held_over_cap, cap.held_unpriced
+                )
+            } else {
+                String::new()
+            }
         );
     }
     print_summary(&outcome, &batch_dir, &report_path);

@@ -67,6 +67,17 @@ pub struct Estimate {
     pub note: &'static str,
 }
 
+/// Estimated units of one item's task (API defaults applied), or `None`
+/// when the table has no price for it.
+pub fn item_units(item: &Item) -> Option<f64> {
+    units_per_task(
+        item.model_name.as_deref().unwrap_or(DEFAULT_MODEL),
+        item.mode.as_deref().unwrap_or(DEFAULT_MODE),
+        item.duration.as_deref().unwrap_or(DEFAULT_DURATION),
+        item.sound.as_deref() == Some("on"),
+    )
+}
+
 /// Count items by kind/model/mode/duration (API defaults applied) and sum their price.
 pub fn estimate(items: &[Item]) -> Estimate {
     let mut e = Estimate {

@@ -17,6 +17,7 @@
 //! finished ones downloaded, files on disk verified.
 
 mod backoff;
+mod budget;
 pub mod ids;
 mod limit;
 mod setup;
@@ -39,6 +40,7 @@ use crate::provider::{ErrorClass, Provider, ProviderError, RemoteStatus, TaskSna
 use crate::settings::EngineSettings;
 use crate::state::{ItemRecord, Status, Update, VideoRecord, WriterHandle, now_ms};
 
+pub use budget::{Budget, Held};
 pub use limit::{InFlight, Stop};
 pub use submit::{Settled, SubmitOutcome, Submitter};
 
@@ -73,6 +75,20 @@ pub struct RunOutcome {
     pub interrupted: bool,
     /// Items failed or timed out in this run, and downloads left unfinished.
     pub failures: Vec<Failure>,
+    /// The spend cap, when one was set, and what it held back.
+    pub cap: Option<CapOutcome>,
+}
+
+/// What `--max-units` did in a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapOutcome {
+    pub max_units: f64,
+    /// Estimated-plus-charged units of every task the batch created.
+    pub committed_units: f64,
+    /// Items left pending because their estimate would pass the cap.
+    pub held_over_cap: u64,
+    /// Items left pending because no price is known for them.
+    pub held_unpriced: u64,
 }
 
 impl RunOutcome {
@@ -98,6 +114,17 @@ pub struct EngineInput<P> {
     pub settings: EngineSettings,
     /// Set by Ctrl-C: stop at once, state consistent.
     pub interrupt: Arc<Stop>,
+    /// The spend cap (`--max-units`) and each item's estimated units, in
+    /// manifest order; `None`: no cap.
+    pub spend: Option<Spend>,
+}
+
+/// A spend cap and the estimates it is kept with.
+#[derive(Debug, Clone)]
+pub struct Spend {
+    pub max_units: f64,
+    /// Per item, in manifest order; `None`: no price known.
+    pub estimates: Vec<Option<f64>>,
 }
 
 #[derive(Debug, Default)]
@@ -130,6 +157,8 @@ enum Msg {
     SubmitStarted(usize),
     Submitted(usize, SubmitOutcome),
     SubmitterDone,
+    /// The spend cap kept this item back; it stays pending.
+    Held(usize, Held),
     Recovered(usize, Settled),
     Polled(usize, Result<TaskSnapshot, ProviderError>),
     Listed {
@@ -210,6 +239,9 @@ struct Coordinator<P> {
     failures: Vec<Failure>,
     /// Downloaded items whose files are checked once the run has started.
     to_verify: Vec<usize>,
+    budget: Option<Arc<Budget>>,
+    estimates: Arc<Vec<Option<f64>>>,
+    held: [u64; 2],
 }
 
 impl<P: Provider> Coordinator<P> {
@@ -221,13 +253,30 @@ impl<P: Provider> Coordinator<P> {
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
+        let estimates = Arc::new(
+            input
+                .spend
+                .as_ref()
+                .map(|s| s.estimates.clone())
+                .unwrap_or_default(),
+        );
+        let mut already_spent = 0.0;
         let mut entries = Vec::with_capacity(input.items.len());
-        for item in &input.items {
+        for (i, item) in input.items.iter().enumerate() {
             let mut e = Entry {
                 attempt: 1,
                 ..Entry::default()
             };
             if let Some(r) = by_id.remove(item.id.as_str()) {
+                // What earlier runs committed: the charge, else the estimate.
+                if r.task_id.is_some() || r.status() == Status::Submitting {
+                    already_spent += r
+                        .units
+                        .as_deref()
+                        .and_then(|u| u.trim().parse::<f64>().ok())
+                        .or_else(|| estimates.get(i).copied().flatten())
+                        .unwrap_or(0.0);
+                }
                 e.status = r.status();
                 e.attempt = r.attempt.max(1);
                 e.task_id = r.task_id;
@@ -252,6 +301,10 @@ impl<P: Provider> Coordinator<P> {
             })
             .count();
         let limit = Arc::new(InFlight::new(cfg.concurrency, already));
+        let budget = input
+            .spend
+            .as_ref()
+            .map(|s| Arc::new(Budget::new(s.max_units, already_spent)));
         let stop_submit = Arc::new(Stop::default());
         let submitter = Arc::new(Submitter {
             provider: input.provider.clone(),
@@ -306,6 +359,9 @@ impl<P: Provider> Coordinator<P> {
             setup_stop: false,
             failures: Vec::new(),
             to_verify: Vec::new(),
+            budget,
+            estimates,
+            held: [0; 2],
         }
     }
 
@@ -353,6 +409,12 @@ impl<P: Provider> Coordinator<P> {
             aborted: self.aborted.take(),
             interrupted,
             failures: std::mem::take(&mut self.failures),
+            cap: self.budget.as_ref().map(|b| CapOutcome {
+                max_units: b.limit(),
+                committed_units: b.committed(),
+                held_over_cap: self.held[0],
+                held_unpriced: self.held[1],
+            }),
         }
     }
 
@@ -513,9 +575,20 @@ impl<P: Provider> Coordinator<P> {
         let batch_id = self.batch_id.clone();
         let rate = limiter(self.cfg.submit_rate.per_second);
         let tx = self.tx.clone();
+        let (budget, estimates) = (self.budget.clone(), self.estimates.clone());
         tokio::spawn(async move {
             for (&idx, &attempt) in order.iter().zip(&attempts) {
-                if sub.stop.is_stopped() || !sub.limit.acquire(&sub.stop).await {
+                if sub.stop.is_stopped() {
+                    break;
+                }
+                if let Some(b) = &budget
+                    && let Err(held) = b.try_reserve(estimates.get(idx).copied().flatten())
+                {
+                    let _ = tx.send(Msg::Held(idx, held));
+                    continue;
+                }
+                if !sub.limit.acquire(&sub.stop).await {
+                    give_back(&budget, &estimates, idx);
                     break;
                 }
                 let ready = tokio::select! {
@@ -525,10 +598,12 @@ impl<P: Provider> Coordinator<P> {
                 };
                 if !ready || sub.stop.is_stopped() {
                     sub.limit.release();
+                    give_back(&budget, &estimates, idx);
                     break;
                 }
                 if tx.send(Msg::SubmitStarted(idx)).is_err() {
                     sub.limit.release();
+                    give_back(&budget, &estimates, idx);
                     break;
                 }
                 let (sub, items, tx) = (sub.clone(), items.clone(), tx.clone());
@@ -556,6 +631,26 @@ impl<P: Provider> Coordinator<P> {
                 self.on_submitted(idx, outcome);
             }
             Msg::SubmitterDone => self.submitter_done = true,
+            Msg::Held(idx, held) => {
+                let (slot, why) = match held {
+                    Held::OverCap => (
+                        0,
+                        "not submitted: its estimated units would take the batch past --max-units",
+                    ),
+                    Held::Unpriced => (
+                        1,
+                        "not submitted: no price is known for it, so --max-units cannot be kept",
+                    ),
+                };
+                self.held[slot] += 1;
+                let id = self.items[idx].id.clone();
+                self.write(Update::Note {
+                    id,
+                    code: None,
+                    message: why.into(),
+                    request_id: None,
+                });
+            }
             Msg::Recovered(idx, settled) => {
                 self.recovering -= 1;
                 self.on_recovered(idx, settled);
@@ -654,6 +749,7 @@ impl<P: Provider> Coordinator<P> {
             }
             SubmitOutcome::NotCreated(e) => {
                 self.release(idx);
+                give_back(&self.budget, &self.estimates, idx);
                 self.write(Update::NotCreated {
                     id,
                     code: e.code,
@@ -671,10 +767,12 @@ impl<P: Provider> Coordinator<P> {
             }
             SubmitOutcome::Rejected(e) => {
                 self.release(idx);
+                give_back(&self.budget, &self.estimates, idx);
                 self.fail(idx, e.code, e.message, e.request_id);
             }
             SubmitOutcome::Fatal(e) => {
                 self.release(idx);
+                give_back(&self.budget, &self.estimates, idx);
                 self.write(Update::NotCreated {
                     id,
                     code: e.code,
@@ -691,6 +789,7 @@ impl<P: Provider> Coordinator<P> {
             }
             SubmitOutcome::StateFailed(message) => {
                 self.release(idx);
+                give_back(&self.budget, &self.estimates, idx);
                 self.transition(idx, Status::Pending);
                 self.abort(format!("cannot write the state file: {message}"));
                 self.fatal_stop = true;
@@ -767,6 +866,13 @@ impl<P: Provider> Coordinator<P> {
             RemoteStatus::Succeeded { videos, units } => {
                 self.release(idx);
                 self.in_flight_done(idx);
+                if let (Some(b), Some(est), Some(charged)) = (
+                    &self.budget,
+                    self.estimates.get(idx).copied().flatten(),
+                    units.as_deref().and_then(|u| u.trim().parse::<f64>().ok()),
+                ) {
+                    b.settle(est, charged);
+                }
                 if videos.is_empty() {
                     self.fail(
                         idx,
@@ -1303,6 +1409,13 @@ impl<P: Provider> Coordinator<P> {
                 to,
             });
         }
+    }
+}
+
+/// A reservation whose create did not happen is free again.
+fn give_back(budget: &Option<Arc<Budget>>, estimates: &[Option<f64>], idx: usize) {
+    if let (Some(b), Some(est)) = (budget, estimates.get(idx).copied().flatten()) {
+        b.give_back(est);
     }
 }
 

@@ -316,6 +316,7 @@ impl Harness {
             events: EventSender::none(),
             settings,
             interrupt,
+            spend: None,
         })
         .await
     }

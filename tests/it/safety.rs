@@ -501,3 +501,33 @@ async fn the_same_manifest_into_another_folder_pays_nothing_again() {
         stdout_of(&fresh)
     );
 }
+
+// ---- spend control (issue 9) ---------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_units_never_lets_creates_pass_the_cap_and_holds_the_rest_pending() {
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // Default model kling-v1, std, 5 s: 1 unit each by the price table.
+    let m = manifest(dir.path(), 10);
+    let capped = output(run_cmd(&m, &out, &emu.base_url(), &["--max-units", "4"])).await;
+    assert_exit(&capped, 1);
+    assert_eq!(emu.stats().creates_accepted, 4, "the cap holds");
+    let said = stdout_of(&capped);
+    assert!(said.contains("6 item(s) held back"), "{said}");
+    let rows = report(&out);
+    let pending: Vec<_> = rows
+        .iter()
+        .filter(|r| &r[col("status")] == "pending")
+        .collect();
+    assert_eq!(pending.len(), 6);
+    assert!(pending[0][col("error_message")].contains("--max-units"));
+    // A higher cap on the same batch counts what was already spent.
+    let more = output(run_cmd(&m, &out, &emu.base_url(), &["--max-units", "7"])).await;
+    assert_exit(&more, 1);
+    assert_eq!(emu.stats().creates_accepted, 7);
+    let all = output(run_cmd(&m, &out, &emu.base_url(), &[])).await;
+    assert_exit(&all, 0);
+    assert_eq!(emu.stats().creates_accepted, 10);
+}
