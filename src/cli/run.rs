@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Give items that failed in an earlier run a new attempt (a new paid task each)
     #[arg(long)]
     pub retry_failed: bool,
+    /// Create again the items edited in the manifest after they were submitted
+    /// (a new paid task each; the earlier videos move to videos/replaced/)
+    #[arg(long)]
+    pub resubmit_changed: bool,
     /// Start the built-in Kling emulator and run against it (offline demo; no keys needed)
     #[arg(long)]
     pub emulator: bool,
@@ -114,6 +118,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         args.emulator,
         progress::Mode::detect(quiet),
         &mut writer_thread,
+        args.resubmit_changed,
     ));
     // Tasks still running (e.g. after Ctrl-C) are dropped here; the state is already flushed.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -131,6 +136,7 @@ async fn run_batch(
     emulator: bool,
     mode: progress::Mode,
     writer_thread: &mut Option<Writer>,
+    args_resubmit_changed: bool,
 ) -> anyhow::Result<Exit> {
     let batch_dir = settings.batch_dir.clone();
     let (settings_new_batch, batch_name) = (settings.new_batch, settings.batch_name.clone());
@@ -147,7 +153,16 @@ async fn run_batch(
     *writer_thread = Some(thread);
     // Resuming an unchanged manifest skips the sync: the state already holds
     // every item in this order with these parameters.
-    let hashes: Vec<String> = manifest.items.iter().map(params_hash).collect();
+    let base = manifest
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let hashes: Vec<String> = manifest
+        .items
+        .iter()
+        .map(|it| params_hash(it, &base))
+        .collect();
     let fingerprint = manifest_fingerprint(&manifest.items, &hashes);
     let synced = state::meta(&state::open_ro(&batch_dir)?, MANIFEST_FINGERPRINT)?;
     if synced.as_deref() != Some(fingerprint.as_str()) {
@@ -171,7 +186,13 @@ async fn run_batch(
             })
             .await?;
     }
+    let changed = changed_items(&batch_dir, &manifest.items, &hashes)?;
     drop(hashes);
+    let resubmitted = if args_resubmit_changed {
+        resubmit(&batch_dir, &writer, &changed).await?
+    } else {
+        Vec::new()
+    };
     if let Some(rebuilt) = &rebuilt {
         // Every item may have a task already: look each one up before any create.
         let recover = manifest
@@ -290,6 +311,7 @@ async fn run_batch(
             "new batch `{batch_name}`: every item was generated (and paid for) again, as --new-batch asked"
         );
     }
+    print_changed(&changed, &resubmitted);
     if let Some(cap) = &outcome.cap {
         let held = cap.held_over_cap + cap.held_unpriced;
         crate::outln!(
@@ -406,11 +428,16 @@ fn manifest_fingerprint(items: &[Item], hashes: &[String]) -> String {
 /// A fingerprint of what the item asks for (kept in the state to tell what
 /// was submitted). Fields are hashed directly, each tagged and terminated, so
 /// 100,000 items cost milliseconds.
-fn params_hash(it: &Item) -> String {
+fn params_hash(it: &Item, manifest_dir: &Path) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
+    // Local images as written relative to the manifest: the same manifest run
+    // from another directory asks for the same thing.
     let image = |i: &Option<manifest::ImageRef>| match i {
-        Some(manifest::ImageRef::Path(p)) => Some(format!("path:{}", p.display())),
+        Some(manifest::ImageRef::Path(p)) => Some(format!(
+            "path:{}",
+            p.strip_prefix(manifest_dir).unwrap_or(p).display()
+        )),
         Some(manifest::ImageRef::Url(u)) => Some(format!("url:{u}")),
         None => None,
     };
@@ -444,6 +471,124 @@ fn params_hash(it: &Item) -> String {
         h.update([0xff]);
     }
     hex::encode(&h.finalize()[..16])
+}
+
+/// An item whose manifest entry differs from what was submitted.
+struct Changed {
+    id: String,
+    status: Status,
+    attempt: u32,
+    params_hash: String,
+    /// Recorded video files, relative to the batch folder.
+    paths: Vec<String>,
+}
+
+/// Items submitted (in any run) whose parameters in the manifest changed since.
+fn changed_items(
+    batch_dir: &Path,
+    items: &[Item],
+    hashes: &[String],
+) -> anyhow::Result<Vec<Changed>> {
+    let current: std::collections::HashMap<&str, &str> = items
+        .iter()
+        .zip(hashes)
+        .map(|(it, h)| (it.id.as_str(), h.as_str()))
+        .collect();
+    let mut changed = Vec::new();
+    state::for_each_item(&state::open_ro(batch_dir)?, false, |r| {
+        if r.status() != Status::Pending
+            && let Some(now) = current.get(r.id.as_str())
+            && *now != r.params_hash
+        {
+            changed.push(Changed {
+                status: r.status(),
+                attempt: r.attempt,
+                params_hash: (*now).to_string(),
+                paths: r.videos.iter().filter_map(|v| v.path.clone()).collect(),
+                id: r.id,
+            });
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(changed)
+}
+
+/// `--resubmit-changed`: a new attempt for each changed item whose task has
+/// ended (downloaded or failed). Earlier videos are kept under
+/// `videos/replaced/attempt-<n>/`; items still in flight or not yet
+/// downloaded are left alone this run (their paid result comes first).
+async fn resubmit(
+    batch_dir: &Path,
+    writer: &crate::state::WriterHandle,
+    changed: &[Changed],
+) -> anyhow::Result<Vec<String>> {
+    let mut done = Vec::new();
+    for c in changed {
+        if !matches!(c.status, Status::Downloaded | Status::Failed) {
+            continue;
+        }
+        for rel in &c.paths {
+            let from = batch_dir.join(rel);
+            let Some(under) = rel.strip_prefix("videos/") else {
+                continue;
+            };
+            let to = batch_dir
+                .join("videos/replaced")
+                .join(format!("attempt-{}", c.attempt))
+                .join(under);
+            if from.exists() {
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("cannot create {}", parent.display()))?;
+                }
+                std::fs::rename(&from, &to).with_context(|| {
+                    format!("cannot keep {} as {}", from.display(), to.display())
+                })?;
+            }
+        }
+        writer
+            .send_durable(Update::Resubmit {
+                id: c.id.clone(),
+                attempt: c.attempt + 1,
+                params_hash: c.params_hash.clone(),
+            })
+            .await?;
+        done.push(c.id.clone());
+    }
+    Ok(done)
+}
+
+fn print_changed(changed: &[Changed], resubmitted: &[String]) {
+    if changed.is_empty() {
+        return;
+    }
+    let list = |ids: Vec<&str>| {
+        let more = ids.len().saturating_sub(10);
+        let mut s = ids.into_iter().take(10).collect::<Vec<_>>().join(", ");
+        if more > 0 {
+            s.push_str(&format!(" … and {more} more"));
+        }
+        s
+    };
+    if !resubmitted.is_empty() {
+        crate::outln!(
+            "resubmitted {} changed item(s), a new paid task each (earlier videos kept in videos/replaced/): {}",
+            resubmitted.len(),
+            list(resubmitted.iter().map(String::as_str).collect())
+        );
+    }
+    let kept: Vec<&str> = changed
+        .iter()
+        .map(|c| c.id.as_str())
+        .filter(|id| !resubmitted.iter().any(|r| r == id))
+        .collect();
+    if !kept.is_empty() {
+        crate::outln!(
+            "changed after submit: {} item(s) differ from what was submitted and were kept as submitted: {} (--resubmit-changed creates them again once their task has ended, a new paid task each)",
+            kept.len(),
+            list(kept)
+        );
+    }
 }
 
 /// `report.csv` with one row per item of this manifest, in manifest order.

@@ -85,6 +85,13 @@ pub enum Update {
     /// Video `n`'s file is gone or changed: forget it on disk before anything
     /// relies on it (the item is `succeeded` again and downloads again).
     VideoGone { id: String, n: u32 },
+    /// The item was edited after it was submitted and the user asked for it
+    /// again (`--resubmit-changed`): a new attempt with the new parameters.
+    Resubmit {
+        id: String,
+        attempt: u32,
+        params_hash: String,
+    },
 }
 
 /// One item of [`Update::Recover`].
@@ -574,6 +581,21 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
             for it in items {
                 up.execute(params![it.id, it.external_task_id, it.attempt, now])?;
             }
+        }
+        Update::Resubmit {
+            id,
+            attempt,
+            params_hash,
+        } => {
+            apply(
+                tx,
+                &Update::Retry {
+                    id: id.clone(),
+                    attempt: *attempt,
+                },
+            )?;
+            tx.prepare_cached("UPDATE items SET params_hash = ?2 WHERE id = ?1")?
+                .execute(params![id, params_hash])?;
         }
         Update::VideoGone { id, n } => {
             tx.prepare_cached(

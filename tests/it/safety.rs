@@ -531,3 +531,46 @@ async fn max_units_never_lets_creates_pass_the_cap_and_holds_the_rest_pending() 
     assert_exit(&all, 0);
     assert_eq!(emu.stats().creates_accepted, 10);
 }
+
+// ---- edits after submit (issue 9) -------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_item_edited_after_submit_is_listed_and_only_resubmitted_on_request() {
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m = manifest(dir.path(), 3);
+    assert_exit(&output(run_cmd(&m, &out, &emu.base_url(), &[])).await, 0);
+    let first_video = std::fs::read(out.join("videos/clip-1.mp4")).unwrap();
+    let text = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace("shot 1\"", "shot 1, now at dusk\"");
+    std::fs::write(&m, text).unwrap();
+    // Edited: listed, nothing sent.
+    let listed = output(run_cmd(&m, &out, &emu.base_url(), &[])).await;
+    assert_exit(&listed, 0);
+    let said = stdout_of(&listed);
+    assert!(
+        said.contains("changed after submit") && said.contains("clip-1"),
+        "{said}"
+    );
+    assert_eq!(emu.stats().creates_accepted, 3);
+    // Asked for: exactly one new create; the earlier video is kept.
+    let again = output(run_cmd(&m, &out, &emu.base_url(), &["--resubmit-changed"])).await;
+    assert_exit(&again, 0);
+    assert!(
+        stdout_of(&again).contains("resubmitted 1 changed item"),
+        "{}",
+        stdout_of(&again)
+    );
+    assert_eq!(emu.stats().creates_accepted, 4);
+    assert_eq!(
+        std::fs::read(out.join("videos/replaced/attempt-1/clip-1.mp4")).unwrap(),
+        first_video
+    );
+    assert_all_videos_intact(&out, 3);
+    // And then it is no longer "changed".
+    let settled = output(run_cmd(&m, &out, &emu.base_url(), &[])).await;
+    assert!(!stdout_of(&settled).contains("changed after submit"));
+    assert_eq!(emu.stats().creates_accepted, 4);
+}
