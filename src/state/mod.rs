@@ -135,7 +135,7 @@ impl ItemRecord {
 pub enum StateError {
     #[error("another vidbatch run holds the lock on {}; wait for it to finish (or stop it) and run again", path.display())]
     Locked { path: PathBuf },
-    #[error("cannot create batch directory {}: {source}", path.display())]
+    #[error("cannot create the output folder {}: {source}; choose another with -o/--output", path.display())]
     CreateDir {
         path: PathBuf,
         #[source]
@@ -159,7 +159,7 @@ pub enum StateError {
     Sql(#[from] rusqlite::Error),
     #[error("the state writer stopped unexpectedly")]
     WriterGone,
-    #[error("lock file {}: {source}", path.display())]
+    #[error("cannot write in the output folder {}: {source}; choose another with -o/--output", path.parent().unwrap_or(path).display())]
     LockIo {
         path: PathBuf,
         #[source]
