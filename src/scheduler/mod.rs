@@ -855,6 +855,14 @@ impl<P: Provider> Coordinator<P> {
                     );
                 }
             }
+            // An error page served as 200 is often an expired or hotlink-
+            // protected URL: one fresh URL per run, then the item keeps the error.
+            Err(DownloadError::NotAVideo { .. }) if self.entries[idx].refreshes == 0 => {
+                self.entries[idx].needs_refresh = true;
+            }
+            Err(e @ (DownloadError::NotAVideo { .. } | DownloadError::TooLarge { .. })) => {
+                self.warn(idx, None, format!("download refused: {e}"))
+            }
             Err(e) => self.warn(
                 idx,
                 None,
