@@ -81,6 +81,9 @@ pub struct Overrides {
     pub new_batch: bool,
     /// `--max-units N`: the spend cap, in the provider's units.
     pub max_units: Option<f64>,
+    pub max_video_size: Option<String>,
+    pub download_timeout: Option<String>,
+    pub download_min_speed: Option<String>,
 }
 
 /// Everything `run` needs, parsed and checked.
@@ -103,6 +106,8 @@ pub struct RunSettings {
     pub credentials: Credentials,
     pub engine: EngineSettings,
     pub request_timeout: Duration,
+    /// Size cap, minimum throughput and deadline of each video download.
+    pub download: crate::download::Limits,
 }
 
 /// The timings and bounds of the scheduler; tests shrink them through the
@@ -286,6 +291,8 @@ pub fn resolve(
     } else {
         base_name
     };
+    let download = download_limits(cli)?;
+
     let batch_dir = match &cli.output {
         Some(dir) => dir.clone(),
         None if cli.new_batch => PathBuf::from("output").join(&batch_name),
@@ -310,6 +317,7 @@ pub fn resolve(
         base_url,
         credentials,
         request_timeout,
+        download,
         engine: EngineSettings {
             concurrency,
             submit_rate,
@@ -322,6 +330,27 @@ pub fn resolve(
             retry_failed: cli.retry_failed,
         },
     })
+}
+
+/// Download bounds: command line (and environment) > defaults.
+fn download_limits(cli: &Overrides) -> Result<crate::download::Limits, SettingsError> {
+    use crate::download::{Limits, MinSpeed, parse_size};
+    let mut limits = Limits::default();
+    if let Some(s) = &cli.max_video_size {
+        limits.max_video_bytes = match parse_size(s) {
+            Ok(0) => return Err(err("--max-video-size", "must be larger than zero")),
+            Ok(n) => n,
+            Err(m) => return Err(err("--max-video-size", m)),
+        };
+    }
+    if let Some(s) = &cli.download_timeout {
+        limits.deadline = validate::parse_setting_duration("download-timeout", s.trim())
+            .map_err(|m| err("--download-timeout", m))?;
+    }
+    if let Some(s) = &cli.download_min_speed {
+        limits.min_speed = MinSpeed::parse(s).map_err(|m| err("--download-min-speed", m))?;
+    }
+    Ok(limits)
 }
 
 /// `output/<manifest stem>/`.
@@ -486,6 +515,57 @@ mod tests {
         .unwrap();
         assert_eq!(s.base_url, "https://gw/v1/ai/x", "trailing slash trimmed");
         assert!(matches!(s.credentials, Credentials::ApiKey(_)));
+    }
+
+    #[test]
+    fn download_limits_come_from_the_command_line() {
+        let env = env_with(&[("KLING_API_KEY", "k")]);
+        let s = resolve(&manifest(), &Overrides::default(), &env, false).unwrap();
+        assert_eq!(s.download, crate::download::Limits::default());
+        let cli = Overrides {
+            max_video_size: Some("500MB".into()),
+            download_timeout: Some("2m".into()),
+            download_min_speed: Some("1KiB/2s".into()),
+            ..Overrides::default()
+        };
+        let s = resolve(&manifest(), &cli, &env, false).unwrap();
+        assert_eq!(s.download.max_video_bytes, 500_000_000);
+        assert_eq!(s.download.deadline, Duration::from_secs(120));
+        assert_eq!(s.download.min_speed.bytes, 1024);
+        assert_eq!(s.download.min_speed.window, Duration::from_secs(2));
+        for (cli, flag) in [
+            (
+                Overrides {
+                    max_video_size: Some("0".into()),
+                    ..Overrides::default()
+                },
+                "--max-video-size",
+            ),
+            (
+                Overrides {
+                    max_video_size: Some("huge".into()),
+                    ..Overrides::default()
+                },
+                "--max-video-size",
+            ),
+            (
+                Overrides {
+                    download_timeout: Some("0s".into()),
+                    ..Overrides::default()
+                },
+                "--download-timeout",
+            ),
+            (
+                Overrides {
+                    download_min_speed: Some("16KiB".into()),
+                    ..Overrides::default()
+                },
+                "--download-min-speed",
+            ),
+        ] {
+            let e = resolve(&manifest(), &cli, &env, false).unwrap_err();
+            assert_eq!(e.source_name, flag, "{e}");
+        }
     }
 
     #[test]

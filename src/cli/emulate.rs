@@ -67,6 +67,36 @@ pub struct EmulateOptions {
     /// Fraction of video downloads cut off after half the bytes (Content-Length stays full).
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub download_cut_rate: f64,
+    /// Fraction of video downloads answered 200 text/html with an "Access denied" page.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_html_body: f64,
+    /// Fraction of video downloads answered 200 application/json with an error body.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_json_body: f64,
+    /// Fraction of whole-file downloads that announce the full Content-Length, send half and close cleanly.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_short_body: f64,
+    /// Fraction of video downloads sent one byte per --trickle-interval.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_trickle: f64,
+    /// Pause between two bytes of a trickled download.
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    pub trickle_interval: Duration,
+    /// Fraction of video downloads answered without Content-Length that never end (the video, then zeros).
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_endless_body: f64,
+    /// Fraction of creates whose task_id is 40 KiB long.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_long_task_id: f64,
+    /// Fraction of video downloads answered 302 to another path of this server that serves the video.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_redirect_download: f64,
+    /// Fraction of API calls answered 307/308 to another origin (http://127.0.0.2:PORT), not carried out.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_redirect_api: f64,
+    /// Videos in each succeeded task's result, each a distinct file and URL.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(emulator::MAX_VIDEOS_PER_TASK)))]
+    pub videos_per_task: u32,
     /// Video URLs expire this long after the query that returned them (403 after; query again for a fresh one).
     #[arg(long, value_parser = parse_duration)]
     pub url_ttl: Option<Duration>,
@@ -74,7 +104,7 @@ pub struct EmulateOptions {
     #[arg(long)]
     pub balance_exhausted_after: Option<u64>,
     /// Pad each MP4 to this size (e.g. 5MB, 512KiB, 1000000); 0 = natural size (a few KB).
-    #[arg(long, default_value = "0", value_parser = parse_size)]
+    #[arg(long, default_value = "0", value_parser = crate::download::parse_size)]
     pub video_size: u64,
     /// Do not keep the request log (memory stays flat on long runs).
     #[arg(long)]
@@ -121,31 +151,6 @@ fn parse_processing_after(s: &str) -> Result<ProcessingAfter, String> {
     parse_duration(s).map(ProcessingAfter::After)
 }
 
-/// Decimal (KB, MB, GB) and binary (KiB, MiB, GiB) units; bare numbers are bytes.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("invalid size '{s}'"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1_000,
-        "mb" | "m" => 1_000_000,
-        "gb" | "g" => 1_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit '{other}' in '{s}'")),
-    };
-    let bytes = value * mult as f64;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-        return Err(format!("size '{s}' out of range"));
-    }
-    Ok(bytes as u64)
-}
-
 impl EmulateArgs {
     fn config(&self) -> EmulatorConfig {
         let o = &self.options;
@@ -165,6 +170,16 @@ impl EmulateArgs {
             create_1302_rate: o.create_1302_rate,
             query_5001_rate: o.query_5001_rate,
             download_cut_rate: o.download_cut_rate,
+            download_html_rate: o.fault_html_body,
+            download_json_rate: o.fault_json_body,
+            download_short_rate: o.fault_short_body,
+            download_trickle_rate: o.fault_trickle,
+            trickle_interval: o.trickle_interval,
+            download_endless_rate: o.fault_endless_body,
+            long_task_id_rate: o.fault_long_task_id,
+            redirect_download_rate: o.fault_redirect_download,
+            redirect_api_rate: o.fault_redirect_api,
+            videos_per_task: o.videos_per_task,
             url_ttl: o.url_ttl,
             balance_exhausted_after_creates: o.balance_exhausted_after,
             video_pad_bytes: o.video_size,
@@ -260,13 +275,35 @@ mod tests {
     }
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("5MB"), Ok(5_000_000));
-        assert_eq!(parse_size("512KiB"), Ok(524_288));
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert_eq!(parse_size("1.5 MB"), Ok(1_500_000));
-        assert!(parse_size("5XB").is_err());
-        assert!(parse_size("MB").is_err());
+    fn download_fault_flags_map_onto_the_config() {
+        use clap::Parser;
+        let line = "vidbatch emulate --fault-html-body 0.1 --fault-json-body 0.2 --fault-short-body 0.3 --fault-trickle 0.4 --trickle-interval 50ms --fault-endless-body 0.5 --fault-long-task-id 0.6 --fault-redirect-download 0.7 --fault-redirect-api 0.8 --videos-per-task 3";
+        let cli = crate::cli::Cli::try_parse_from(line.split(' '));
+        let Ok(crate::cli::Cli {
+            command: crate::cli::Command::Emulate(args),
+            ..
+        }) = cli
+        else {
+            panic!("did not parse: {cli:?}");
+        };
+        let c = args.config();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!((c.download_html_rate, c.download_json_rate), (0.1, 0.2));
+        assert_eq!((c.download_short_rate, c.download_trickle_rate), (0.3, 0.4));
+        assert_eq!(c.trickle_interval, Duration::from_millis(50));
+        assert_eq!((c.download_endless_rate, c.long_task_id_rate), (0.5, 0.6));
+        assert_eq!((c.redirect_download_rate, c.redirect_api_rate), (0.7, 0.8));
+        assert_eq!(c.videos_per_task, 3);
+        for bad in [
+            "vidbatch emulate --videos-per-task 0",
+            "vidbatch emulate --videos-per-task 101",
+            "vidbatch emulate --fault-trickle 2",
+        ] {
+            assert!(
+                crate::cli::Cli::try_parse_from(bad.split(' ')).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -62,6 +62,15 @@ pub struct RunArgs {
     /// (a new paid task each; the earlier videos move to videos/replaced/)
     #[arg(long)]
     pub resubmit_changed: bool,
+    /// Largest video accepted, e.g. 500MB, 4GiB; a larger body is refused [default: 4GiB]
+    #[arg(long, env = "VIDBATCH_MAX_VIDEO_SIZE", value_name = "SIZE")]
+    pub max_video_size: Option<String>,
+    /// Longest one video download may take, every retry included [default: 30m]
+    #[arg(long, value_name = "DUR")]
+    pub download_timeout: Option<String>,
+    /// A download slower than this is stalled and retried: SIZE/DUR, or off [default: 16KiB/30s]
+    #[arg(long, value_name = "SIZE/DUR")]
+    pub download_min_speed: Option<String>,
     /// Start the built-in Kling emulator and run against it (offline demo; no keys needed)
     #[arg(long)]
     pub emulator: bool,
@@ -100,6 +109,9 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         batch: args.batch.clone(),
         new_batch: args.new_batch,
         max_units: args.max_units,
+        max_video_size: args.max_video_size.clone(),
+        download_timeout: args.download_timeout.clone(),
+        download_min_speed: args.download_min_speed.clone(),
     };
     let settings = settings::resolve(
         &manifest,
@@ -263,12 +275,9 @@ async fn run_batch(
         credentials: settings.credentials.clone(),
         request_timeout: settings.request_timeout,
     }));
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
-        .build()
-        .context("cannot build the HTTP client")?;
-    let downloader = Downloader::new(http, 5, settings.engine.retry_base);
+    let http = crate::download::http_client().context("cannot build the HTTP client")?;
+    let downloader =
+        Downloader::new(http, 5, settings.engine.retry_base).with_limits(settings.download);
 
     let (events, rx) = EventSender::channel();
     let (done_tx, done_rx) = oneshot::channel();

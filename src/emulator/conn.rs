@@ -8,7 +8,10 @@
 //!   (ambiguous create);
 //! - [`ConnCtl::kill_after_flush`]: the next time hyper has flushed everything it
 //!   buffered, the connection dies (a download cut after exactly the bytes
-//!   already handed to hyper).
+//!   already handed to hyper);
+//! - [`ConnCtl::close_after_flush`]: the same, but the write side is shut down
+//!   first, so the client reads a clean end of stream (a server that believes
+//!   it sent everything).
 
 use std::io;
 use std::pin::Pin;
@@ -25,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 struct ConnState {
     killed: AtomicBool,
     kill_after_flush: AtomicBool,
+    close_after_flush: AtomicBool,
 }
 
 /// A handler's grip on its own connection.
@@ -40,6 +44,12 @@ impl ConnCtl {
     /// Close once everything written so far has reached the socket.
     pub(crate) fn kill_after_flush(&self) {
         self.0.kill_after_flush.store(true, Ordering::SeqCst);
+    }
+
+    /// Shut the write side down once everything written so far has reached
+    /// the socket, then close.
+    pub(crate) fn close_after_flush(&self) {
+        self.0.close_after_flush.store(true, Ordering::SeqCst);
     }
 
     fn killed(&self) -> bool {
@@ -104,6 +114,14 @@ impl AsyncWrite for KillableIo {
         // hyper calls this only after its own write buffer is empty, so
         // everything handed to it so far is now in the kernel.
         match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Ready(Ok(())) if self.ctl.0.close_after_flush.load(Ordering::SeqCst) => {
+                match Pin::new(&mut self.inner).poll_shutdown(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(_) => {}
+                }
+                self.ctl.kill();
+                Poll::Ready(Err(aborted()))
+            }
             Poll::Ready(Ok(())) if self.ctl.0.kill_after_flush.load(Ordering::SeqCst) => {
                 self.ctl.kill();
                 Poll::Ready(Err(aborted()))

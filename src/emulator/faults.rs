@@ -2,6 +2,47 @@
 //! (seed, what, key, attempt) mapped to [0, 1), so a given request gets the
 //! same answer in every run however concurrent clients interleave.
 
+use super::EmulatorConfig;
+
+/// Every fault rate, as the server applies them now: copied from the
+/// configuration at start, zeroed by `EmulatorHandle::heal`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Rates {
+    pub create_5000: f64,
+    pub create_ambiguous: f64,
+    pub create_1302: f64,
+    pub query_5001: f64,
+    pub download_cut: f64,
+    pub download_html: f64,
+    pub download_json: f64,
+    pub download_short: f64,
+    pub download_trickle: f64,
+    pub download_endless: f64,
+    pub long_task_id: f64,
+    pub redirect_download: f64,
+    pub redirect_api: f64,
+}
+
+impl Rates {
+    pub(crate) fn from_config(c: &EmulatorConfig) -> Rates {
+        Rates {
+            create_5000: c.create_5000_rate,
+            create_ambiguous: c.create_ambiguous_rate,
+            create_1302: c.create_1302_rate,
+            query_5001: c.query_5001_rate,
+            download_cut: c.download_cut_rate,
+            download_html: c.download_html_rate,
+            download_json: c.download_json_rate,
+            download_short: c.download_short_rate,
+            download_trickle: c.download_trickle_rate,
+            download_endless: c.download_endless_rate,
+            long_task_id: c.long_task_id_rate,
+            redirect_download: c.redirect_download_rate,
+            redirect_api: c.redirect_api_rate,
+        }
+    }
+}
+
 /// SplitMix64 finaliser: a cheap, well-mixed 64-bit hash step.
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);

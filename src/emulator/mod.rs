@@ -11,7 +11,8 @@
 //!   and `GET …?external_task_id=`; JWT HS256 auth (codes 1000–1004);
 //! - gateway: the same under `/v1/ai/{endpoint}/kling/videos/…`; static Bearer key;
 //! - `GET /videos/{video_id}.mp4?exp=…&sig=…`: a real, playable MP4 per video
-//!   (Range, Content-Length, optional padding, expiring URLs);
+//!   (Range, Content-Length, optional padding, expiring URLs), and the same
+//!   under `/cdn/videos/…`, where the redirect fault points;
 //! - `GET /__emulator/stats` ([`Stats`]) and `GET /__emulator/requests` (the log).
 //!
 //! Choices where the reference is silent (kling-api.md §16), documented here:
@@ -35,9 +36,17 @@
 //! connections carry a kill switch (see `conn.rs`): for an ambiguous create the
 //! handler creates the task, trips the switch, and hyper's first write fails, so
 //! the client sees the connection close with no HTTP response at all.
+//!
+//! Download faults (`download.rs`) are the ways a CDN lies: an error page or
+//! JSON body served as 200, a body cut short, a trickle, a body without end,
+//! a redirect. API redirects point at `127.0.0.2`, another origin that no
+//! client should follow to. [`EmulatorHandle::heal`] turns faults off, so a
+//! test can rerun a batch against the same tasks on a healthy server.
 
 mod auth;
 mod conn;
+mod download;
+mod endpoints;
 mod faults;
 mod server;
 mod stats;
@@ -103,6 +112,30 @@ pub struct EmulatorConfig {
     pub query_5001_rate: f64,
     /// Rate of video downloads cut off after half the bytes.
     pub download_cut_rate: f64,
+    /// Rate of video downloads answered 200 `text/html` with an "Access denied" page.
+    pub download_html_rate: f64,
+    /// Rate of video downloads answered 200 `application/json` with an error body.
+    pub download_json_rate: f64,
+    /// Rate of whole-file downloads (no `Range`) that announce the full
+    /// `Content-Length`, send half and close the connection cleanly.
+    pub download_short_rate: f64,
+    /// Rate of video downloads sent one byte every `trickle_interval`.
+    pub download_trickle_rate: f64,
+    /// Pause between two bytes of a trickled download.
+    pub trickle_interval: Duration,
+    /// Rate of video downloads answered 200 without `Content-Length`: the
+    /// video, then zeros without end.
+    pub download_endless_rate: f64,
+    /// Rate of creates whose task id is 40 KiB of digits.
+    pub long_task_id_rate: f64,
+    /// Rate of video downloads answered 302 to another path of this server
+    /// that serves the video.
+    pub redirect_download_rate: f64,
+    /// Rate of API calls (create, query, list) answered 307/308 to another
+    /// origin (`http://127.0.0.2:{port}`), without carrying them out.
+    pub redirect_api_rate: f64,
+    /// Videos in each succeeded task's `task_result.videos` (distinct files).
+    pub videos_per_task: u32,
     /// Video URLs expire this long after the query that produced them (403 after).
     pub url_ttl: Option<Duration>,
     /// After this many accepted creates, every create gets 429/1102.
@@ -131,6 +164,16 @@ impl Default for EmulatorConfig {
             create_1302_rate: 0.0,
             query_5001_rate: 0.0,
             download_cut_rate: 0.0,
+            download_html_rate: 0.0,
+            download_json_rate: 0.0,
+            download_short_rate: 0.0,
+            download_trickle_rate: 0.0,
+            trickle_interval: Duration::from_secs(1),
+            download_endless_rate: 0.0,
+            long_task_id_rate: 0.0,
+            redirect_download_rate: 0.0,
+            redirect_api_rate: 0.0,
+            videos_per_task: 1,
             url_ttl: None,
             balance_exhausted_after_creates: None,
             video_pad_bytes: 0,
@@ -159,6 +202,16 @@ impl fmt::Debug for EmulatorConfig {
             .field("create_1302_rate", &self.create_1302_rate)
             .field("query_5001_rate", &self.query_5001_rate)
             .field("download_cut_rate", &self.download_cut_rate)
+            .field("download_html_rate", &self.download_html_rate)
+            .field("download_json_rate", &self.download_json_rate)
+            .field("download_short_rate", &self.download_short_rate)
+            .field("download_trickle_rate", &self.download_trickle_rate)
+            .field("trickle_interval", &self.trickle_interval)
+            .field("download_endless_rate", &self.download_endless_rate)
+            .field("long_task_id_rate", &self.long_task_id_rate)
+            .field("redirect_download_rate", &self.redirect_download_rate)
+            .field("redirect_api_rate", &self.redirect_api_rate)
+            .field("videos_per_task", &self.videos_per_task)
             .field("url_ttl", &self.url_ttl)
             .field(
                 "balance_exhausted_after_creates",
@@ -181,7 +234,14 @@ pub enum ConfigError {
     ProcessingFraction(f64),
     #[error("concurrency_limit must be at least 1")]
     ZeroConcurrency,
+    #[error("videos_per_task must be within 1..={MAX_VIDEOS_PER_TASK}, got {0}")]
+    VideosPerTask(u32),
+    #[error("trickle_interval must be longer than zero")]
+    ZeroTrickleInterval,
 }
+
+/// Most videos one task may return.
+pub const MAX_VIDEOS_PER_TASK: u32 = 100;
 
 impl EmulatorConfig {
     /// Check the knobs that have a valid range.
@@ -192,6 +252,14 @@ impl EmulatorConfig {
             ("create_1302_rate", self.create_1302_rate),
             ("query_5001_rate", self.query_5001_rate),
             ("download_cut_rate", self.download_cut_rate),
+            ("download_html_rate", self.download_html_rate),
+            ("download_json_rate", self.download_json_rate),
+            ("download_short_rate", self.download_short_rate),
+            ("download_trickle_rate", self.download_trickle_rate),
+            ("download_endless_rate", self.download_endless_rate),
+            ("long_task_id_rate", self.long_task_id_rate),
+            ("redirect_download_rate", self.redirect_download_rate),
+            ("redirect_api_rate", self.redirect_api_rate),
         ];
         for (name, value) in rates {
             if !(0.0..=1.0).contains(&value) {
@@ -208,6 +276,12 @@ impl EmulatorConfig {
         }
         if self.concurrency_limit == Some(0) {
             return Err(ConfigError::ZeroConcurrency);
+        }
+        if !(1..=MAX_VIDEOS_PER_TASK).contains(&self.videos_per_task) {
+            return Err(ConfigError::VideosPerTask(self.videos_per_task));
+        }
+        if self.trickle_interval.is_zero() {
+            return Err(ConfigError::ZeroTrickleInterval);
         }
         Ok(())
     }
@@ -254,7 +328,7 @@ pub async fn start(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
     let addr = listener.local_addr()?;
-    let shared = Arc::new(server::Shared::new(config, format!("http://{addr}")));
+    let shared = Arc::new(server::Shared::new(config, addr));
     let (stop, stopped) = oneshot::channel::<()>();
     let app = server::router(shared.clone());
     let serve = axum::serve(
@@ -301,6 +375,13 @@ impl EmulatorHandle {
     /// Every request seen so far (empty when `record_requests` is off).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.requests()
+    }
+
+    /// Turn every injected fault off from now on — the server "recovers".
+    /// Tasks, URLs, counters and the other settings stay as they are, so a
+    /// rerun against the same tasks meets a healthy server.
+    pub fn heal(&self) {
+        self.shared.heal();
     }
 
     /// Stop accepting, let open exchanges finish (up to 5 s), then stop.

@@ -35,6 +35,9 @@ pub struct Stats {
     pub in_flight_now: u64,
     /// The highest in-flight count seen at any create.
     pub max_in_flight: u64,
+    /// Videos in the results of every task created (tasks × `videos_per_task`).
+    #[serde(default)]
+    pub videos_created: u64,
     /// Video responses started (200 or 206).
     pub downloads_started: u64,
     /// Video responses whose last byte was handed to the connection.
@@ -48,7 +51,9 @@ pub struct Stats {
     /// List queries (`?pageNum=&pageSize=`).
     pub list_queries: u64,
     /// Injected faults by name: create_5000, create_ambiguous, create_1302,
-    /// query_5001, download_cut.
+    /// query_5001, download_cut, download_html, download_json, download_short,
+    /// download_trickle, download_endless, long_task_id, redirect_download,
+    /// redirect_api.
     pub faults_injected: BTreeMap<String, u64>,
 }
 
@@ -88,6 +93,7 @@ pub(crate) struct Counters {
     pub downloads_started: u64,
     pub downloads_cut: u64,
     pub downloads_forbidden: u64,
+    pub videos_created: u64,
     pub queries: u64,
     pub list_queries: u64,
     pub faults: BTreeMap<&'static str, u64>,
@@ -148,6 +154,7 @@ impl Counters {
         stats.downloads_started = self.downloads_started;
         stats.downloads_cut = self.downloads_cut;
         stats.downloads_forbidden = self.downloads_forbidden;
+        stats.videos_created = self.videos_created;
         stats.queries = self.queries;
         stats.list_queries = self.list_queries;
         stats.faults_injected = self

@@ -44,7 +44,8 @@ pub(crate) struct Task {
     pub processing_at: u64,
     pub terminal_at: u64,
     pub outcome: Outcome,
-    pub video_id: String,
+    /// One id per video in the result (distinct files).
+    pub video_ids: Vec<String>,
     /// Requested seconds; the result reports a slightly longer string (§6.1).
     pub duration: u32,
     pub units: String,
@@ -113,7 +114,9 @@ impl TaskStore {
         if let Some(ext) = &task.external_task_id {
             self.by_ext.insert(ext.clone(), idx);
         }
-        self.by_video.insert(task.video_id.clone(), idx);
+        for video_id in &task.video_ids {
+            self.by_video.insert(video_id.clone(), idx);
+        }
         self.by_kind[task.kind.index()].push(idx);
         self.in_flight.push(Reverse(task.terminal_at));
         self.tasks.push(task);
@@ -179,7 +182,7 @@ mod tests {
             processing_at: created + (terminal - created) / 2,
             terminal_at: terminal,
             outcome: Outcome::Succeed,
-            video_id: format!("v{n}"),
+            video_ids: vec![format!("v{n}")],
             duration: 5,
             units: "1".to_owned(),
         }

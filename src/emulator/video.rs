@@ -13,7 +13,7 @@ use futures::Stream;
 use super::conn::ConnCtl;
 
 static SAMPLE: &[u8] = include_bytes!("assets/sample.mp4");
-const CHUNK: u64 = 64 * 1024;
+pub(crate) const CHUNK: u64 = 64 * 1024;
 
 /// One video file: the sample, then `free` box header + id text + zeros.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ impl Layout {
     }
 
     /// Up to `max` bytes starting at `offset` (fewer at a segment boundary).
-    fn read_at(&self, offset: u64, max: u64) -> Bytes {
+    pub(crate) fn read_at(&self, offset: u64, max: u64) -> Bytes {
         let base = SAMPLE.len() as u64;
         let tail_end = base + self.tail.len() as u64;
         if offset < base {
@@ -78,13 +78,23 @@ impl Layout {
 /// Called once when a stream has yielded its whole range.
 pub(crate) type OnComplete = Box<dyn FnOnce() + Send>;
 
-/// Streams `[pos, end)` of a [`Layout`]. With `cut`, it stops after `cut_at`
+/// Where a stream stops early, and how its connection ends.
+pub(crate) struct Cut {
+    /// Offset of the first byte never sent.
+    pub at: u64,
+    pub conn: ConnCtl,
+    /// Close with a FIN after the last byte (a server that thinks it is
+    /// done) rather than abort the connection.
+    pub clean: bool,
+}
+
+/// Streams `[pos, end)` of a [`Layout`]. With `cut`, it stops at `cut.at`
 /// and has its connection closed once those bytes are flushed.
 pub(crate) struct VideoStream {
     layout: Layout,
     pos: u64,
     end: u64,
-    cut: Option<(u64, ConnCtl)>,
+    cut: Option<Cut>,
     on_complete: Option<OnComplete>,
 }
 
@@ -93,7 +103,7 @@ impl VideoStream {
         layout: Layout,
         start: u64,
         end: u64,
-        cut: Option<(u64, ConnCtl)>,
+        cut: Option<Cut>,
         on_complete: OnComplete,
     ) -> Self {
         VideoStream {
@@ -111,7 +121,7 @@ impl Stream for VideoStream {
 
     fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let limit = match &self.cut {
-            Some((at, _)) => (*at).min(self.end),
+            Some(cut) => cut.at.min(self.end),
             None => self.end,
         };
         if self.pos < limit {
@@ -127,11 +137,15 @@ impl Stream for VideoStream {
             }
             return Poll::Ready(Some(Ok(chunk)));
         }
-        if let Some((_, ctl)) = &self.cut {
-            // Everything up to the cut is with hyper; the connection dies when
+        if let Some(cut) = &self.cut {
+            // Everything up to the cut is with hyper; the connection ends when
             // hyper next flushes, which it does right after this poll. No
             // wake-up is needed: this stream is dropped with the connection.
-            ctl.kill_after_flush();
+            if cut.clean {
+                cut.conn.close_after_flush();
+            } else {
+                cut.conn.kill_after_flush();
+            }
             return Poll::Pending;
         }
         // An empty range completes here.

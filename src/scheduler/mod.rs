@@ -542,9 +542,15 @@ impl<P: Provider> Coordinator<P> {
         let mut gone = Vec::new();
         for v in &mut self.entries[idx].videos {
             let ok = match (&v.path, v.bytes) {
-                (Some(p), Some(b)) => std::fs::metadata(self.batch_dir.join(p))
-                    .map(|m| m.is_file() && m.len() == b)
-                    .unwrap_or(false),
+                (Some(p), Some(b)) => {
+                    let path = self.batch_dir.join(p);
+                    std::fs::metadata(&path)
+                        .map(|m| m.is_file() && m.len() == b)
+                        .unwrap_or(false)
+                        // An error page an older build saved as .mp4 has a
+                        // size too; its first bytes give it away.
+                        && crate::download::looks_like_video(&path)
+                }
                 _ => false,
             };
             if !ok {
@@ -1029,6 +1035,30 @@ impl<P: Provider> Coordinator<P> {
                         format!("video URL keeps failing (HTTP {status}); rerun to try again"),
                     );
                 }
+            }
+            // An error page served as 200 is often an expired or hotlink-
+            // protected URL: one fresh URL per run, then the item keeps the error.
+            Err(DownloadError::NotAVideo { .. }) if self.entries[idx].refreshes == 0 => {
+                self.entries[idx].needs_refresh = true;
+            }
+            Err(e @ (DownloadError::NotAVideo { .. } | DownloadError::TooLarge { .. })) => {
+                self.warn(idx, None, format!("download refused: {e}"))
+            }
+            Err(DownloadError::Io { path, source })
+                if source.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                // Every further video would fail the same way, and every
+                // further create would pay for one: stop submitting.
+                self.warn(
+                    idx,
+                    None,
+                    format!("download failed: the disk is full ({})", path.display()),
+                );
+                self.abort(format!(
+                    "the disk holding {} is full: free some space, then run the same command again (finished tasks are downloaded then, nothing is created again)",
+                    self.batch_dir.display()
+                ));
+                self.setup_stop = true;
             }
             Err(e) => self.warn(
                 idx,

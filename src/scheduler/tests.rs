@@ -215,7 +215,8 @@ impl Provider for Fake {
     }
 }
 
-/// Serves `/<name>` with bytes derived from the name.
+/// Serves `/<name>` with bytes derived from the name, after an MP4 `ftyp`
+/// box (downloads refuse bodies that are not a video).
 async fn file_server() -> String {
     use axum::{Router, extract::Path as AxPath, routing::get};
     let app = Router::new().route(
@@ -224,7 +225,9 @@ async fn file_server() -> String {
             if name.starts_with("expired-") {
                 return Err(axum::http::StatusCode::FORBIDDEN);
             }
-            Ok(format!("video bytes of {name}").repeat(100))
+            let mut body = b"\0\0\0\x10ftypisom\0\0\0\0".to_vec();
+            body.extend(format!("video bytes of {name}").repeat(100).into_bytes());
+            Ok(([(axum::http::header::CONTENT_TYPE, "video/mp4")], body))
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1104,6 +1104,16 @@ fn emulate_help_documents_every_option() {
         "--balance-exhausted-after",
         "--video-size",
         "--no-request-log",
+        "--fault-html-body",
+        "--fault-json-body",
+        "--fault-short-body",
+        "--fault-trickle",
+        "--trickle-interval",
+        "--fault-endless-body",
+        "--fault-long-task-id",
+        "--fault-redirect-download",
+        "--fault-redirect-api",
+        "--videos-per-task",
     ] {
         assert!(help.contains(flag), "help lacks {flag}:\n{help}");
     }

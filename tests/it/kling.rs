@@ -813,10 +813,16 @@ async fn find_by_external_id_propagates_other_errors() {
 
 // ---------------------------------------------------------------- downloads
 
+/// An MP4 `ftyp` box header: downloads refuse bodies that are not a video.
+const FTYP: &[u8; 16] = b"\0\0\0\x10ftypisom\0\0\0\0";
+
 fn content(len: usize) -> Vec<u8> {
-    (0..len)
+    let mut v: Vec<u8> = (0..len)
         .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
-        .collect()
+        .collect();
+    let n = FTYP.len().min(len);
+    v[..n].copy_from_slice(&FTYP[..n]);
+    v
 }
 
 fn sha_hex(bytes: &[u8]) -> String {
@@ -1108,7 +1114,7 @@ async fn download_short_body_keeps_part_for_resume() {
             let _ = socket
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
                 .await;
-            let _ = socket.write_all(&[7u8; 400]).await;
+            let _ = socket.write_all(&content(1000)[..400]).await;
             let _ = socket.shutdown().await;
         }
     });
@@ -1123,7 +1129,7 @@ async fn download_short_body_keeps_part_for_resume() {
         "{e}"
     );
     let part = std::fs::read(vidbatch::download::part_path(&dest)).expect("part kept");
-    assert_eq!(part, vec![7u8; 400]);
+    assert_eq!(part, content(1000)[..400]);
     assert!(!dest.exists());
 }
 
@@ -1132,11 +1138,11 @@ async fn download_50_mb_streamed_in_chunks() {
     const CHUNK: usize = 64 * 1024;
     const CHUNKS: usize = 800; // 52,428,800 bytes
     let chunk_of = |i: usize| -> Bytes {
-        Bytes::from(
-            (0..CHUNK)
-                .map(|j| ((i * 31 + j) % 253) as u8)
-                .collect::<Vec<u8>>(),
-        )
+        let mut c: Vec<u8> = (0..CHUNK).map(|j| ((i * 31 + j) % 253) as u8).collect();
+        if i == 0 {
+            c[..FTYP.len()].copy_from_slice(FTYP);
+        }
+        Bytes::from(c)
     };
     let mut expected = Sha256::new();
     for i in 0..CHUNKS {
@@ -1180,7 +1186,7 @@ async fn download_stalled_body_is_abandoned_and_part_kept() {
             let _ = socket
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
                 .await;
-            let _ = socket.write_all(&[9u8; 300]).await;
+            let _ = socket.write_all(&content(1000)[..300]).await;
             let _ = socket.flush().await;
             held.push(socket);
         }
@@ -1197,7 +1203,7 @@ async fn download_stalled_body_is_abandoned_and_part_kept() {
         "{e}"
     );
     let part = std::fs::read(vidbatch::download::part_path(&dest)).expect("part kept");
-    assert_eq!(part, vec![9u8; 300]);
+    assert_eq!(part, content(1000)[..300]);
 }
 
 #[tokio::test]

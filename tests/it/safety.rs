@@ -574,3 +574,66 @@ async fn an_item_edited_after_submit_is_listed_and_only_resubmitted_on_request()
     assert!(!stdout_of(&settled).contains("changed after submit"));
     assert_eq!(emu.stats().creates_accepted, 4);
 }
+
+// ---- 5b. a full disk -----------------------------------------------------------
+
+/// A small tmpfs mounted for one test; unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// `None` where this machine does not let the test mount (not root, no tmpfs).
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?
+            .success();
+        ok.then(|| SmallDisk(at.to_path_buf()))
+    }
+
+    fn grow(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_stops_the_batch_says_so_and_the_rerun_pays_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "1200k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let emu = emulator(EmulatorConfig {
+        video_pad_bytes: 300_000,
+        ..quick()
+    })
+    .await;
+    let out = disk.0.join("out");
+    let m = manifest(dir.path(), 8);
+    let full = output(run_cmd(&m, &out, &emu.base_url(), &["--concurrency", "8"])).await;
+    assert_exit(&full, 3);
+    let said = stdout_of(&full) + &stderr_of(&full);
+    assert!(said.contains("full"), "{said}");
+    assert!(!said.contains("corrupt"), "{said}");
+    // Space freed: the same command finishes, nothing is created twice.
+    disk.grow("50m");
+    let rerun = output(run_cmd(&m, &out, &emu.base_url(), &["--concurrency", "8"])).await;
+    assert_exit(&rerun, 0);
+    assert_eq!(emu.stats().creates_accepted, 8);
+    assert_all_videos_intact(&out, 8);
+}
