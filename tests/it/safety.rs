@@ -637,3 +637,70 @@ async fn a_full_disk_stops_the_batch_says_so_and_the_rerun_pays_nothing_twice() 
     assert_eq!(emu.stats().creates_accepted, 8);
     assert_all_videos_intact(&out, 8);
 }
+
+// ---- 6. hostile server strings ----------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_task_id_fails_its_item_only_and_never_blocks_the_rest() {
+    let emu = emulator(EmulatorConfig {
+        long_task_id_rate: 0.5,
+        ..quick()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m = manifest(dir.path(), 8);
+    let first = output(run_cmd(&m, &out, &emu.base_url(), &[])).await;
+    let poisoned = emu
+        .stats()
+        .faults_injected
+        .get("long_task_id")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        poisoned > 0 && poisoned < 8,
+        "the seed poisons some: {poisoned}"
+    );
+    assert_exit(&first, 1);
+    let rows = report(&out);
+    let failed: Vec<_> = rows
+        .iter()
+        .filter(|r| &r[col("status")] == "failed")
+        .collect();
+    assert_eq!(failed.len() as u64, poisoned);
+    for r in &failed {
+        assert!(
+            r[col("error_message")].contains("unusable task id"),
+            "{r:?}"
+        );
+        assert!(r[col("task_id")].len() <= 256, "nothing huge is stored");
+    }
+    assert_eq!(
+        rows.iter()
+            .filter(|r| &r[col("status")] == "downloaded")
+            .count() as u64,
+        8 - poisoned
+    );
+    // Every rerun goes on (exit 1, not an abort) and creates nothing again.
+    let again = output(run_cmd(&m, &out, &emu.base_url(), &[])).await;
+    assert_exit(&again, 1);
+    assert_eq!(emu.stats().creates_accepted, 8);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emulator_api_redirect_to_another_origin_stops_the_batch_with_nothing_sent_there() {
+    let emu = emulator(EmulatorConfig {
+        redirect_api_rate: 1.0,
+        ..quick()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m = manifest(dir.path(), 4);
+    let result = output(run_cmd(&m, &out, &emu.base_url(), &[])).await;
+    assert_exit(&result, 3);
+    let said = stdout_of(&result) + &stderr_of(&result);
+    assert!(said.contains("127.0.0.2"), "names the target: {said}");
+    assert_eq!(emu.stats().creates_accepted, 0);
+    assert!(report(&out).iter().all(|r| &r[col("status")] == "pending"));
+}
