@@ -393,38 +393,40 @@ async fn an_api_redirect_is_never_followed_and_names_its_target() {
 // ---- 7. signals and closed pipes ------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_stops_like_ctrl_c_exits_143_and_the_rerun_finishes() {
-    let emu = emulator(EmulatorConfig {
-        latency: Duration::from_millis(600),
-        ..quick()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let m = manifest(dir.path(), 20);
-    let child = run_cmd(&m, &out, &emu.base_url(), &["--concurrency", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_creates(&emu, 3).await;
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let stopped = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    assert_exit(&stopped, 143);
-    assert!(out.join("report.csv").exists(), "the report is written");
-    let result = output(run_cmd(&m, &out, &emu.base_url(), &[])).await;
-    assert_exit(&result, 0);
-    assert_eq!(emu.stats().creates_accepted, 20);
-    assert_all_videos_intact(&out, 20);
+async fn sigterm_and_sighup_stop_like_ctrl_c_and_the_rerun_finishes() {
+    for (signal, code) in [("-TERM", 143), ("-HUP", 129)] {
+        let emu = emulator(EmulatorConfig {
+            latency: Duration::from_millis(600),
+            ..quick()
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let m = manifest(dir.path(), 20);
+        let child = run_cmd(&m, &out, &emu.base_url(), &["--concurrency", "4"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_creates(&emu, 3).await;
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let stopped = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert_exit(&stopped, code);
+        assert!(out.join("report.csv").exists(), "{signal}: the report is written");
+        let result = output(run_cmd(&m, &out, &emu.base_url(), &[])).await;
+        assert_exit(&result, 0);
+        assert_eq!(emu.stats().creates_accepted, 20, "{signal}");
+        assert_all_videos_intact(&out, 20);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
