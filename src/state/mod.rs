@@ -14,6 +14,7 @@
 //! Secrets never go in the store: it holds ids, statuses, URLs and results.
 
 mod schema;
+mod watch;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::watch::Watch;
 use super::{StateError, Status, VideoRecord};
 
 /// One change to the state.
@@ -239,33 +240,6 @@ impl Writer {
     }
 }
 
-/// The identity of the state file the writer opened.
-struct Watch {
-    path: PathBuf,
-    id: Option<(u64, u64)>,
-}
-
-impl Watch {
-    fn new(path: &Path) -> Option<Watch> {
-        let id = file_id(path)?;
-        Some(Watch {
-            path: path.to_path_buf(),
-            id: Some(id),
-        })
-    }
-}
-
-#[cfg(unix)]
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-#[cfg(not(unix))]
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|_| (0, 0))
-}
-
 struct WriterThread {
     conn: Connection,
     watch: Option<Watch>,
@@ -294,7 +268,7 @@ impl WriterThread {
                         WriteFailure::DiskFull(
                             self.watch
                                 .as_ref()
-                                .map(|w| w.path.clone())
+                                .map(|w| w.path().to_path_buf())
                                 .unwrap_or_else(|| "state.db".into()),
                         )
                     }
@@ -313,87 +287,24 @@ impl WriterThread {
         }
     }
 
-    /// Is `state.db` still the file this connection writes? If it was
-    /// deleted, put a complete copy back (`VACUUM INTO`) and write that from
-    /// now on; if another file took its place, keep ours beside it. Either
-    /// way nothing more is submitted in this run. True when it rescued now.
+    /// Is `state.db` still the file this connection writes? See
+    /// [`Watch::check`]. True when it rescued the state just now.
     fn check_file(&mut self) -> bool {
-        let Some(watch) = &self.watch else {
+        let Some(watch) = &mut self.watch else {
             return false;
         };
-        let now = file_id(&watch.path);
-        if now == watch.id || watch.id.is_none() {
-            return false;
-        }
-        let path = watch.path.clone();
-        let deleted = now.is_none();
-        let target = if deleted {
-            path.clone()
-        } else {
-            with_suffix(&path, &format!(".rescued-{}", now_ms()))
-        };
-        let restored = self.rescue_to(&path, &target, deleted);
-        let what = if deleted {
-            "was deleted during the run"
-        } else {
-            "was replaced by another file during the run"
-        };
-        let message = if restored {
-            format!(
-                "{} {what}; this run's state was saved to {} and nothing more is submitted",
-                path.display(),
-                target.display()
-            )
-        } else {
-            format!(
-                "{} {what}, and this run's state could not be saved again; nothing more is submitted",
-                path.display()
-            )
-        };
-        tracing::error!("{message}");
-        self.watch = Some(Watch {
-            id: if restored { file_id(&target) } else { None },
-            path: target,
-        });
-        self.refuse_durable = Some(WriteFailure::Replaced(message));
-        restored
-    }
-
-    /// Copy what this connection sees to `target` and switch to it. The old
-    /// file's `-wal`/`-shm` (named after the path, useless once the file is
-    /// gone) are removed first so the copy never picks them up.
-    fn rescue_to(&mut self, path: &Path, target: &Path, deleted: bool) -> bool {
-        let tmp = with_suffix(path, ".rescue-tmp");
-        let _ = std::fs::remove_file(&tmp);
-        if self
-            .conn
-            .execute("VACUUM INTO ?1", params![tmp.to_string_lossy()])
-            .is_err()
-        {
-            return false;
-        }
-        let Ok(placeholder) = Connection::open_in_memory() else {
-            return false;
-        };
-        drop(std::mem::replace(&mut self.conn, placeholder));
-        if deleted {
-            let _ = std::fs::remove_file(with_suffix(path, "-wal"));
-            let _ = std::fs::remove_file(with_suffix(path, "-shm"));
-        }
-        if std::fs::rename(&tmp, target).is_err() {
-            return false;
-        }
-        match reopen(target) {
-            Ok(c) => {
-                self.conn = c;
-                true
+        match watch.check(&mut self.conn) {
+            Some(moved) => {
+                tracing::error!("{}", moved.message);
+                self.refuse_durable = Some(WriteFailure::Replaced(moved.message));
+                moved.rescued
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
     fn close(self) {
-        if self.failed.is_none() && self.watch.as_ref().is_none_or(|w| w.id.is_some()) {
+        if self.failed.is_none() && self.watch.as_ref().is_none_or(Watch::intact) {
             // Fold the WAL into the database file; closing then removes it.
             let _ = self
                 .conn
@@ -401,20 +312,6 @@ impl WriterThread {
         }
         drop(self.conn);
     }
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-fn reopen(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(conn)
 }
 
 fn apply_group(conn: &mut Connection, group: &[Msg]) -> rusqlite::Result<()> {

@@ -421,7 +421,10 @@ async fn sigterm_and_sighup_stop_like_ctrl_c_and_the_rerun_finishes() {
             .await
             .unwrap();
         assert_exit(&stopped, code);
-        assert!(out.join("report.csv").exists(), "{signal}: the report is written");
+        assert!(
+            out.join("report.csv").exists(),
+            "{signal}: the report is written"
+        );
         let result = output(run_cmd(&m, &out, &emu.base_url(), &[])).await;
         assert_exit(&result, 0);
         assert_eq!(emu.stats().creates_accepted, 20, "{signal}");
