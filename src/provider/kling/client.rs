@@ -7,7 +7,7 @@
 //! to know about JWTs; a second rejection means the keys or the clock are
 //! wrong and is batch-fatal.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -16,21 +16,26 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 
 use super::codes::{self, Op};
+use super::lookup::adoptable;
 use super::wire::{self, CreateBody, Envelope};
 use super::{Credentials, KlingProvider, Style};
 use crate::manifest::{ImageRef, Item, Kind};
+use crate::provider::http::{
+    MAX_BODY_BYTES, encode_segment, is_tls_failure, parse_retry_after, read_capped, redact,
+    strip_query,
+};
 use crate::provider::{Created, ErrorClass, Provider, ProviderError, TaskSnapshot};
 
 /// How much of a non-JSON body goes into an error message.
 const SNIPPET_CHARS: usize = 200;
 
 /// A successful call: the envelope's request id and `data`.
-struct Reply {
-    request_id: Option<String>,
-    data: Option<Value>,
+pub(super) struct Reply {
+    pub(super) request_id: Option<String>,
+    pub(super) data: Option<Value>,
 }
 
-fn error(class: ErrorClass, message: impl Into<String>) -> ProviderError {
+pub(super) fn error(class: ErrorClass, message: impl Into<String>) -> ProviderError {
     ProviderError {
         class,
         code: None,
@@ -43,7 +48,7 @@ fn error(class: ErrorClass, message: impl Into<String>) -> ProviderError {
 
 impl KlingProvider {
     /// `{base}/v1/videos/{kind}` or `{base}/kling/videos/{kind}`.
-    fn collection_url(&self, kind: Kind) -> String {
+    pub(super) fn collection_url(&self, kind: Kind) -> String {
         let base = self.config.base_url.trim_end_matches('/');
         let prefix = match self.config.style {
             Style::Official => "v1/videos",
@@ -68,7 +73,7 @@ impl KlingProvider {
     }
 
     /// One call, re-signed and repeated once if the token was rejected.
-    async fn call(
+    pub(super) async fn call(
         &self,
         op: Op,
         method: Method,
@@ -279,123 +284,6 @@ impl KlingProvider {
             .await?;
         snapshot_of(reply)
     }
-
-    /// The `?external_task_id=` form that gateways document.
-    async fn find_by_query_param(
-        &self,
-        kind: Kind,
-        external_task_id: &str,
-    ) -> Result<Option<TaskSnapshot>, ProviderError> {
-        let query = [("external_task_id", external_task_id.to_owned())];
-        let reply = match self
-            .call(
-                Op::Query,
-                Method::GET,
-                &self.collection_url(kind),
-                &query,
-                None,
-            )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) if codes::is_not_found(e.code, e.http_status) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let request_id = reply.request_id.as_deref();
-        match &reply.data {
-            // A server that ignores the parameter answers with a page of the
-            // list: only a task carrying our external id may be adopted.
-            Some(list @ Value::Array(_)) => {
-                let tasks = wire::task_list(list, request_id)
-                    .map_err(|e| error(ErrorClass::RetryLater, e.to_string()))?;
-                Ok(tasks
-                    .into_iter()
-                    .find(|t| t.external_task_id.as_deref() == Some(external_task_id)))
-            }
-            Some(task) => {
-                let snapshot = wire::task_snapshot(task, request_id)
-                    .map_err(|e| error(ErrorClass::RetryLater, e.to_string()))?;
-                Ok(adoptable(snapshot, external_task_id))
-            }
-            None => Ok(None),
-        }
-    }
-}
-
-/// How many newest list pages a lookup by external id scans when the server
-/// answers neither lookup form: a create whose answer was lost is recent.
-const LOOKUP_LIST_PAGES: u32 = 2;
-
-impl KlingProvider {
-    /// Last resort for servers without external-id lookups: look for a task
-    /// carrying `external_task_id` among the newest ones. A server without a
-    /// list endpoint (404/1202...) leaves the earlier "not found" standing.
-    async fn find_in_recent_list(
-        &self,
-        kind: Kind,
-        external_task_id: &str,
-    ) -> Result<Option<TaskSnapshot>, ProviderError> {
-        for page in 1..=LOOKUP_LIST_PAGES {
-            let tasks = match self.list(kind, page, 500).await {
-                Ok(tasks) => tasks,
-                Err(e) if matches!(e.class, ErrorClass::ItemInvalid | ErrorClass::Setup) => {
-                    return Ok(None);
-                }
-                Err(e) => return Err(e),
-            };
-            let short = tasks.len() < 500;
-            if let Some(t) = tasks
-                .into_iter()
-                .find(|t| t.external_task_id.as_deref() == Some(external_task_id))
-            {
-                return Ok(Some(t));
-            }
-            if short {
-                break;
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// A task found under `external_task_id` is ours unless it says it belongs to
-/// another external id. A task that carries none is adopted: the server
-/// resolved our id to it, and our ids never look like Kling task ids.
-fn adoptable(snapshot: TaskSnapshot, external_task_id: &str) -> Option<TaskSnapshot> {
-    match snapshot.external_task_id.as_deref() {
-        Some(other) if other != external_task_id => {
-            tracing::warn!(
-                asked = external_task_id,
-                got = other,
-                task_id = %snapshot.task_id,
-                "Kling returned a task with a different external_task_id; not adopting it"
-            );
-            None
-        }
-        _ => Some(snapshot),
-    }
-}
-
-/// A transport error chain that says the TLS handshake or certificate failed.
-fn is_tls_failure(chain: &str) -> bool {
-    let lower = chain.to_ascii_lowercase();
-    [
-        "certificate",
-        "tls handshake",
-        "handshake failure",
-        "unknownissuer",
-        "invalid peer",
-        // An http:// server behind an https:// URL.
-        "invalidcontenttype",
-        "corrupt message",
-    ]
-    .iter()
-    .any(|needle| lower.contains(needle))
-}
-
-/// A URL without its query string (for messages).
-fn strip_query(url: &str) -> &str {
-    url.split('?').next().unwrap_or(url)
 }
 
 fn snapshot_of(reply: Reply) -> Result<TaskSnapshot, ProviderError> {
@@ -571,172 +459,10 @@ impl Provider for KlingProvider {
     }
 }
 
-/// Percent-encode one path segment (everything but RFC 3986 unreserved).
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// `Retry-After` as delta-seconds or an HTTP date (IMF-fixdate).
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = parse_http_date(value)?;
-    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(when.saturating_sub(now)))
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` → Unix seconds.
-fn parse_http_date(s: &str) -> Option<u64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let day: u64 = day.parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == month)? as u64
-        + 1;
-    let year: u64 = year.parse().ok()?;
-    let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
-    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
-    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant), for dates after 1970.
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
-}
-
-/// Scrub credentials from text a server sent back: known secrets, the word
-/// after any `Bearer`, and anything that looks like a JWT (`eyJ...`).
-pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
-    let mut text = text.to_owned();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        text = text.replace(secret, "<redacted>");
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut after_bearer = false;
-    for piece in text.split_inclusive(char::is_whitespace) {
-        let word = piece.trim_end();
-        let space = &piece[word.len()..];
-        if word.is_empty() {
-            out.push_str(piece);
-        } else if after_bearer {
-            out.push_str("<redacted>");
-            out.push_str(space);
-            after_bearer = false;
-        } else if word.to_ascii_lowercase().ends_with("bearer") {
-            out.push_str(piece);
-            after_bearer = true;
-        } else if let Some(at) = word.find("eyJ") {
-            out.push_str(&word[..at]);
-            out.push_str("<redacted>");
-            out.push_str(space);
-        } else {
-            out.push_str(piece);
-        }
-    }
-    out
-}
-
-/// Largest API response body read (a 500-task list page is well under 1 MiB).
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-
-/// Read a body up to `cap` bytes; `Ok(None)` if it is longer, so a hostile or
-/// broken server cannot make us buffer without bound.
-async fn read_capped(
-    mut response: reqwest::Response,
-    cap: usize,
-) -> Result<Option<Bytes>, reqwest::Error> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Ok(None);
-    }
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await? {
-        if buf.len() + chunk.len() > cap {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Some(buf.freeze()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn segments_are_percent_encoded() {
-        assert_eq!(encode_segment("866889456698785798"), "866889456698785798");
-        assert_eq!(encode_segment("b1/item 7?x#"), "b1%2Fitem%207%3Fx%23");
-        assert_eq!(encode_segment("é"), "%C3%A9");
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(
-            parse_http_date("Tue, 29 Feb 2000 12:00:00 GMT"),
-            Some(951_825_600)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(
-            parse_retry_after("Sun, 06 Foo 1994 08:49:47 GMT", now),
-            None
-        );
-    }
-
-    #[test]
-    fn redaction() {
-        let r = redact(
-            r#"{"auth":"Bearer abc.def.ghi","x":"eyJhbGciOi.x.y"} key=sk-live-123"#,
-            &["sk-live-123"],
-        );
-        assert!(
-            !r.contains("abc.def.ghi") && !r.contains("eyJhbGciOi") && !r.contains("sk-live-123"),
-            "{r}"
-        );
-        assert!(r.contains("<redacted>"));
-        assert_eq!(
-            redact("<html>502 Bad Gateway</html>", &[]),
-            "<html>502 Bad Gateway</html>"
-        );
-        assert_eq!(redact("bearer  tok rest", &[]), "bearer  <redacted> rest");
-    }
+    use std::time::Duration;
 
     #[test]
     fn urls_by_style() {

@@ -9,6 +9,7 @@
 pub mod auth;
 mod client;
 pub mod codes;
+mod lookup;
 pub mod wire;
 
 use std::sync::Arc;
