@@ -4,3 +4,4 @@ mod emulator;
 mod kling;
 mod manifest;
 mod run;
+mod yaml;
