@@ -124,31 +124,7 @@ impl Field {
     }
 }
 
-/// "unknown field `promt`; expected one of ..." with a suggestion when one is close.
-pub fn unknown_name(what: &str, name: &str, expected: &[&str]) -> String {
-    let list = expected
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let shown: String = name.chars().take(60).collect();
-    match closest(name, expected) {
-        Some(n) => {
-            format!("unknown {what} `{shown}` (did you mean `{n}`?); expected one of {list}")
-        }
-        None => format!("unknown {what} `{shown}`; expected one of {list}"),
-    }
-}
-
-/// The expected name within two edits of `name`, if any.
-pub fn closest<'a>(name: &str, expected: &[&'a str]) -> Option<&'a str> {
-    expected
-        .iter()
-        .map(|n| (edit_distance(name, n), *n))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
-}
+pub use super::suggest::{closest, unknown_name};
 
 /// The field an unknown name most likely meant (`promt` → prompt), so that
 /// field's absence is not reported a second time ("prompt is required").
@@ -158,24 +134,6 @@ pub fn likely_field(name: &str) -> Option<Field> {
 
 pub fn field_names() -> Vec<&'static str> {
     Field::ALL.iter().map(|f| f.name()).collect()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    // Names longer than any field name cannot be a typo of one; skip the work.
-    if a.chars().count() > 40 {
-        return usize::MAX;
-    }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// A value as written: a CSV cell (always text) or a YAML node (typed).
@@ -994,7 +952,7 @@ impl Validator {
                 self.problem(
                     at(Field::ModelName),
                     format!(
-                        "model_name `{}`{} is not a {kind} model{hint}; expected one of {} (use provider.style kling-gateway for free-form names)",
+                        "model_name `{}`{} is not a {kind} model{hint}; expected one of {} (a gateway's own model names need `--provider kling-gateway` or `provider.style: kling-gateway`)",
                         shorten(model),
                         p.src(Field::ModelName),
                         list.join(", ")

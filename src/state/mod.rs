@@ -14,6 +14,8 @@
 //! Secrets never go in the store: it holds ids, statuses, URLs and results.
 
 mod schema;
+/// Version of the state file layout this build writes (shown by `vidbatch --version`).
+pub use schema::VERSION as SCHEMA_VERSION;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
