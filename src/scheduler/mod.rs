@@ -119,6 +119,8 @@ struct Entry {
     needs_refresh: bool,
     refreshes: u32,
     last_error: Option<(Option<i64>, String)>,
+    /// Unix ms the task was created (from the state), for `RunEvent::Started`.
+    submitted_at: Option<i64>,
 }
 
 enum Msg {
@@ -225,6 +227,7 @@ impl<P: Provider> Coordinator<P> {
                 e.task_id = r.task_id;
                 e.videos = r.videos;
                 e.last_error = r.error_message.map(|m| (r.error_code, m));
+                e.submitted_at = r.submitted_at;
             }
             entries.push(e);
         }
@@ -302,6 +305,10 @@ impl<P: Provider> Coordinator<P> {
             counts: self.counts().into_iter().collect(),
             batch_dir: self.batch_dir.clone(),
             concurrency: self.cfg.concurrency,
+            in_flight_since: (self.entries.iter().zip(self.items.iter()))
+                .filter(|(e, _)| matches!(e.status, Status::Submitted | Status::Processing))
+                .filter_map(|(e, it)| Some((it.id.clone(), e.submitted_at?)))
+                .collect(),
         });
         self.resume();
         if self.recovering == 0 {

@@ -4,5 +4,6 @@ mod cli;
 mod emulator;
 mod kling;
 mod manifest;
+mod progress;
 mod run;
 mod yaml;
