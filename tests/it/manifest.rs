@@ -5,7 +5,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use predicates::prelude::*;
 use vidbatch::manifest::{self, ImageRef, Kind, LoadOptions, Manifest, ManifestError, Problem};
 
 pub(crate) fn fixture(name: &str) -> PathBuf {

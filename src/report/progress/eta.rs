@@ -109,7 +109,7 @@ impl Eta {
 }
 
 fn ms(x: f64) -> Duration {
-    Duration::from_millis(x.max(0.0).min(1e12) as u64)
+    Duration::from_millis(x.clamp(0.0, 1e12) as u64)
 }
 
 #[cfg(test)]
