@@ -32,7 +32,10 @@ use std::collections::HashMap;
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+use input::{Capped, SHIFT, Shift, root_flow_start};
+use scalar::{collection_tag, scalar};
 
 /// Most nodes in a document with every alias expanded. A 100,000-item
 /// manifest has about two million; beyond this, use `items_from:` a CSV.
@@ -244,73 +247,6 @@ pub fn parse(text: &str) -> Result<Option<Node>, ParseError> {
     Ok(b.root)
 }
 
-/// Where `--- ` is read before a document that starts with `[` or `{`.
-#[derive(Debug, Clone, Copy)]
-struct Shift {
-    /// Character index in the text where `--- ` is read.
-    index: usize,
-    line: usize,
-    /// 0-based column of that place.
-    col: usize,
-}
-
-const SHIFT: &[char] = &['-', '-', '-', ' '];
-
-/// The line of a document whose first content is a flow collection (`--- `
-/// goes at its start: a document marker must be in column 0).
-fn root_flow_start(text: &str) -> Option<Shift> {
-    let mut index = 0;
-    for (n, line) in text.split_inclusive('\n').enumerate() {
-        match line.trim_start_matches([' ', '\t']).chars().next() {
-            None | Some('\n' | '\r' | '#') => index += line.chars().count(),
-            Some('[' | '{') => {
-                return Some(Shift {
-                    index,
-                    line: n + 1,
-                    col: 0,
-                });
-            }
-            Some(_) => return None,
-        }
-    }
-    None
-}
-
-/// The text as the parser reads it: at most `limit` characters in all (so
-/// the scanner cannot buffer without bound), with `--- ` before a root flow
-/// collection.
-struct Capped<'a> {
-    chars: std::str::Chars<'a>,
-    /// Characters handed out, including injected ones (the parser's index).
-    pulled: usize,
-    /// Characters of the text handed out.
-    original: usize,
-    inject_at: Option<usize>,
-    injected: usize,
-    limit: Rc<Cell<usize>>,
-    cut: Rc<Cell<bool>>,
-}
-
-impl Iterator for Capped<'_> {
-    type Item = char;
-
-    fn next(&mut self) -> Option<char> {
-        if self.pulled >= self.limit.get() {
-            self.cut.set(true);
-            return None;
-        }
-        let c = if self.inject_at == Some(self.original) && self.injected < SHIFT.len() {
-            self.injected += 1;
-            SHIFT[self.injected - 1]
-        } else {
-            self.original += 1;
-            self.chars.next()?
-        };
-        self.pulled += 1;
-        Some(c)
-    }
-}
-
 /// Expanded size of a node: what it would weigh with every alias written out.
 #[derive(Debug, Clone, Copy, Default)]
 struct Size {
@@ -436,10 +372,7 @@ impl Builder {
                 }
                 self.push(node, size, merge)?;
             }
-            Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag)
-                if self.stack.len() >= MAX_DEPTH =>
-            {
-                let _ = (anchor, tag);
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
                 return Err(Self::err(
                     pos,
                     format!("nesting deeper than {MAX_DEPTH} levels; a manifest needs at most 5"),
@@ -629,138 +562,7 @@ fn show_key(k: &Node) -> String {
     }
 }
 
-/// A collection's tag: core `!!seq`/`!!map` (or none) is plain; another
-/// application tag is kept; a core scalar tag on a collection is an error.
-fn collection_tag(tag: Option<&Tag>, kind: &str) -> Result<Option<Rc<str>>, String> {
-    match tag {
-        None => Ok(None),
-        Some(t) if t.is_yaml_core_schema() && t.suffix == kind => Ok(None),
-        Some(t) if t.is_yaml_core_schema() => {
-            Err(format!("`!!{}` cannot tag a collection", t.suffix))
-        }
-        Some(t) => Ok(Some(t.to_string().into())),
-    }
-}
-
-/// Resolve a scalar by the core schema (tags first, then plain-scalar rules).
-fn scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
-    if let Some(t) = tag {
-        if !t.is_yaml_core_schema() {
-            let inner = Node {
-                pos: Pos::default(),
-                value: Value::Str(text.into()),
-            };
-            return Ok(Value::Tagged(t.to_string().into(), Rc::new(inner)));
-        }
-        let bad = || format!("`{}` is not a valid `!!{}`", shorten(text), t.suffix);
-        return match t.suffix.as_str() {
-            "str" => Ok(Value::Str(text.into())),
-            "null" => null(text).then_some(Value::Null).ok_or_else(bad),
-            "bool" => boolean(text).map(Value::Bool).ok_or_else(bad),
-            "int" => int(text).map(Value::Number).ok_or_else(bad),
-            "float" => int(text)
-                .map(|n| Number::Float(n.as_f64()))
-                .or_else(|| float(text))
-                .map(Value::Number)
-                .ok_or_else(bad),
-            other => Err(format!("`!!{other}` cannot tag a scalar")),
-        };
-    }
-    if style != ScalarStyle::Plain {
-        return Ok(Value::Str(text.into()));
-    }
-    if null(text) {
-        return Ok(Value::Null);
-    }
-    if let Some(b) = boolean(text) {
-        return Ok(Value::Bool(b));
-    }
-    if let Some(n) = int(text).or_else(|| float(text)) {
-        return Ok(Value::Number(n));
-    }
-    Ok(Value::Str(text.into()))
-}
-
-fn shorten(s: &str) -> String {
-    s.chars().take(40).collect()
-}
-
-fn null(s: &str) -> bool {
-    matches!(s, "" | "~" | "null" | "Null" | "NULL")
-}
-
-fn boolean(s: &str) -> Option<bool> {
-    match s {
-        "true" | "True" | "TRUE" => Some(true),
-        "false" | "False" | "FALSE" => Some(false),
-        _ => None,
-    }
-}
-
-/// `05` is a string in YAML 1.2, not five.
-fn leading_zero(digits: &str) -> bool {
-    digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn int(s: &str) -> Option<Number> {
-    let (neg, body) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let (radix, digits) = if let Some(d) = body.strip_prefix("0x") {
-        (16, d)
-    } else if let Some(d) = body.strip_prefix("0o") {
-        (8, d)
-    } else if let Some(d) = body.strip_prefix("0b") {
-        (2, d)
-    } else {
-        if leading_zero(body) {
-            return None;
-        }
-        (10, body)
-    };
-    if digits.is_empty() || digits.starts_with(['+', '-']) {
-        return None;
-    }
-    let magnitude = u64::from_str_radix(digits, radix).ok()?;
-    if !neg {
-        return Some(Number::UInt(magnitude));
-    }
-    if magnitude == 0 {
-        return Some(Number::UInt(0));
-    }
-    0i64.checked_sub_unsigned(magnitude).map(Number::Int)
-}
-
-fn float(s: &str) -> Option<Number> {
-    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if leading_zero(body) || body.starts_with(['+', '-']) {
-        return None;
-    }
-    let neg = s.starts_with('-');
-    match body {
-        ".inf" | ".Inf" | ".INF" => {
-            return Some(Number::Float(if neg {
-                f64::NEG_INFINITY
-            } else {
-                f64::INFINITY
-            }));
-        }
-        ".nan" | ".NaN" | ".NAN" if s == body => return Some(Number::Float(f64::NAN)),
-        _ => {}
-    }
-    // Rust's parser also takes `inf`, `nan`, `infinity`: not YAML numbers.
-    if !body
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_digit() || b == b'.')
-    {
-        return None;
-    }
-    let f: f64 = s.parse().ok()?;
-    f.is_finite().then_some(Number::Float(f))
-}
-
+mod input;
+mod scalar;
 #[cfg(test)]
 mod tests;
