@@ -1,6 +1,8 @@
 //! `RunEvent`: the only contract between the engine and whatever shows
 //! progress. The engine knows nothing of terminals; reporters (progress bar,
 //! plain lines, tests) subscribe to this stream and keep their own counts.
+//! Events carry no timestamps: they are sent the moment things happen, and a
+//! reporter stamps them on arrival (the ETA measures task latency that way).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +19,10 @@ pub enum RunEvent {
         counts: Vec<(Status, u64)>,
         batch_dir: PathBuf,
         concurrency: usize,
+        /// Tasks created by an earlier run and still running: item id and
+        /// Unix ms of creation (from the state file), so a resumed run's ETA
+        /// knows how far along they are instead of starting them from zero.
+        in_flight_since: Vec<(String, i64)>,
     },
     /// An item moved from one status to another.
     Transition {

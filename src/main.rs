@@ -1,10 +1,9 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use vidbatch::cli::{self, Cli};
+use vidbatch::cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let exit = match cli::run(cli) {
         Ok(exit) => exit,
         Err(err) => {

@@ -1,8 +1,11 @@
 //! Command-line interface: clap definitions (data only) and one file per
 //! subcommand. This is the only layer that uses `anyhow`; [`exit_code`] is the
 //! one place that maps an error to a process exit code, and [`report_error`]
-//! the one place that prints it.
+//! the one place that prints it. [`parse`] builds the command ([`command`]:
+//! the version line names the state schema; `--color` is honoured by clap's
+//! own help and errors too) and is what `main` calls.
 
+pub mod completions;
 pub mod emulate;
 pub mod plan;
 pub mod report;
@@ -11,7 +14,10 @@ pub mod status;
 pub mod validate;
 pub mod verify;
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::io::IsTerminal as _;
+
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 /// Process exit codes, documented in the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +55,10 @@ pub struct Cli {
     /// No progress display; print only errors and the final summary.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Colours in logs, help and errors: auto (only on a terminal, and not when NO_COLOR is set),
+    /// always, never
+    #[arg(long, value_enum, global = true, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -69,11 +79,94 @@ pub enum Command {
     Emulate(emulate::EmulateArgs),
     /// Re-hash every downloaded video; forget missing or changed ones so the next run fetches them again.
     Verify(verify::VerifyArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), or write every page into a folder with --out.
+    Man(completions::ManArgs),
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorWhen {
+    /// Whether to colour a stream: the flag wins, then NO_COLOR, then "is it a terminal".
+    pub fn enabled(self, is_terminal: bool) -> bool {
+        match self {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => is_terminal && !no_color_env(),
+        }
+    }
+
+    fn clap(self) -> clap::ColorChoice {
+        match self {
+            ColorWhen::Always => clap::ColorChoice::Always,
+            ColorWhen::Never => clap::ColorChoice::Never,
+            ColorWhen::Auto if no_color_env() => clap::ColorChoice::Never,
+            ColorWhen::Auto => clap::ColorChoice::Auto,
+        }
+    }
+}
+
+/// NO_COLOR set to anything non-empty (no-color.org).
+fn no_color_env() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// The clap command with its runtime parts: the version line names the
+/// state schema this build writes, so a bug report says which state files it reads.
+pub fn command() -> clap::Command {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let version = VERSION.get_or_init(|| {
+        format!(
+            "{} (state schema {})",
+            env!("CARGO_PKG_VERSION"),
+            crate::state::SCHEMA_VERSION
+        )
+    });
+    Cli::command().version(version.as_str())
+}
+
+/// Parse the process arguments. `--color` is looked for before clap runs so
+/// that clap's own help and errors follow it too.
+pub fn parse() -> Cli {
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] over given arguments (first one: the program name).
+pub fn parse_from(args: impl IntoIterator<Item = OsString>) -> Cli {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let color = color_flag(&args).unwrap_or(ColorWhen::Auto);
+    let matches = command().color(color.clap()).get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The last `--color WHEN` / `--color=WHEN` before a `--`.
+fn color_flag(args: &[OsString]) -> Option<ColorWhen> {
+    let mut found = None;
+    let mut it = args.iter().skip(1).map(|a| a.to_str());
+    while let Some(arg) = it.next() {
+        let value = match arg {
+            Some("--") => break,
+            Some("--color") => it.next().flatten(),
+            Some(a) => a.strip_prefix("--color="),
+            None => None,
+        };
+        if let Some(v) = value.and_then(|v| ColorWhen::from_str(v, true).ok()) {
+            found = Some(v);
+        }
+    }
+    found
 }
 
 /// Run the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.color);
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),
@@ -82,10 +175,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Report(args) => report::run(&args),
         Command::Emulate(args) => emulate::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
     }
 }
 
-fn init_logging(verbose: u8) {
+/// `-v` logs to stderr; colours only where `--color` / NO_COLOR / a terminal allow
+/// (a log file or CI capture gets no ANSI codes).
+fn init_logging(verbose: u8, color: ColorWhen) {
     if verbose == 0 {
         return;
     }
@@ -102,7 +199,7 @@ fn init_logging(verbose: u8) {
         // Its internal-error report uses eprintln!, which panics on a closed
         // stderr and takes the logging task (and so the run) down with it.
         .log_internal_errors(false)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(color.enabled(std::io::stderr().is_terminal()))
         .try_init();
 }
 

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::Exit;
-use super::validate::counts;
-use crate::manifest::{self, cost};
+use super::validate::{ProviderArg, counts};
+use crate::manifest::cost;
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
@@ -17,10 +17,12 @@ pub struct PlanArgs {
     /// Print JSON for machines instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub provider: ProviderArg,
 }
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
-    let m = manifest::load(&args.manifest)?;
+    let m = args.provider.load(&args.manifest)?;
     let e = cost::estimate(&m.items);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&e)?);

@@ -28,7 +28,13 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// API root, e.g. https://api-singapore.klingai.com (kling) or https://host/v1/ai/ENDPOINT (kling-gateway)
-    #[arg(long, env = "VIDBATCH_BASE_URL", value_name = "URL")]
+    /// (not with --emulator, which brings its own; VIDBATCH_BASE_URL counts too)
+    #[arg(
+        long,
+        env = "VIDBATCH_BASE_URL",
+        value_name = "URL",
+        conflicts_with = "emulator"
+    )]
     pub base_url: Option<String>,
     /// API style: kling (official, JWT from KLING_ACCESS_KEY + KLING_SECRET_KEY) or
     /// kling-gateway (static bearer key KLING_API_KEY) [default: kling]

@@ -14,10 +14,36 @@ use crate::manifest::{self, ImageRef, Manifest, cost};
 pub struct ValidateArgs {
     /// Manifest file (.yaml, .yml or .csv).
     pub manifest: PathBuf,
+    #[command(flatten)]
+    pub provider: ProviderArg,
+}
+
+/// `--provider`, as `run` takes it: the style decides which model names are
+/// valid (a gateway's own names are free-form), so `validate` and `plan`
+/// must judge the manifest as the run will.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProviderArg {
+    /// API style the manifest is checked for, as `run --provider` (kling or kling-gateway)
+    /// [default: the manifest's provider.style, else kling]
+    #[arg(long, env = "VIDBATCH_PROVIDER", value_parser = ["kling", "kling-gateway"])]
+    pub provider: Option<String>,
+}
+
+impl ProviderArg {
+    /// Load the manifest as `run` with this provider style would.
+    pub fn load(&self, path: &std::path::Path) -> Result<Manifest, manifest::ManifestError> {
+        let options = manifest::LoadOptions {
+            provider_style: self.provider.clone(),
+        };
+        manifest::load_with(path, &options)
+    }
 }
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<Exit> {
-    let m = manifest::load(&args.manifest)?;
+    let mut m = args.provider.load(&args.manifest)?;
+    if args.provider.provider.is_some() {
+        m.provider.style.clone_from(&args.provider.provider);
+    }
     print!("{}", summary(&m));
     Ok(Exit::Success)
 }

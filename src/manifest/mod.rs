@@ -3,17 +3,22 @@
 //! A manifest is read in two steps, ripgrep style: the *raw* form exactly as
 //! written (YAML or CSV, see `yaml.rs` / `csv.rs`), then the *validated*
 //! [`Manifest`] whose [`Item`]s the runner can submit without further checks.
-//! Every problem is collected with its location (`file:line` for CSV, a field
-//! path such as `items[3].duration` for YAML) so the user fixes them all in one
-//! pass; nothing is sent while any problem remains.
+//! Every problem is collected with its location (`file:line (column x)` for
+//! CSV, `file:line:col: items[3].duration` for YAML) so the user fixes them
+//! all in one pass; nothing is sent while any problem remains.
+//!
+//! A manifest file may be at most [`MAX_MANIFEST_BYTES`]; YAML adds its own
+//! absolute budgets (aliases, nesting: see `yaml_tree`).
 
 use std::path::{Path, PathBuf};
 
 pub mod cost;
 mod csv;
 pub mod image;
+mod suggest;
 pub mod validate;
 mod yaml;
+pub mod yaml_tree;
 
 /// Which Kling endpoint an item goes to.
 #[derive(
@@ -147,7 +152,7 @@ pub struct Manifest {
 /// One thing wrong with a manifest, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// `file.csv:12 (column duration)` or `file.yaml: items[3].duration`.
+    /// `file.csv:12 (column duration)` or `file.yaml:14:15: items[3].duration`.
     pub location: String,
     /// What is wrong and what was expected.
     pub message: String,
@@ -173,6 +178,56 @@ pub enum ManifestError {
         path: PathBuf,
         problems: Vec<Problem>,
     },
+}
+
+/// Largest manifest file accepted (YAML, CSV, or a CSV named by `items_from`).
+/// Far above a 100,000-item batch (~20 MiB), and low enough that reading it
+/// stays bounded.
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+
+fn too_big(len: u64) -> String {
+    format!(
+        "the file is {:.1} MiB; a manifest may be at most {} MiB (split the batch into several manifests)",
+        len as f64 / (1024.0 * 1024.0),
+        MAX_MANIFEST_BYTES >> 20
+    )
+}
+
+/// A reader that fails once more than [`MAX_MANIFEST_BYTES`] came through
+/// (a file that grows while read, a FIFO, `/dev/zero`).
+pub(crate) struct CappedRead<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for CappedRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > MAX_MANIFEST_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                too_big(self.read),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// Open a manifest file, refusing one already over [`MAX_MANIFEST_BYTES`].
+pub(crate) fn open_capped(path: &Path) -> std::io::Result<CappedRead<std::fs::File>> {
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > MAX_MANIFEST_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            too_big(len),
+        ));
+    }
+    Ok(CappedRead {
+        inner: file,
+        read: 0,
+    })
 }
 
 /// Options for [`load_with`].
@@ -245,8 +300,21 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestEr
         path: path.to_path_buf(),
         ..Manifest::default()
     };
+    // Too big is bad input (exit 2), said plainly, before anything is read.
+    let size = std::fs::metadata(path).map_or(0, |m| if m.is_file() { m.len() } else { 0 });
+    if size > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::Invalid {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                location: display,
+                message: too_big(size),
+            }],
+        });
+    }
     let rows = if is_yaml {
-        let bytes = std::fs::read(path).map_err(read_err)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut open_capped(path).map_err(read_err)?, &mut bytes)
+            .map_err(read_err)?;
         let out = yaml::read(
             &bytes,
             &display,
@@ -260,7 +328,7 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestEr
         manifest.limits = out.limits;
         out.rows
     } else {
-        let file = std::fs::File::open(path).map_err(read_err)?;
+        let file = open_capped(path).map_err(read_err)?;
         self::csv::read(file, &display, &base_dir, &mut v, &mut manifest.items).map_err(read_err)?
     };
     // `None`: the file never got as far as items (empty, not UTF-8, syntax error).

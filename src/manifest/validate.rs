@@ -19,6 +19,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::image::{ImageChecker, Role};
+use super::yaml_tree::{Node, Pos, Value};
 use super::{CameraConfig, CameraControl, ImageRef, Item, Kind, Problem};
 
 /// Longest `prompt` / `negative_prompt`, in characters (not bytes).
@@ -126,31 +127,7 @@ impl Field {
     }
 }
 
-/// "unknown field `promt`; expected one of ..." with a suggestion when one is close.
-pub fn unknown_name(what: &str, name: &str, expected: &[&str]) -> String {
-    let list = expected
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let shown: String = name.chars().take(60).collect();
-    match closest(name, expected) {
-        Some(n) => {
-            format!("unknown {what} `{shown}` (did you mean `{n}`?); expected one of {list}")
-        }
-        None => format!("unknown {what} `{shown}`; expected one of {list}"),
-    }
-}
-
-/// The expected name within two edits of `name`, if any.
-pub fn closest<'a>(name: &str, expected: &[&'a str]) -> Option<&'a str> {
-    expected
-        .iter()
-        .map(|n| (edit_distance(name, n), *n))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
-}
+pub use super::suggest::{closest, unknown_name};
 
 /// The field an unknown name most likely meant (`promt` → prompt), so that
 /// field's absence is not reported a second time ("prompt is required").
@@ -162,29 +139,11 @@ pub fn field_names() -> Vec<&'static str> {
     Field::ALL.iter().map(|f| f.name()).collect()
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    // Names longer than any field name cannot be a typo of one; skip the work.
-    if a.chars().count() > 40 {
-        return usize::MAX;
-    }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// A value as written: a CSV cell (always text) or a YAML node (typed).
 #[derive(Debug, Clone, Copy)]
 pub enum Raw<'a> {
     Cell(&'a str),
-    Yaml(&'a serde_yaml::Value),
+    Yaml(&'a Node),
 }
 
 /// An image as written plus where it resolves to.
@@ -214,6 +173,8 @@ pub struct Partial {
     pub sound: Option<String>,
     bad: u16,
     from_defaults: u16,
+    /// Where each field's value was written (YAML), by `Field` index.
+    at: [Option<Pos>; Field::ALL.len()],
 }
 
 impl Partial {
@@ -338,11 +299,14 @@ impl Partial {
 /// Where a value was written, for messages.
 #[derive(Debug, Clone, Copy)]
 pub enum Origin<'a> {
-    /// `file.yaml: items[3].duration` or `file.yaml: defaults.mode`.
+    /// `file.yaml:14:15: items[3].duration` or `file.yaml:2:9: defaults.mode`.
     Yaml {
         file: &'a str,
         section: &'a str,
         index: Option<usize>,
+        /// The line and column the location points at (the item, or one
+        /// field's key or value).
+        pos: Option<Pos>,
     },
     /// `file.csv:12 (column duration)`: the physical line the record starts on.
     Csv { file: &'a str, line: u64 },
@@ -366,11 +330,42 @@ impl Origin<'_> {
         }
     }
 
+    /// The same place, pointing at `pos` (YAML only).
+    pub fn with_pos(self, at: Pos) -> Self {
+        match self {
+            Origin::Yaml {
+                file,
+                section,
+                index,
+                ..
+            } => Origin::Yaml {
+                file,
+                section,
+                index,
+                pos: Some(at),
+            },
+            csv => csv,
+        }
+    }
+
+    fn pos(&self) -> Option<Pos> {
+        match self {
+            Origin::Yaml { pos, .. } => *pos,
+            Origin::Csv { .. } => None,
+        }
+    }
+
     /// Full location for a [`Problem`], optionally of one field.
     pub fn at(&self, field: Option<&str>) -> String {
+        let file_pos = |file: &str| match self.pos() {
+            Some(p) => format!("{file}:{p}"),
+            None => file.to_string(),
+        };
         match (self, field) {
-            (Origin::Yaml { file, .. }, Some(f)) => format!("{file}: {}.{f}", self.label()),
-            (Origin::Yaml { file, .. }, None) => format!("{file}: {}", self.label()),
+            (Origin::Yaml { file, .. }, Some(f)) => {
+                format!("{}: {}.{f}", file_pos(file), self.label())
+            }
+            (Origin::Yaml { file, .. }, None) => format!("{}: {}", file_pos(file), self.label()),
             (Origin::Csv { file, line }, Some(f)) => format!("{file}:{line} (column {f})"),
             (Origin::Csv { file, line }, None) => format!("{file}:{line}"),
         }
@@ -384,28 +379,18 @@ fn file_name(path: &str) -> &str {
         .unwrap_or(path)
 }
 
-/// What kind of YAML node this is, for "expected X, found Y".
-pub fn describe(v: &serde_yaml::Value) -> String {
-    use serde_yaml::Value;
-    match v {
-        Value::Null => "nothing (null)".into(),
-        Value::Bool(b) => format!("a boolean ({b})"),
-        Value::Number(n) => format!("a number ({n})"),
-        Value::String(_) => "a string".into(),
-        Value::Sequence(_) => "a list".into(),
-        Value::Mapping(_) => "a mapping".into(),
-        Value::Tagged(t) => format!("a tagged value ({})", t.tag),
-    }
-}
+pub use super::yaml_tree::describe;
 
 fn text<'a>(raw: Raw<'a>) -> Result<Cow<'a, str>, String> {
     match raw {
         Raw::Cell(s) => Ok(Cow::Borrowed(s)),
-        Raw::Yaml(serde_yaml::Value::String(s)) if s.is_empty() => {
-            Err("empty value; leave the field out to use the default".into())
-        }
-        Raw::Yaml(serde_yaml::Value::String(s)) => Ok(Cow::Borrowed(s.as_str())),
-        Raw::Yaml(v) => Err(format!("expected a string, found {}", describe(v))),
+        Raw::Yaml(n) => match &n.value {
+            Value::Str(s) if s.is_empty() => {
+                Err("empty value; leave the field out to use the default".into())
+            }
+            Value::Str(s) => Ok(Cow::Borrowed(s)),
+            _ => Err(format!("expected a string, found {}", describe(n))),
+        },
     }
 }
 
@@ -516,7 +501,10 @@ fn check_prompt(field: &str, s: &str) -> Result<String, String> {
 /// depends on the model and is checked in phase 2.
 fn parse_duration(raw: Raw<'_>) -> Result<String, String> {
     let digits: Cow<'_, str> = match raw {
-        Raw::Yaml(serde_yaml::Value::Number(n)) => match n.as_u64() {
+        Raw::Yaml(Node {
+            value: Value::Number(n),
+            ..
+        }) => match n.as_u64() {
             Some(v) => Cow::Owned(v.to_string()),
             None => {
                 return Err(format!(
@@ -546,9 +534,10 @@ fn parse_cfg_scale(raw: Raw<'_>) -> Result<f64, String> {
                 shorten(s)
             )
         })?,
-        Raw::Yaml(serde_yaml::Value::Number(n)) => n
-            .as_f64()
-            .ok_or_else(|| format!("cfg_scale must be a number in [0, 1], found {n}"))?,
+        Raw::Yaml(Node {
+            value: Value::Number(n),
+            ..
+        }) => n.as_f64(),
         Raw::Yaml(v) => {
             return Err(format!(
                 "cfg_scale must be a number in [0, 1], found {}",
@@ -565,7 +554,10 @@ fn parse_cfg_scale(raw: Raw<'_>) -> Result<f64, String> {
 fn parse_sound(raw: Raw<'_>) -> Result<String, String> {
     match raw {
         // YAML 1.1 habits: `sound: true` means on.
-        Raw::Yaml(serde_yaml::Value::Bool(b)) => Ok(if *b { "on" } else { "off" }.to_string()),
+        Raw::Yaml(Node {
+            value: Value::Bool(b),
+            ..
+        }) => Ok(if *b { "on" } else { "off" }.to_string()),
         other => one_of("sound", &text(other)?, &["on", "off"]),
     }
 }
@@ -574,7 +566,7 @@ fn parse_camera(raw: Raw<'_>) -> Result<CameraControl, String> {
     let json = match raw {
         Raw::Cell(s) => serde_json::from_str::<serde_json::Value>(s)
             .map_err(|e| format!("camera_control must be a JSON object in CSV: {e}"))?,
-        Raw::Yaml(v) => serde_json::to_value(v).map_err(|e| format!("camera_control: {e}"))?,
+        Raw::Yaml(n) => n.to_json().map_err(|e| format!("camera_control: {e}"))?,
     };
     check_camera(&json)
 }
@@ -805,6 +797,7 @@ impl Validator {
         origin: Origin<'_>,
         base_dir: &Path,
     ) {
+        p.at[field as usize] = origin.pos();
         if let Err(msg) = self.parse_field(p, field, raw, base_dir) {
             p.bad |= field.bit();
             self.problem(origin.at(Some(field.name())), msg);
@@ -834,7 +827,10 @@ impl Validator {
             Field::Id => {
                 let id = match raw {
                     // `id: 17` is a natural thing to write.
-                    Raw::Yaml(serde_yaml::Value::Number(n)) => n.to_string(),
+                    Raw::Yaml(Node {
+                        value: Value::Number(n),
+                        ..
+                    }) => n.to_string(),
                     other => text(other)?.into_owned(),
                 };
                 check_id(&id)?;
@@ -911,7 +907,12 @@ impl Validator {
     pub fn finish(&mut self, mut p: Partial, origin: Origin<'_>) -> Option<Item> {
         p.merge_defaults(&self.defaults);
         let before = self.problems.len();
-        let at = |f: Field| origin.at(Some(f.name()));
+        // A field's own value if the item wrote it, else the item.
+        let written = p.at;
+        let at = |f: Field| match written[f as usize] {
+            Some(pos) => origin.with_pos(pos).at(Some(f.name())),
+            None => origin.at(Some(f.name())),
+        };
 
         let has_image = p.given(Field::Image) || p.given(Field::ImageTail);
         let kind = p.kind.unwrap_or(if has_image {
@@ -991,7 +992,7 @@ impl Validator {
                 self.problem(
                     at(Field::ModelName),
                     format!(
-                        "model_name `{}`{} is not a {kind} model{hint}; expected one of {} (use provider.style kling-gateway for free-form names)",
+                        "model_name `{}`{} is not a {kind} model{hint}; expected one of {} (a gateway's own model names need `--provider kling-gateway` or `provider.style: kling-gateway`)",
                         shorten(model),
                         p.src(Field::ModelName),
                         list.join(", ")
@@ -1159,8 +1160,8 @@ mod tests {
         }
     }
 
-    fn yaml(s: &str) -> serde_yaml::Value {
-        serde_yaml::from_str(s).unwrap()
+    fn yaml(s: &str) -> Node {
+        crate::manifest::yaml_tree::parse(s).unwrap().unwrap()
     }
 
     #[test]
@@ -1670,6 +1671,7 @@ mod tests {
             file: "m.yaml",
             section: "defaults",
             index: None,
+            pos: None,
         };
         v.field(
             &mut d,
@@ -1713,6 +1715,7 @@ mod tests {
             file: "m.yaml",
             section: "items",
             index: Some(3),
+            pos: None,
         };
         v.field(
             &mut p,

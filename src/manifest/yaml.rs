@@ -1,20 +1,19 @@
 //! YAML manifests: a top-level mapping with `items:` (or `items_from: rows.csv`),
 //! optional `defaults:`, `provider:` and `limits:`.
 //!
-//! The document is parsed to a `serde_yaml::Value` (serde_yaml bounds alias
-//! expansion and nesting depth, so billion-laughs and deep nesting fail fast)
-//! and then walked key by key, so several problems per item are reported and
-//! unknown keys are named. Problems are returned in file order of the
-//! top-level keys even though `provider:` and `defaults:` are processed first
-//! (the items' checks depend on them).
+//! The document is parsed to a positioned tree (`yaml_tree`: bounded alias
+//! expansion, nesting and lookahead) and then walked key by key, so several
+//! problems per item are reported, unknown keys are named, and every problem
+//! carries `file:line:col` of the key or value at fault. Problems are
+//! returned in file order of the top-level keys even though `provider:` and
+//! `defaults:` are processed first (the items' checks depend on them).
 
 use std::path::Path;
 
-use serde_yaml::Value;
-
 use super::validate::{
-    self, Field, Origin, Partial, Raw, Validator, describe, field_names, likely_field, unknown_name,
+    self, Field, Origin, Partial, Raw, Validator, field_names, likely_field, unknown_name,
 };
+use super::yaml_tree::{self, Node, Pos, Value, describe};
 use super::{Item, LimitsBlock, Problem, ProviderBlock};
 
 pub(crate) struct YamlOut {
@@ -34,6 +33,8 @@ const LIMIT_KEYS: &[&str] = &[
     "download_concurrency",
 ];
 
+type Entries = [(Node, Node)];
+
 pub(crate) fn read(
     bytes: &[u8],
     file: &str,
@@ -50,12 +51,17 @@ pub(crate) fn read(
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
-            let line = 1 + bytes[..e.valid_up_to()]
+            let before = &bytes[..e.valid_up_to()];
+            let line = 1 + before.iter().filter(|b| **b == b'\n').count();
+            let line_start = before
                 .iter()
-                .filter(|b| **b == b'\n')
-                .count();
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            // Valid up to here, so this slice is text: count its characters.
+            let col =
+                1 + std::str::from_utf8(&before[line_start..]).map_or(0, |s| s.chars().count());
             v.problem(
-                format!("{file}:{line}"),
+                format!("{file}:{line}:{col}"),
                 "not valid UTF-8 text; a manifest must be UTF-8",
             );
             return out;
@@ -69,32 +75,25 @@ pub(crate) fn read(
         );
         return out;
     }
-    if let Some(line) = flow_depth_exceeded(text) {
-        v.problem(
-            format!("{file}:{line}"),
-            format!(
-                "nesting deeper than {MAX_FLOW_DEPTH} `[`/`{{` levels; a manifest needs at most 4"
-            ),
-        );
-        return out;
-    }
-    let mut doc: Value = match serde_yaml::from_str(text) {
-        Ok(d) => d,
+    let doc = match yaml_tree::parse(text) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            v.problem(
+                file.to_string(),
+                "empty manifest (only comments?); expected a mapping with `items:`",
+            );
+            return out;
+        }
         Err(e) => {
-            let loc = match e.location() {
-                Some(l) => format!("{file}:{}:{}", l.line(), l.column()),
-                None => file.to_string(),
-            };
-            v.problem(loc, format!("invalid YAML: {e}"));
+            v.problem(
+                format!("{file}:{}", e.pos),
+                format!("invalid YAML: {}", e.message),
+            );
             return out;
         }
     };
-    if let Err(e) = doc.apply_merge() {
-        v.problem(file.to_string(), format!("invalid YAML merge (`<<`): {e}"));
-        return out;
-    }
-    let top = match doc {
-        Value::Mapping(m) => m,
+    let top = match &doc.value {
+        Value::Map(m) => m.clone(),
         Value::Null => {
             v.problem(
                 file.to_string(),
@@ -102,12 +101,12 @@ pub(crate) fn read(
             );
             return out;
         }
-        other => {
+        _ => {
             v.problem(
-                file.to_string(),
+                at(file, doc.pos, ""),
                 format!(
                     "expected a mapping at the top level (with `items:`), found {}",
-                    describe(&other)
+                    describe(&doc)
                 ),
             );
             return out;
@@ -117,11 +116,11 @@ pub(crate) fn read(
     // Problems per top-level key, keyed by the key's position, so the final
     // list is in file order.
     let mut sections: Vec<(usize, Vec<Problem>)> = vec![(0, std::mem::take(&mut v.problems))];
-    let find = |name: &str| -> Option<(usize, &Value)> {
+    let find = |name: &str| -> Option<(usize, &Node, &Node)> {
         top.iter()
             .enumerate()
             .find(|(_, (k, _))| k.as_str() == Some(name))
-            .map(|(i, (_, val))| (i + 1, val))
+            .map(|(i, (k, val))| (i + 1, k, val))
     };
     let provider = find("provider");
     let limits = find("limits");
@@ -136,6 +135,7 @@ pub(crate) fn read(
                 i + 1,
                 vec![problem(
                     file,
+                    k.pos,
                     name,
                     unknown_name("top-level key", name, TOP_KEYS),
                 )],
@@ -144,6 +144,7 @@ pub(crate) fn read(
                 i + 1,
                 vec![problem(
                     file,
+                    k.pos,
                     "",
                     format!("top-level keys must be strings, found {}", describe(k)),
                 )],
@@ -151,32 +152,34 @@ pub(crate) fn read(
         }
     }
 
-    if let Some((i, val)) = provider {
+    if let Some((i, _, val)) = provider {
         out.provider = provider_block(val, file, v);
         sections.push((i, std::mem::take(&mut v.problems)));
     }
     v.gateway = style_override.unwrap_or(out.provider.style.as_deref() == Some("kling-gateway"));
-    if let Some((i, val)) = limits {
+    if let Some((i, _, val)) = limits {
         out.limits = limits_block(val, file, v);
         sections.push((i, std::mem::take(&mut v.problems)));
     }
-    if let Some((i, val)) = defaults {
+    if let Some((i, _, val)) = defaults {
         read_defaults(val, file, base_dir, v);
         sections.push((i, std::mem::take(&mut v.problems)));
     }
     match (items_val, items_from) {
-        (Some(_), Some((i, _))) => {
-            v.problem(
-                format!("{file}: items_from"),
+        (Some(_), Some((i, k, _))) => {
+            v.problems.push(problem(
+                file,
+                k.pos,
+                "items_from",
                 "use either `items` or `items_from`, not both",
-            );
+            ));
             sections.push((i, std::mem::take(&mut v.problems)));
         }
-        (Some((i, val)), None) => {
+        (Some((i, _, val)), None) => {
             out.rows = read_items(val, file, base_dir, v, items);
             sections.push((i, std::mem::take(&mut v.problems)));
         }
-        (None, Some((i, val))) => {
+        (None, Some((i, _, val))) => {
             out.rows = read_items_from(val, file, base_dir, v, items);
             sections.push((i, std::mem::take(&mut v.problems)));
         }
@@ -193,59 +196,33 @@ pub(crate) fn read(
     out
 }
 
-/// Far above any real manifest (4 levels) and serde_yaml's own limit (128).
-const MAX_FLOW_DEPTH: usize = 1000;
-
-/// libyaml's scanner is quadratic in flow nesting depth (it revisits every
-/// open flow level per token): 100,000 `[` take seconds before serde_yaml's
-/// recursion limit can speak. So count brackets first. Brackets inside
-/// strings count too, which can only over-count; with this limit a false
-/// alarm needs a thousand unbalanced `[` in prompts.
-fn flow_depth_exceeded(text: &str) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut line = 1;
-    for b in text.bytes() {
-        match b {
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_FLOW_DEPTH {
-                    return Some(line);
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            b'\n' => line += 1,
-            _ => {}
-        }
+/// `file:line:col: path`, or `file:line:col` when there is no path.
+fn at(file: &str, pos: Pos, path: &str) -> String {
+    if path.is_empty() {
+        format!("{file}:{pos}")
+    } else {
+        format!("{file}:{pos}: {path}")
     }
-    None
 }
 
-fn problem(file: &str, path: &str, message: impl Into<String>) -> Problem {
+fn problem(file: &str, pos: Pos, path: &str, message: impl Into<String>) -> Problem {
     Problem {
-        location: if path.is_empty() {
-            file.to_string()
-        } else {
-            format!("{file}: {path}")
-        },
+        location: at(file, pos, path),
         message: message.into(),
     }
 }
 
 /// A mapping or nothing; anything else is a problem at `path`.
-fn mapping<'a>(
-    val: &'a Value,
-    file: &str,
-    path: &str,
-    v: &mut Validator,
-) -> Option<&'a serde_yaml::Mapping> {
-    match val {
-        Value::Mapping(m) => Some(m),
+fn mapping<'a>(val: &'a Node, file: &str, path: &str, v: &mut Validator) -> Option<&'a Entries> {
+    match &val.value {
+        Value::Map(m) => Some(m),
         Value::Null => None,
-        other => {
+        _ => {
             let p = problem(
                 file,
+                val.pos,
                 path,
-                format!("expected a mapping, found {}", describe(other)),
+                format!("expected a mapping, found {}", describe(val)),
             );
             v.problems.push(p);
             None
@@ -253,20 +230,21 @@ fn mapping<'a>(
     }
 }
 
-/// Iterate string keys of a mapping; a non-string key is a problem.
+/// String keys of a mapping with their key nodes; a non-string key is a problem.
 fn entries<'a>(
-    m: &'a serde_yaml::Mapping,
+    m: &'a Entries,
     file: &str,
     path: &str,
     v: &mut Validator,
-) -> Vec<(&'a str, &'a Value)> {
+) -> Vec<(&'a str, &'a Node, &'a Node)> {
     let mut out = Vec::with_capacity(m.len());
     for (k, val) in m {
         match k.as_str() {
-            Some(k) => out.push((k, val)),
+            Some(name) => out.push((name, k, val)),
             None => {
                 let p = problem(
                     file,
+                    k.pos,
                     path,
                     format!("keys must be strings, found {}", describe(k)),
                 );
@@ -277,14 +255,15 @@ fn entries<'a>(
     out
 }
 
-fn string_setting(val: &Value, file: &str, path: &str, v: &mut Validator) -> Option<String> {
-    match val {
-        Value::String(s) => Some(s.clone()),
-        other => {
+fn string_setting(val: &Node, file: &str, path: &str, v: &mut Validator) -> Option<String> {
+    match &val.value {
+        Value::Str(s) => Some(s.to_string()),
+        _ => {
             let p = problem(
                 file,
+                val.pos,
                 path,
-                format!("expected a string, found {}", describe(other)),
+                format!("expected a string, found {}", describe(val)),
             );
             v.problems.push(p);
             None
@@ -292,12 +271,12 @@ fn string_setting(val: &Value, file: &str, path: &str, v: &mut Validator) -> Opt
     }
 }
 
-fn provider_block(val: &Value, file: &str, v: &mut Validator) -> ProviderBlock {
+fn provider_block(val: &Node, file: &str, v: &mut Validator) -> ProviderBlock {
     let mut out = ProviderBlock::default();
     let Some(m) = mapping(val, file, "provider", v) else {
         return out;
     };
-    for (k, val) in entries(m, file, "provider", v) {
+    for (k, key, val) in entries(m, file, "provider", v) {
         let path = format!("provider.{k}");
         match k {
             "style" => {
@@ -307,6 +286,7 @@ fn provider_block(val: &Value, file: &str, v: &mut Validator) -> ProviderBlock {
                     } else {
                         v.problems.push(problem(
                             file,
+                            val.pos,
                             &path,
                             format!(
                                 "unknown provider style `{s}`; expected `kling` or `kling-gateway`"
@@ -319,13 +299,14 @@ fn provider_block(val: &Value, file: &str, v: &mut Validator) -> ProviderBlock {
                 if let Some(s) = string_setting(val, file, &path, v) {
                     match validate::check_http_url(&s) {
                         Ok(u) => out.base_url = Some(u),
-                        Err(e) => v.problems.push(problem(file, &path, e)),
+                        Err(e) => v.problems.push(problem(file, val.pos, &path, e)),
                     }
                 }
             }
             // Only the key is echoed: a misplaced secret must not reach the terminal.
             other => v.problems.push(problem(
                 file,
+                key.pos,
                 &path,
                 unknown_name("provider key", other, PROVIDER_KEYS),
             )),
@@ -334,17 +315,18 @@ fn provider_block(val: &Value, file: &str, v: &mut Validator) -> ProviderBlock {
     out
 }
 
-fn limits_block(val: &Value, file: &str, v: &mut Validator) -> LimitsBlock {
+fn limits_block(val: &Node, file: &str, v: &mut Validator) -> LimitsBlock {
     let mut out = LimitsBlock::default();
     let Some(m) = mapping(val, file, "limits", v) else {
         return out;
     };
-    for (k, val) in entries(m, file, "limits", v) {
+    for (k, key, val) in entries(m, file, "limits", v) {
         let path = format!("limits.{k}");
+        let mut pos = val.pos;
         let result: Result<(), String> = match k {
-            "concurrency" | "download_concurrency" => match val.as_u64() {
-                Some(n @ 1..=10_000) => {
-                    let n = u32::try_from(n).unwrap_or(u32::MAX);
+            "concurrency" | "download_concurrency" => match &val.value {
+                Value::Number(n) if matches!(n.as_u64(), Some(1..=10_000)) => {
+                    let n = n.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(1);
                     if k == "concurrency" {
                         out.concurrency = Some(n);
                     } else {
@@ -371,23 +353,65 @@ fn limits_block(val: &Value, file: &str, v: &mut Validator) -> LimitsBlock {
                 }),
                 None => Ok(()),
             },
-            other => Err(unknown_name("limits key", other, LIMIT_KEYS)),
+            other => {
+                pos = key.pos;
+                Err(unknown_name("limits key", other, LIMIT_KEYS))
+            }
         };
         if let Err(e) = result {
-            v.problems.push(problem(file, &path, e));
+            v.problems.push(problem(file, pos, &path, e));
         }
     }
     out
 }
 
-fn show(val: &Value) -> String {
-    match val {
+fn show(val: &Node) -> String {
+    match &val.value {
         Value::Number(n) => n.to_string(),
-        other => describe(other),
+        _ => describe(val),
     }
 }
 
-fn read_defaults(val: &Value, file: &str, base_dir: &Path, v: &mut Validator) {
+/// One item (or `defaults:`) mapping, field by field, into `p`.
+fn read_fields(
+    m: &Entries,
+    origin: Origin<'_>,
+    base_dir: &Path,
+    v: &mut Validator,
+    p: &mut Partial,
+    is_defaults: bool,
+) {
+    let names = field_names();
+    for (key, val) in m {
+        let Some(k) = key.as_str() else {
+            v.problem(
+                origin.with_pos(key.pos).at(None),
+                format!("keys must be strings, found {}", describe(key)),
+            );
+            continue;
+        };
+        match Field::from_name(k) {
+            Some(Field::Id) if is_defaults => v.problem(
+                origin.with_pos(key.pos).at(Some("id")),
+                "`id` cannot be a default: every item needs its own (or none, for a content-derived id)",
+            ),
+            // `prompt: ~` means "not given", like an empty CSV cell.
+            Some(_) if val.is_null() => {}
+            Some(f) => v.field(p, f, Raw::Yaml(val), origin.with_pos(val.pos), base_dir),
+            None => {
+                v.problem(
+                    origin.with_pos(key.pos).at(Some(k)),
+                    unknown_name("field", k, &names),
+                );
+                if let Some(f) = likely_field(k) {
+                    p.mark_bad(f);
+                }
+            }
+        }
+    }
+}
+
+fn read_defaults(val: &Node, file: &str, base_dir: &Path, v: &mut Validator) {
     let Some(m) = mapping(val, file, "defaults", v) else {
         return;
     };
@@ -395,55 +419,41 @@ fn read_defaults(val: &Value, file: &str, base_dir: &Path, v: &mut Validator) {
         file,
         section: "defaults",
         index: None,
+        pos: Some(val.pos),
     };
-    let names = field_names();
     let mut d = Partial::default();
-    for (k, val) in entries(m, file, "defaults", v) {
-        match Field::from_name(k) {
-            Some(Field::Id) => v.problem(
-                origin.at(Some("id")),
-                "`id` cannot be a default: every item needs its own (or none, for a content-derived id)",
-            ),
-            Some(_) if val.is_null() => {}
-            Some(f) => v.field(&mut d, f, Raw::Yaml(val), origin, base_dir),
-            None => {
-                v.problem(origin.at(Some(k)), unknown_name("field", k, &names));
-                if let Some(f) = likely_field(k) {
-                    d.mark_bad(f);
-                }
-            }
-        }
-    }
+    read_fields(m, origin, base_dir, v, &mut d, true);
     v.set_defaults(d);
 }
 
 fn read_items(
-    val: &Value,
+    val: &Node,
     file: &str,
     base_dir: &Path,
     v: &mut Validator,
     items: &mut Vec<Item>,
 ) -> Option<usize> {
-    let seq = match val {
-        Value::Sequence(s) => s,
+    let seq = match &val.value {
+        Value::Seq(s) => s,
         Value::Null => return Some(0),
-        other => {
+        _ => {
             v.problems.push(problem(
                 file,
+                val.pos,
                 "items",
-                format!("expected a list of items, found {}", describe(other)),
+                format!("expected a list of items, found {}", describe(val)),
             ));
             return None;
         }
     };
-    let names = field_names();
     for (i, entry) in seq.iter().enumerate() {
         let origin = Origin::Yaml {
             file,
             section: "items",
             index: Some(i),
+            pos: Some(entry.pos),
         };
-        let Value::Mapping(m) = entry else {
+        let Value::Map(m) = &entry.value else {
             v.problem(
                 origin.at(None),
                 format!(
@@ -454,26 +464,7 @@ fn read_items(
             continue;
         };
         let mut p = Partial::default();
-        for (k, val) in m {
-            let Some(k) = k.as_str() else {
-                v.problem(
-                    origin.at(None),
-                    format!("keys must be strings, found {}", describe(k)),
-                );
-                continue;
-            };
-            match Field::from_name(k) {
-                // `prompt: ~` means "not given", like an empty CSV cell.
-                Some(_) if val.is_null() => {}
-                Some(f) => v.field(&mut p, f, Raw::Yaml(val), origin, base_dir),
-                None => {
-                    v.problem(origin.at(Some(k)), unknown_name("field", k, &names));
-                    if let Some(f) = likely_field(k) {
-                        p.mark_bad(f);
-                    }
-                }
-            }
-        }
+        read_fields(m, origin, base_dir, v, &mut p, false);
         if let Some(item) = v.finish(p, origin) {
             items.push(item);
         }
@@ -482,7 +473,7 @@ fn read_items(
 }
 
 fn read_items_from(
-    val: &Value,
+    val: &Node,
     file: &str,
     base_dir: &Path,
     v: &mut Validator,
@@ -492,6 +483,7 @@ fn read_items_from(
     if !name.to_ascii_lowercase().ends_with(".csv") {
         v.problems.push(problem(
             file,
+            val.pos,
             "items_from",
             format!("items_from `{name}` must name a .csv file"),
         ));
@@ -508,12 +500,13 @@ fn read_items_from(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| base_dir.to_path_buf());
     let result =
-        std::fs::File::open(&path).and_then(|f| super::csv::read(f, &shown, &csv_dir, v, items));
+        super::open_capped(&path).and_then(|f| super::csv::read(f, &shown, &csv_dir, v, items));
     match result {
         Ok(rows) => rows,
         Err(e) => {
             v.problems.push(problem(
                 file,
+                val.pos,
                 "items_from",
                 format!("cannot read `{shown}`: {e}"),
             ));

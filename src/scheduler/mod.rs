@@ -151,6 +151,8 @@ struct Entry {
     /// items left `submitting`): recovery must ask for exactly that key,
     /// whatever the manifest or the naming rules say today.
     pending_key: Option<Box<str>>,
+    /// Unix ms the task was created (from the state), for `RunEvent::Started`.
+    submitted_at: Option<i64>,
 }
 
 enum Msg {
@@ -285,6 +287,7 @@ impl<P: Provider> Coordinator<P> {
                 if e.status == Status::Submitting {
                     e.pending_key = r.external_task_id.map(String::into_boxed_str);
                 }
+                e.submitted_at = r.submitted_at;
             }
             entries.push(e);
         }
@@ -371,6 +374,10 @@ impl<P: Provider> Coordinator<P> {
             counts: self.counts().into_iter().collect(),
             batch_dir: self.batch_dir.clone(),
             concurrency: self.cfg.concurrency,
+            in_flight_since: (self.entries.iter().zip(self.items.iter()))
+                .filter(|(e, _)| matches!(e.status, Status::Submitted | Status::Processing))
+                .filter_map(|(e, it)| Some((it.id.clone(), e.submitted_at?)))
+                .collect(),
         });
         self.resume();
         if self.recovering == 0 {

@@ -15,6 +15,8 @@
 
 mod schema;
 mod watch;
+/// Version of the state file layout this build writes (shown by `vidbatch --version`).
+pub use schema::VERSION as SCHEMA_VERSION;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
