@@ -4,6 +4,7 @@
 //! the one place that prints it.
 
 pub mod emulate;
+pub mod ls;
 pub mod plan;
 pub mod report;
 pub mod run;
@@ -58,8 +59,10 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Counts by state of a batch (works while a run is going).
     Status(status::StatusArgs),
-    /// Rewrite a batch's report.csv from its state file.
+    /// Rewrite a batch's report.csv and index.html from its state file (or print it as JSON).
     Report(report::ReportArgs),
+    /// List a batch's items with status and reason, filtered by status and age.
+    Ls(ls::LsArgs),
     /// Run a local emulator of the Kling API.
     Emulate(emulate::EmulateArgs),
 }
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(&args, cli.quiet),
         Command::Status(args) => status::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Ls(args) => ls::run(&args),
         Command::Emulate(args) => emulate::run(&args),
     }
 }

@@ -1,6 +1,6 @@
 //! `vidbatch run`: the whole batch, exactly once.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::provider::kling::{KlingConfig, KlingProvider};
 use crate::report::{self, progress};
 use crate::scheduler::{self, EngineInput, RunOutcome, Stop};
 use crate::settings::{self, Overrides, RunSettings};
-use crate::state::{self, BatchLock, NewItem, Status, Update, Writer};
+use crate::state::{self, BatchLock, NewItem, Update, Writer};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -106,6 +106,7 @@ async fn run_batch(
     emulator: bool,
     mode: progress::Mode,
 ) -> anyhow::Result<Exit> {
+    let started_at = std::time::SystemTime::now();
     let batch_dir = settings.batch_dir.clone();
     let _lock = BatchLock::acquire(&batch_dir)?;
     let (conn, batch_id) = state::open_rw(&batch_dir)?;
@@ -211,9 +212,15 @@ async fn run_batch(
     let _ = done_tx.send(());
     let _ = reporter.await;
 
-    let report_path = write_manifest_report(&batch_dir, &item_ids)?;
-    print_summary(&outcome, &batch_dir, &report_path);
-    Ok(exit_for(&outcome))
+    let exit = exit_for(&outcome);
+    report::summary::finish_run(&report::summary::FinishedRun {
+        batch_dir: &batch_dir,
+        item_ids: &item_ids,
+        outcome: &outcome,
+        exit_code: exit as i32,
+        started_at,
+    })?;
+    Ok(exit)
 }
 
 /// The exit code a finished run earns.
@@ -243,6 +250,8 @@ fn new_items(items: &[Item], hashes: &[String], first_seq: u64) -> Vec<NewItem> 
             kind: it.kind.as_str().to_string(),
             prompt: it.prompt.clone(),
             params_hash: hash.clone(),
+            params: Some(manifest::params::settings_json(it)),
+            est_units: manifest::params::estimated_units(it),
         })
         .collect()
 }
@@ -304,60 +313,4 @@ fn params_hash(it: &Item) -> String {
         h.update([0xff]);
     }
     hex::encode(&h.finalize()[..16])
-}
-
-/// `report.csv` with one row per item of this manifest, in manifest order.
-fn write_manifest_report(batch_dir: &Path, ids: &[String]) -> anyhow::Result<PathBuf> {
-    let conn = state::open_ro(batch_dir)?;
-    let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let mut report = report::ReportWriter::create(batch_dir)?;
-    state::for_each_item(&conn, true, |r| {
-        if wanted.contains(r.id.as_str()) {
-            report.row(&r)?;
-        }
-        Ok::<(), anyhow::Error>(())
-    })?;
-    Ok(report.finish()?)
-}
-
-fn print_summary(outcome: &RunOutcome, batch_dir: &Path, report_path: &Path) {
-    let total: u64 = outcome.counts.values().sum();
-    let parts: Vec<String> = outcome
-        .counts
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(s, n)| format!("{n} {}", s.as_str().replace('_', " ")))
-        .collect();
-    println!("{total} items: {}", parts.join(", "));
-    if !outcome.failures.is_empty() {
-        println!("problems:");
-        for f in outcome.failures.iter().take(20) {
-            let code = f.code.map(|c| format!(" [{c}]")).unwrap_or_default();
-            println!("  {} ({}){code}: {}", f.id, f.status, f.message);
-        }
-        if outcome.failures.len() > 20 {
-            println!(
-                "  … and {} more (see the report)",
-                outcome.failures.len() - 20
-            );
-        }
-    }
-    if let Some(reason) = &outcome.aborted {
-        println!("aborted: {reason}");
-    }
-    if outcome.interrupted {
-        println!("interrupted: state saved; run the same command again to resume");
-    } else if !outcome.all_downloaded() && outcome.aborted.is_none() {
-        let unfinished: u64 = outcome
-            .counts
-            .iter()
-            .filter(|(s, _)| !matches!(s, Status::Downloaded | Status::Failed))
-            .map(|(_, n)| n)
-            .sum();
-        if unfinished > 0 {
-            println!("{unfinished} item(s) unfinished; run the same command again to continue");
-        }
-    }
-    println!("videos: {}", batch_dir.join("videos").display());
-    println!("report: {}", report_path.display());
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 pub mod cost;
 mod csv;
 pub mod image;
+pub mod params;
 pub mod validate;
 mod yaml;
 

@@ -17,6 +17,7 @@
 //! finished ones downloaded, files on disk verified.
 
 mod backoff;
+mod counts;
 pub mod ids;
 mod limit;
 mod submit;
@@ -38,6 +39,7 @@ use crate::provider::{ErrorClass, Provider, ProviderError, RemoteStatus, TaskSna
 use crate::settings::EngineSettings;
 use crate::state::{ItemRecord, Status, Update, VideoRecord, WriterHandle, now_ms};
 
+pub use counts::{Request, RequestCounts, Requests};
 pub use limit::{InFlight, Stop};
 pub use submit::{Settled, SubmitOutcome, Submitter};
 
@@ -72,6 +74,10 @@ pub struct RunOutcome {
     pub interrupted: bool,
     /// Items failed or timed out in this run, and downloads left unfinished.
     pub failures: Vec<Failure>,
+    /// Items of this manifest by status when the run started.
+    pub at_start: BTreeMap<Status, u64>,
+    /// Requests this run made, by kind.
+    pub requests: Requests,
 }
 
 impl RunOutcome {
@@ -202,6 +208,7 @@ struct Coordinator<P> {
     failures: Vec<Failure>,
     /// Downloaded items whose files are checked once the run has started.
     to_verify: Vec<usize>,
+    requests: Arc<RequestCounts>,
 }
 
 impl<P: Provider> Coordinator<P> {
@@ -242,7 +249,9 @@ impl<P: Provider> Coordinator<P> {
             .count();
         let limit = Arc::new(InFlight::new(cfg.concurrency, already));
         let stop_submit = Arc::new(Stop::default());
+        let requests = Arc::new(RequestCounts::default());
         let submitter = Arc::new(Submitter {
+            requests: requests.clone(),
             provider: input.provider.clone(),
             writer: input.writer.clone(),
             events: input.events.clone(),
@@ -293,13 +302,15 @@ impl<P: Provider> Coordinator<P> {
             fatal_stop: false,
             failures: Vec::new(),
             to_verify: Vec::new(),
+            requests,
         }
     }
 
     async fn run(mut self) -> RunOutcome {
+        let at_start = self.counts();
         self.events.send(RunEvent::Started {
             total: self.entries.len() as u64,
-            counts: self.counts().into_iter().collect(),
+            counts: at_start.clone().into_iter().collect(),
             batch_dir: self.batch_dir.clone(),
             concurrency: self.cfg.concurrency,
         });
@@ -338,6 +349,8 @@ impl<P: Provider> Coordinator<P> {
             aborted: self.aborted.take(),
             interrupted,
             failures: std::mem::take(&mut self.failures),
+            at_start,
+            requests: self.requests.snapshot(),
         }
     }
 
@@ -975,9 +988,11 @@ impl<P: Provider> Coordinator<P> {
             self.tx.clone(),
         );
         let kind = self.items[idx].kind;
+        let requests = self.requests.clone();
         tokio::spawn(async move {
             let _permit = slots.acquire_owned().await;
             rate.until_ready().await;
+            requests.count(Request::Query);
             let result = provider.query(kind, &task_id).await;
             let _ = tx.send(Msg::Polled(idx, result));
         });
@@ -995,8 +1010,10 @@ impl<P: Provider> Coordinator<P> {
             self.tx.clone(),
         );
         let kind = self.items[idx].kind;
+        let requests = self.requests.clone();
         tokio::spawn(async move {
             rate.until_ready().await;
+            requests.count(Request::Query);
             let result = provider.query(kind, &task_id).await;
             let _ = tx.send(Msg::Refreshed(idx, result));
         });
@@ -1031,11 +1048,13 @@ impl<P: Provider> Coordinator<P> {
         );
         // Allow for tasks of ours that finished recently and others' tasks.
         let max_pages = (wanted.len() as u32 / LIST_PAGE_SIZE + 3).min(1000);
+        let requests = self.requests.clone();
         tokio::spawn(async move {
             let mut found = Vec::new();
             let mut error = None;
             for page in 1..=max_pages {
                 rate.until_ready().await;
+                requests.count(Request::List);
                 match provider.list(kind, page, LIST_PAGE_SIZE).await {
                     Ok(tasks) => {
                         let short = (tasks.len() as u32) < LIST_PAGE_SIZE;
@@ -1145,6 +1164,7 @@ impl<P: Provider> Coordinator<P> {
                 .join(video_rel_path(&self.items[idx].id, n, count));
             let (downloader, tx) = (self.downloader.clone(), self.tx.clone());
             self.downloads_running += 1;
+            self.requests.count(Request::Download);
             tokio::spawn(async move {
                 let result = downloader.fetch(&url, &dest).await;
                 let _ = tx.send(Msg::Fetched { idx, n, result });

@@ -19,6 +19,7 @@ use crate::provider::{ErrorClass, Provider, ProviderError, TaskSnapshot};
 use crate::state::{Update, WriterHandle};
 
 use super::backoff;
+use super::counts::{Request, RequestCounts};
 use super::limit::{InFlight, Stop};
 
 /// How many transient failures in a row one item's create tolerates before it
@@ -58,6 +59,8 @@ pub struct Submitter<P> {
     /// Stop creating (abort or Ctrl-C).
     pub stop: Arc<Stop>,
     pub retry_base: Duration,
+    /// Requests made, by kind (for the run's summary).
+    pub requests: Arc<RequestCounts>,
 }
 
 impl<P: Provider> Submitter<P> {
@@ -84,7 +87,13 @@ impl<P: Provider> Submitter<P> {
         }
         let mut transient = 0u32;
         let mut slot_waits = 0u32;
+        let mut sent = 0u32;
         loop {
+            self.requests.count(Request::Create);
+            if sent > 0 {
+                self.requests.retry();
+            }
+            sent += 1;
             let err = match self.provider.create(item, external_task_id).await {
                 Ok(c) => {
                     if slot_waits > 0 {
@@ -166,6 +175,10 @@ impl<P: Provider> Submitter<P> {
     pub async fn settle(&self, kind: Kind, external_task_id: &str) -> Settled {
         let mut tries = 0u32;
         loop {
+            self.requests.count(Request::Lookup);
+            if tries > 0 {
+                self.requests.retry();
+            }
             match self
                 .provider
                 .find_by_external_id(kind, external_task_id)
