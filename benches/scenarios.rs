@@ -1035,6 +1035,7 @@ fn build_half_done_state(batch: &Path, n: usize) -> BenchResult<()> {
                 kind: "text2video".into(),
                 prompt: Some(format!("a calm sea at dawn, shot {i}")),
                 params_hash: "bench".into(),
+                ..NewItem::default()
             })
             .collect(),
     ))?;

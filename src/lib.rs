@@ -21,7 +21,8 @@
 //! - [`scheduler`]: pacing, in-flight bound, exactly-once submit, polling, downloads.
 //! - [`download`]: streaming, resumable, verified downloads.
 //! - [`events`]: [`events::RunEvent`], the engine -> reporter contract.
-//! - [`report`]: report.csv, progress display.
+//! - [`report`]: report.csv, the index.html gallery, JSON reports, summary.json
+//!   and the end-of-run summary, progress display.
 //! - [`emulator`]: a local Kling-compatible server for demos, tests and benchmarks.
 //! - [`cli`]: the commands; the only place with `anyhow` and exit codes.
 

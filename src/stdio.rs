@@ -15,6 +15,12 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
 }
 
 #[doc(hidden)]
+pub fn write_out_raw(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(args).and_then(|()| out.flush());
+}
+
+#[doc(hidden)]
 pub fn write_err(args: std::fmt::Arguments<'_>) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
@@ -25,6 +31,12 @@ pub fn write_err(args: std::fmt::Arguments<'_>) {
 macro_rules! outln {
     () => { $crate::stdio::write_out(format_args!("")) };
     ($($arg:tt)*) => { $crate::stdio::write_out(format_args!($($arg)*)) };
+}
+
+/// `print!` that never panics.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::stdio::write_out_raw(format_args!($($arg)*)) };
 }
 
 /// `eprintln!` that never panics.

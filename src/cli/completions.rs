@@ -41,7 +41,7 @@ pub fn man(args: &ManArgs) -> anyhow::Result<Exit> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         clap_mangen::generate_to(cmd, dir)
             .with_context(|| format!("cannot write man pages into {}", dir.display()))?;
-        println!("man pages written to {}", dir.display());
+        crate::outln!("man pages written to {}", dir.display());
         return Ok(Exit::Success);
     }
     let mut buf = Vec::new();

@@ -204,17 +204,17 @@ pub fn run(args: &EmulateArgs) -> anyhow::Result<Exit> {
         writeln!(out, "{}", handle.base_url()).context("cannot write to stdout")?;
         out.flush().context("cannot write to stdout")?;
         drop(out);
-        eprintln!("Kling API emulator listening on {}", handle.base_url());
-        eprintln!("  gateway root: {}", handle.gateway_base_url());
+        crate::errln!("Kling API emulator listening on {}", handle.base_url());
+        crate::errln!("  gateway root: {}", handle.gateway_base_url());
         for line in summary {
-            eprintln!("  {line}");
+            crate::errln!("  {line}");
         }
-        eprintln!("  stats: {}/__emulator/stats", handle.base_url());
-        eprintln!("Press Ctrl-C to stop.");
+        crate::errln!("  stats: {}/__emulator/stats", handle.base_url());
+        crate::errln!("Press Ctrl-C to stop.");
         tokio::signal::ctrl_c()
             .await
             .context("cannot wait for Ctrl-C")?;
-        eprintln!("stopping");
+        crate::errln!("stopping");
         handle.shutdown().await;
         Ok(Exit::Success)
     })

@@ -7,6 +7,7 @@
 
 pub mod completions;
 pub mod emulate;
+pub mod ls;
 pub mod plan;
 pub mod report;
 pub mod run;
@@ -73,8 +74,10 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Counts by state of a batch (works while a run is going).
     Status(status::StatusArgs),
-    /// Rewrite a batch's report.csv from its state file.
+    /// Rewrite a batch's report.csv and index.html from its state file (or print it as JSON).
     Report(report::ReportArgs),
+    /// List a batch's items with status and reason, filtered by status and age.
+    Ls(ls::LsArgs),
     /// Run a local emulator of the Kling API.
     Emulate(emulate::EmulateArgs),
     /// Re-hash every downloaded video; forget missing or changed ones so the next run fetches them again.
@@ -173,6 +176,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(&args, cli.quiet),
         Command::Status(args) => status::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Ls(args) => ls::run(&args),
         Command::Emulate(args) => emulate::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Completions(args) => completions::completions(&args),
@@ -250,16 +254,16 @@ fn state_exit(e: &crate::state::StateError) -> Exit {
 
 /// Print an error that reached the top: its chain, and every manifest problem.
 pub fn report_error(err: &anyhow::Error) {
-    eprintln!("error: {err}");
+    crate::errln!("error: {err}");
     if let Some(crate::manifest::ManifestError::Invalid { problems, .. }) =
         err.downcast_ref::<crate::manifest::ManifestError>()
     {
         for p in problems {
-            eprintln!("  {p}");
+            crate::errln!("  {p}");
         }
-        eprintln!("nothing was submitted");
+        crate::errln!("nothing was submitted");
     }
     for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        crate::errln!("  caused by: {cause}");
     }
 }

@@ -25,9 +25,9 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
     let m = args.provider.load(&args.manifest)?;
     let e = cost::estimate(&m.items);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&e)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&e)?);
     } else {
-        print!("{}", table(&m.path, &e));
+        crate::out!("{}", table(&m.path, &e));
     }
     Ok(Exit::Success)
 }

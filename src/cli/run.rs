@@ -156,6 +156,7 @@ async fn run_batch(
     writer_thread: &mut Option<Writer>,
     args_resubmit_changed: bool,
 ) -> anyhow::Result<Exit> {
+    let started_at = std::time::SystemTime::now();
     let batch_dir = settings.batch_dir.clone();
     let (settings_new_batch, batch_name) = (settings.new_batch, settings.batch_name.clone());
     let opened = batch::open(
@@ -320,7 +321,10 @@ async fn run_batch(
     let _ = done_tx.send(());
     let _ = reporter.await;
 
-    let report_path = write_manifest_report(&batch_dir, &item_ids)?;
+    let exit = match (exit_for(&outcome), signalled.get()) {
+        (Exit::Interrupted, Some(signal)) => *signal,
+        (exit, _) => exit,
+    };
     if settings_new_batch {
         crate::outln!(
             "new batch `{batch_name}`: every item was generated (and paid for) again, as --new-batch asked"
@@ -343,11 +347,13 @@ async fn run_batch(
             }
         );
     }
-    print_summary(&outcome, &batch_dir, &report_path);
-    let exit = match (exit_for(&outcome), signalled.get()) {
-        (Exit::Interrupted, Some(signal)) => *signal,
-        (exit, _) => exit,
-    };
+    report::summary::finish_run(&report::summary::FinishedRun {
+        batch_dir: &batch_dir,
+        item_ids: &item_ids,
+        outcome: &outcome,
+        exit_code: exit as i32,
+        started_at,
+    })?;
     Ok(exit)
 }
 
@@ -420,6 +426,8 @@ fn new_items(items: &[Item], hashes: &[String], first_seq: u64) -> Vec<NewItem> 
             kind: it.kind.as_str().to_string(),
             prompt: it.prompt.clone(),
             params_hash: hash.clone(),
+            params: Some(manifest::params::settings_json(it)),
+            est_units: manifest::params::estimated_units(it),
         })
         .collect()
 }
@@ -604,62 +612,4 @@ fn print_changed(changed: &[Changed], resubmitted: &[String]) {
             list(kept)
         );
     }
-}
-
-/// `report.csv` with one row per item of this manifest, in manifest order.
-fn write_manifest_report(batch_dir: &Path, ids: &[String]) -> anyhow::Result<PathBuf> {
-    let conn = state::open_ro(batch_dir)?;
-    let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let mut report = report::ReportWriter::create(batch_dir)?;
-    state::for_each_item(&conn, true, |r| {
-        if wanted.contains(r.id.as_str()) {
-            report.row(&r)?;
-        }
-        Ok::<(), anyhow::Error>(())
-    })?;
-    Ok(report.finish()?)
-}
-
-fn print_summary(outcome: &RunOutcome, batch_dir: &Path, report_path: &Path) {
-    let total: u64 = outcome.counts.values().sum();
-    let parts: Vec<String> = outcome
-        .counts
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(s, n)| format!("{n} {}", s.as_str().replace('_', " ")))
-        .collect();
-    crate::outln!("{total} items: {}", parts.join(", "));
-    if !outcome.failures.is_empty() {
-        crate::outln!("problems:");
-        for f in outcome.failures.iter().take(20) {
-            let code = f.code.map(|c| format!(" [{c}]")).unwrap_or_default();
-            crate::outln!("  {} ({}){code}: {}", f.id, f.status, f.message);
-        }
-        if outcome.failures.len() > 20 {
-            crate::outln!(
-                "  … and {} more (see the report)",
-                outcome.failures.len() - 20
-            );
-        }
-    }
-    if let Some(reason) = &outcome.aborted {
-        crate::outln!("aborted: {reason}");
-    }
-    if outcome.interrupted {
-        crate::outln!("interrupted: state saved; run the same command again to resume");
-    } else if !outcome.all_downloaded() && outcome.aborted.is_none() {
-        let unfinished: u64 = outcome
-            .counts
-            .iter()
-            .filter(|(s, _)| !matches!(s, Status::Downloaded | Status::Failed))
-            .map(|(_, n)| n)
-            .sum();
-        if unfinished > 0 {
-            crate::outln!(
-                "{unfinished} item(s) unfinished; run the same command again to continue"
-            );
-        }
-    }
-    crate::outln!("videos: {}", batch_dir.join("videos").display());
-    crate::outln!("report: {}", report_path.display());
 }

@@ -44,7 +44,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<Exit> {
     if args.provider.provider.is_some() {
         m.provider.style.clone_from(&args.provider.provider);
     }
-    print!("{}", summary(&m));
+    crate::out!("{}", summary(&m));
     Ok(Exit::Success)
 }
 

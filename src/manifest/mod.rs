@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub mod cost;
 mod csv;
 pub mod image;
+pub mod params;
 mod suggest;
 pub mod validate;
 mod yaml;

@@ -2,6 +2,11 @@
 //! file alone (so `vidbatch report DIR` can rewrite it without the manifest or
 //! the network). Written to a temporary file and renamed, so a reader never
 //! sees half a report.
+//!
+//! A report is opened in spreadsheets, and its cells carry user text (the
+//! prompt) and server text (error messages): a cell a spreadsheet would
+//! evaluate as a formula gets a leading `'` ([`neutralise`]). The JSON
+//! reports carry the exact values.
 
 use std::path::{Path, PathBuf};
 
@@ -118,7 +123,7 @@ impl ReportWriter {
             r.finished_at.map(rfc3339).unwrap_or_default(),
             r.prompt.clone().unwrap_or_default(),
         ];
-        self.record(&row)
+        self.record(row.into_iter().map(neutralise))
     }
 
     /// Flush, fsync and rename into place.
@@ -136,6 +141,17 @@ impl ReportWriter {
         drop(file);
         std::fs::rename(&tmp, &path).map_err(io)?;
         Ok(path)
+    }
+}
+
+/// A cell a spreadsheet would evaluate (it starts with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return) gets a leading `'`, so it shows as text: a
+/// prompt like `=HYPERLINK(...)` must not become a live formula.
+pub fn neutralise(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
     }
 }
 
@@ -198,5 +214,33 @@ mod tests {
             ("failed", "1301", "risk")
         );
         assert!(!dir.path().join(".report.csv.tmp").exists());
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_evaluate_are_neutralised() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = vec![ItemRecord {
+            id: "x".into(),
+            kind: "text2video".into(),
+            prompt: Some("=HYPERLINK(\"http://evil.example\",\"click\")".into()),
+            status: Some(Status::Failed),
+            error_message: Some("@SUM(1+1)*cmd|' /C calc'!A0".into()),
+            ..ItemRecord::default()
+        }];
+        let path = write_report(dir.path(), &records).unwrap();
+        let mut rd = ::csv::Reader::from_path(&path).unwrap();
+        let row = rd.records().next().unwrap().unwrap();
+        assert_eq!(&row[17], "'=HYPERLINK(\"http://evil.example\",\"click\")");
+        assert_eq!(&row[13], "'@SUM(1+1)*cmd|' /C calc'!A0");
+        for (cell, want) in [
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ] {
+            assert_eq!(neutralise(cell.to_string()), want);
+        }
     }
 }

@@ -18,6 +18,7 @@
 
 mod backoff;
 mod budget;
+mod counts;
 pub mod ids;
 mod limit;
 mod setup;
@@ -41,6 +42,7 @@ use crate::settings::EngineSettings;
 use crate::state::{ItemRecord, Status, Update, VideoRecord, WriterHandle, now_ms};
 
 pub use budget::{Budget, Held};
+pub use counts::{Request, RequestCounts, Requests};
 pub use limit::{InFlight, Stop};
 pub use submit::{Settled, SubmitOutcome, Submitter};
 
@@ -75,6 +77,10 @@ pub struct RunOutcome {
     pub interrupted: bool,
     /// Items failed or timed out in this run, and downloads left unfinished.
     pub failures: Vec<Failure>,
+    /// Items of this manifest by status when the run started.
+    pub at_start: BTreeMap<Status, u64>,
+    /// Requests this run made, by kind.
+    pub requests: Requests,
     /// The spend cap, when one was set, and what it held back.
     pub cap: Option<CapOutcome>,
 }
@@ -244,6 +250,7 @@ struct Coordinator<P> {
     budget: Option<Arc<Budget>>,
     estimates: Arc<Vec<Option<f64>>>,
     held: [u64; 2],
+    requests: Arc<RequestCounts>,
 }
 
 impl<P: Provider> Coordinator<P> {
@@ -309,7 +316,9 @@ impl<P: Provider> Coordinator<P> {
             .as_ref()
             .map(|s| Arc::new(Budget::new(s.max_units, already_spent)));
         let stop_submit = Arc::new(Stop::default());
+        let requests = Arc::new(RequestCounts::default());
         let submitter = Arc::new(Submitter {
+            requests: requests.clone(),
             provider: input.provider.clone(),
             writer: input.writer.clone(),
             events: input.events.clone(),
@@ -365,13 +374,15 @@ impl<P: Provider> Coordinator<P> {
             budget,
             estimates,
             held: [0; 2],
+            requests,
         }
     }
 
     async fn run(mut self) -> RunOutcome {
+        let at_start = self.counts();
         self.events.send(RunEvent::Started {
             total: self.entries.len() as u64,
-            counts: self.counts().into_iter().collect(),
+            counts: at_start.clone().into_iter().collect(),
             batch_dir: self.batch_dir.clone(),
             concurrency: self.cfg.concurrency,
             in_flight_since: (self.entries.iter().zip(self.items.iter()))
@@ -422,6 +433,8 @@ impl<P: Provider> Coordinator<P> {
                 held_over_cap: self.held[0],
                 held_unpriced: self.held[1],
             }),
+            at_start,
+            requests: self.requests.snapshot(),
         }
     }
 
@@ -1187,9 +1200,11 @@ impl<P: Provider> Coordinator<P> {
             self.tx.clone(),
         );
         let kind = self.items[idx].kind;
+        let requests = self.requests.clone();
         tokio::spawn(async move {
             let _permit = slots.acquire_owned().await;
             rate.until_ready().await;
+            requests.count(Request::Query);
             let result = provider.query(kind, &task_id).await;
             let _ = tx.send(Msg::Polled(idx, result));
         });
@@ -1207,8 +1222,10 @@ impl<P: Provider> Coordinator<P> {
             self.tx.clone(),
         );
         let kind = self.items[idx].kind;
+        let requests = self.requests.clone();
         tokio::spawn(async move {
             rate.until_ready().await;
+            requests.count(Request::Query);
             let result = provider.query(kind, &task_id).await;
             let _ = tx.send(Msg::Refreshed(idx, result));
         });
@@ -1243,11 +1260,13 @@ impl<P: Provider> Coordinator<P> {
         );
         // Allow for tasks of ours that finished recently and others' tasks.
         let max_pages = (wanted.len() as u32 / LIST_PAGE_SIZE + 3).min(1000);
+        let requests = self.requests.clone();
         tokio::spawn(async move {
             let mut found = Vec::new();
             let mut error = None;
             for page in 1..=max_pages {
                 rate.until_ready().await;
+                requests.count(Request::List);
                 match provider.list(kind, page, LIST_PAGE_SIZE).await {
                     Ok(tasks) => {
                         let short = (tasks.len() as u32) < LIST_PAGE_SIZE;
@@ -1357,6 +1376,7 @@ impl<P: Provider> Coordinator<P> {
                 .join(video_rel_path(&self.items[idx].id, n, count));
             let (downloader, tx) = (self.downloader.clone(), self.tx.clone());
             self.downloads_running += 1;
+            self.requests.count(Request::Download);
             tokio::spawn(async move {
                 let result = downloader.fetch(&url, &dest).await;
                 let _ = tx.send(Msg::Fetched { idx, n, result });

@@ -19,6 +19,7 @@ use crate::provider::{ErrorClass, Provider, ProviderError, TaskSnapshot};
 use crate::state::{Update, WriterHandle};
 
 use super::backoff;
+use super::counts::{Request, RequestCounts};
 use super::limit::{InFlight, Stop};
 use super::setup::{SETUP_STREAK, SetupWatch};
 
@@ -61,6 +62,8 @@ pub struct Submitter<P> {
     pub retry_base: Duration,
     /// Tells a broken setup (every request failing the same way) from a bad item.
     pub setup: Arc<SetupWatch>,
+    /// Requests made, by kind (for the run's summary).
+    pub requests: Arc<RequestCounts>,
 }
 
 impl<P: Provider> Submitter<P> {
@@ -88,7 +91,13 @@ impl<P: Provider> Submitter<P> {
         let mut transient = 0u32;
         let mut slot_waits = 0u32;
         let mut setup_tries = 0u32;
+        let mut sent = 0u32;
         loop {
+            self.requests.count(Request::Create);
+            if sent > 0 {
+                self.requests.retry();
+            }
+            sent += 1;
             let result = self.provider.create(item, external_task_id).await;
             if self.setup.observe(result.as_ref().err().map(|e| e.class)) {
                 // Nothing was created: the item stays pending, the batch stops.
@@ -197,6 +206,10 @@ impl<P: Provider> Submitter<P> {
     pub async fn settle(&self, kind: Kind, external_task_id: &str) -> Settled {
         let mut tries = 0u32;
         loop {
+            self.requests.count(Request::Lookup);
+            if tries > 0 {
+                self.requests.retry();
+            }
             let result = self
                 .provider
                 .find_by_external_id(kind, external_task_id)

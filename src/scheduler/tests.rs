@@ -303,6 +303,7 @@ impl Harness {
                 kind: "text2video".into(),
                 prompt: it.prompt.clone(),
                 params_hash: "h".into(),
+                ..NewItem::default()
             })
             .collect();
         writer.send_durable(Update::SyncItems(new)).await.unwrap();
@@ -491,6 +492,7 @@ async fn resume_settles_interrupted_creates_before_submitting_anything_new() {
             kind: "text2video".into(),
             prompt: None,
             params_hash: "h".into(),
+            ..NewItem::default()
         })
         .collect();
     writer.send(Update::SyncItems(new)).unwrap();

@@ -13,16 +13,18 @@
 //!
 //! Secrets never go in the store: it holds ids, statuses, URLs and results.
 
+mod read;
 mod schema;
 mod watch;
-/// Version of the state file layout this build writes (shown by `vidbatch --version`).
-pub use schema::VERSION as SCHEMA_VERSION;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub use read::{Overview, overview};
+/// Version of the state file layout this build writes (shown by `vidbatch --version`).
+pub use schema::VERSION as SCHEMA_VERSION;
 pub use writer::{NewItem, Update, Writer, WriterHandle, now_ms};
 
 /// Where an item is in its life. Stored as the lowercase name.
@@ -125,12 +127,28 @@ pub struct ItemRecord {
     /// Unix milliseconds.
     pub submitted_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Last change of any kind (Unix ms).
+    pub updated_at: Option<i64>,
+    /// The item's settings as validated, a JSON object (`model_name`, `mode`,
+    /// `duration`, ...; everything but id and prompt). `None` in files from
+    /// schema 1 until a run syncs the manifest again.
+    pub params: Option<String>,
+    /// Units the price table estimates for this item (`None`: not priced).
+    pub est_units: Option<f64>,
     pub videos: Vec<VideoRecord>,
 }
 
 impl ItemRecord {
     pub fn status(&self) -> Status {
         self.status.unwrap_or(Status::Pending)
+    }
+
+    /// Units charged, where the provider's `final_unit_deduction` is a number.
+    pub fn units_charged(&self) -> Option<f64> {
+        self.units
+            .as_deref()
+            .and_then(|u| u.trim().parse::<f64>().ok())
+            .filter(|u| u.is_finite())
     }
 }
 
@@ -293,16 +311,23 @@ pub fn for_each_item<E: From<StateError>>(
     prompts: bool,
     mut f: impl FnMut(ItemRecord) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT i.id, i.seq, i.kind, CASE WHEN ?1 THEN i.prompt END, i.params_hash, i.status,
-                    i.attempt, i.submit_requests, i.external_task_id, i.task_id, i.units,
-                    i.error_code, i.error_message, i.request_id, i.submitted_at, i.finished_at,
-                    v.n, v.video_id, v.url, v.duration, v.path, v.bytes, v.sha256
-             FROM items i LEFT JOIN videos v ON v.item_id = i.id
-             ORDER BY i.seq, i.id, v.n",
-        )
-        .map_err(StateError::from)?;
+    // Schema 1 files (read-only readers do not migrate) lack the v2 columns.
+    let v2 = schema::version(conn).map_err(StateError::from)? >= 2;
+    let sql = format!(
+        "SELECT i.id, i.seq, i.kind, CASE WHEN ?1 THEN i.prompt END, i.params_hash, i.status,
+                i.attempt, i.submit_requests, i.external_task_id, i.task_id, i.units,
+                i.error_code, i.error_message, i.request_id, i.submitted_at, i.finished_at,
+                v.n, v.video_id, v.url, v.duration, v.path, v.bytes, v.sha256,
+                i.updated_at, {}
+         FROM items i LEFT JOIN videos v ON v.item_id = i.id
+         ORDER BY i.seq, i.id, v.n",
+        if v2 {
+            "i.params, i.est_units"
+        } else {
+            "NULL, NULL"
+        }
+    );
+    let mut stmt = conn.prepare(&sql).map_err(StateError::from)?;
     let mut rows = stmt.query([prompts]).map_err(StateError::from)?;
     let mut current: Option<ItemRecord> = None;
     while let Some(r) = rows.next().map_err(StateError::from)? {
@@ -331,6 +356,9 @@ pub fn for_each_item<E: From<StateError>>(
                 request_id: r.get(13).map_err(StateError::from)?,
                 submitted_at: r.get(14).map_err(StateError::from)?,
                 finished_at: r.get(15).map_err(StateError::from)?,
+                updated_at: r.get(23).map_err(StateError::from)?,
+                params: r.get(24).map_err(StateError::from)?,
+                est_units: r.get(25).map_err(StateError::from)?,
                 videos: Vec::new(),
             });
         }

@@ -12,7 +12,7 @@ use rusqlite::{Connection, params};
 use super::StateError;
 
 /// The schema this build writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -49,6 +49,12 @@ const MIGRATIONS: &[&str] = &[
         sha256   TEXT,
         PRIMARY KEY (item_id, n)
      );",
+    // 1 -> 2: what each item asks for (its settings as JSON) and its estimated
+    // units, so reports show them without the manifest. Forgetting the
+    // manifest fingerprint makes the next run sync once and fill them in.
+    "ALTER TABLE items ADD COLUMN params TEXT;
+     ALTER TABLE items ADD COLUMN est_units REAL;
+     DELETE FROM meta WHERE key = 'manifest_fingerprint';",
 ];
 
 /// Bring a writable connection to [`VERSION`], creating the batch id on
@@ -146,6 +152,11 @@ pub(super) fn batch_id(conn: &Connection) -> Result<String, StateError> {
             r.get(0)
         })?,
     )
+}
+
+/// The schema version of an open state file.
+pub(super) fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    user_version(conn)
 }
 
 fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

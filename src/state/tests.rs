@@ -7,6 +7,7 @@ fn item(id: &str, seq: u64) -> NewItem {
         kind: "text2video".into(),
         prompt: Some(format!("prompt {id}")),
         params_hash: "h".into(),
+        ..NewItem::default()
     }
 }
 
@@ -229,5 +230,99 @@ async fn group_commit_keeps_thousands_of_updates_cheap() {
     assert_eq!(
         count_by_status(&open_ro(dir.path()).unwrap()).unwrap(),
         vec![(Status::Processing, 5000)]
+    );
+}
+
+/// A copy of the checked-in state file written by schema 1 (three items:
+/// two downloaded with units "2", one failed), in a fresh folder.
+fn v1_batch() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state/v1.db");
+    std::fs::copy(fixture, db_path(dir.path())).unwrap();
+    dir
+}
+
+#[test]
+fn a_schema_1_file_reads_without_migrating() {
+    let dir = v1_batch();
+    let conn = open_ro(dir.path()).unwrap();
+    let items = load_items(&conn).unwrap();
+    assert_eq!(
+        items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        ["sea-dawn", "neon-rain", "refused"]
+    );
+    assert!(
+        items
+            .iter()
+            .all(|i| i.params.is_none() && i.est_units.is_none())
+    );
+    assert!(items.iter().all(|i| i.updated_at.is_some()));
+    let o = overview(&conn).unwrap();
+    assert_eq!(o.schema, 1);
+    assert_eq!((o.total(), o.count(Status::Downloaded)), (3, 2));
+    assert_eq!((o.units_charged, o.charged_items), (4.0, 2));
+    assert_eq!((o.est_units, o.est_missing), (0.0, 3));
+}
+
+#[tokio::test]
+async fn a_schema_1_file_migrates_and_a_sync_fills_in_what_was_submitted() {
+    let dir = v1_batch();
+    let before = load_items(&open_ro(dir.path()).unwrap()).unwrap();
+    let (_w, h, batch) = open(dir.path()).await;
+    assert_eq!(batch, "8912b3dc2bcc", "the batch keeps its id");
+    let conn = open_ro(dir.path()).unwrap();
+    assert_eq!(schema::version(&conn).unwrap(), SCHEMA_VERSION);
+    assert_eq!(
+        meta(&conn, "manifest_fingerprint").unwrap(),
+        None,
+        "the next run syncs the manifest once"
+    );
+    // Same parameters as submitted: filled in. Changed since: left empty.
+    let sync = |id: &str, seq: u64, hash: &str| NewItem {
+        id: id.into(),
+        seq,
+        kind: "text2video".into(),
+        prompt: Some("whatever the manifest says now".into()),
+        params_hash: hash.into(),
+        params: Some(format!(r#"{{"model_name":"m-{id}"}}"#)),
+        est_units: Some(2.0),
+    };
+    h.send_durable(Update::SyncItems(vec![
+        sync("sea-dawn", 0, &before[0].params_hash),
+        sync("neon-rain", 1, "edited-since"),
+    ]))
+    .await
+    .unwrap();
+    let after = load_items(&conn).unwrap();
+    assert_eq!(
+        after[0].params.as_deref(),
+        Some(r#"{"model_name":"m-sea-dawn"}"#)
+    );
+    assert_eq!(after[0].est_units, Some(2.0));
+    assert_eq!(after[1].params, None, "not what was submitted");
+    for (a, b) in after.iter().zip(&before) {
+        assert_eq!(
+            (a.status, &a.task_id, &a.prompt),
+            (b.status, &b.task_id, &b.prompt)
+        );
+        assert_eq!(a.videos, b.videos);
+    }
+}
+
+#[tokio::test]
+async fn a_pending_item_takes_the_manifest_s_current_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_w, h, _) = open(dir.path()).await;
+    let mut a = item("a", 0);
+    a.params = Some(r#"{"mode":"std"}"#.into());
+    a.est_units = Some(1.0);
+    h.send(Update::SyncItems(vec![a.clone()])).unwrap();
+    a.params = Some(r#"{"mode":"pro"}"#.into());
+    a.est_units = None;
+    h.send_durable(Update::SyncItems(vec![a])).await.unwrap();
+    let r = &load_items(&open_ro(dir.path()).unwrap()).unwrap()[0];
+    assert_eq!(
+        (r.params.as_deref(), r.est_units),
+        (Some(r#"{"mode":"pro"}"#), None)
     );
 }

@@ -104,13 +104,17 @@ pub struct RecoverItem {
 }
 
 /// A manifest item as the store keeps it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewItem {
     pub id: String,
     pub seq: u64,
     pub kind: String,
     pub prompt: Option<String>,
     pub params_hash: String,
+    /// The item's settings as a JSON object (see [`super::ItemRecord::params`]).
+    pub params: Option<String>,
+    /// Estimated units (`None`: the price table has no price for it).
+    pub est_units: Option<f64>,
 }
 
 struct Msg {
@@ -336,12 +340,21 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
     let now = now_ms();
     match u {
         Update::SyncItems(items) => {
+            // A submitted item keeps what it was submitted with; its settings
+            // are filled in only when missing (a schema 1 file) and the
+            // manifest still asks for exactly that (same params_hash).
             let mut insert = tx.prepare_cached(
-                "INSERT INTO items (id, seq, kind, prompt, params_hash, status, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)
+                "INSERT INTO items (id, seq, kind, prompt, params_hash, params, est_units, status, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)
                  ON CONFLICT(id) DO UPDATE SET seq = excluded.seq,
                    kind = CASE WHEN items.status = 'pending' THEN excluded.kind ELSE items.kind END,
                    prompt = CASE WHEN items.status = 'pending' THEN excluded.prompt ELSE items.prompt END,
+                   params = CASE WHEN items.status = 'pending'
+                       OR (items.params IS NULL AND items.params_hash = excluded.params_hash)
+                     THEN excluded.params ELSE items.params END,
+                   est_units = CASE WHEN items.status = 'pending'
+                       OR (items.params IS NULL AND items.params_hash = excluded.params_hash)
+                     THEN excluded.est_units ELSE items.est_units END,
                    params_hash = CASE WHEN items.status = 'pending' THEN excluded.params_hash ELSE items.params_hash END",
             )?;
             for it in items {
@@ -351,6 +364,8 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
                     it.kind,
                     it.prompt,
                     it.params_hash,
+                    it.params,
+                    it.est_units,
                     now
                 ])?;
             }

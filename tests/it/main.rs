@@ -1,13 +1,16 @@
 //! Integration tests: one binary, one module per area.
 
+mod browser;
 mod cli;
 mod download;
 mod downloader;
 mod emulator;
 mod emulator_faults;
+mod gallery;
 mod kling;
 mod manifest;
 mod progress;
+mod review;
 mod run;
 mod safety;
 mod yaml;

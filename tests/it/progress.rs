@@ -49,6 +49,7 @@ async fn run_engine(
             kind: it.kind.as_str().to_string(),
             prompt: it.prompt.clone(),
             params_hash: "eta-test".into(),
+            ..NewItem::default()
         })
         .collect();
     writer.send_durable(Update::SyncItems(new)).await.unwrap();

@@ -297,7 +297,7 @@ pub async fn report(
                     match &bar {
                         Some(bar) => bar.set_message(render(&tally, width())),
                         None if mode == Mode::Plain && started => {
-                            eprintln!("{}", render(&tally, PLAIN_WIDTH));
+                            crate::errln!("{}", render(&tally, PLAIN_WIDTH));
                         }
                         None => {}
                     }
@@ -336,7 +336,7 @@ pub async fn report(
             }
             RunEvent::WaitingForSlot { in_flight, limit } => {
                 if mode == Mode::Plain {
-                    eprintln!(
+                    crate::errln!(
                         "waiting for a slot: account concurrency full ({in_flight} in flight, limit now {limit})"
                     );
                 }
@@ -365,7 +365,7 @@ pub async fn report(
         if let Some(bar) = &bar {
             bar.set_message(render(&tally, width()));
         } else if mode == Mode::Plain && notable {
-            eprintln!("{}", render(&tally, PLAIN_WIDTH));
+            crate::errln!("{}", render(&tally, PLAIN_WIDTH));
             tick.reset();
         }
     }
@@ -379,7 +379,7 @@ fn emit(mode: Mode, bar: Option<&ProgressBar>, msg: &str) {
     match (mode, bar) {
         (Mode::Quiet, _) => {}
         (_, Some(bar)) => bar.println(msg),
-        (_, None) => eprintln!("{msg}"),
+        (_, None) => crate::errln!("{msg}"),
     }
 }
 
