@@ -47,6 +47,7 @@ pub fn run(args: &LsArgs) -> anyhow::Result<Exit> {
         .map(|d| state::now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let listed = state::for_each_item(&conn, args.json, |r| {
+        let r = crate::report::as_on_disk(r, &args.dir);
         if !args.status.is_empty() && !args.status.contains(&r.status()) {
             return Ok(());
         }

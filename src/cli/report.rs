@@ -36,7 +36,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
     let stdout = std::io::stdout().lock();
     let mut out = JsonStream::new(std::io::BufWriter::new(stdout), layout);
     let streamed = state::for_each_item(&conn, true, |r| {
-        out.item(&r)?;
+        out.item(&report::as_on_disk(r, &args.dir))?;
         Ok::<(), anyhow::Error>(())
     });
     closed_pipe_is_fine(streamed.and_then(|()| Ok(out.finish().map(drop)?)))?;

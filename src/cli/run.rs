@@ -353,6 +353,17 @@ async fn run_batch(
         outcome: &outcome,
         exit_code: exit as i32,
         started_at,
+        batch: report::summary::BatchNotes {
+            name: batch_name,
+            new_batch: settings_new_batch,
+            rebuilt_state: rebuilt.is_some(),
+            changed_kept: changed
+                .iter()
+                .map(|c| c.id.clone())
+                .filter(|id| !resubmitted.contains(id))
+                .collect(),
+            resubmitted,
+        },
     })?;
     Ok(exit)
 }

@@ -116,6 +116,7 @@ pub fn write_outputs(
     let mut totals = Totals::default();
     state::for_each_item(&conn, true, |r| {
         if only.is_none_or(|ids| ids.contains(r.id.as_str())) {
+            let r = as_on_disk(r, batch_dir);
             report.row(&r)?;
             gallery.row(&r)?;
             totals.add(&r);
@@ -128,6 +129,39 @@ pub fn write_outputs(
         gallery: gallery.finish()?,
         totals,
     })
+}
+
+/// Files are the truth for `downloaded`: an item whose recorded video is not
+/// on disk with its recorded size is reported `succeeded` (what it is until
+/// a run fetches the file again), without a path or hash that no file backs.
+/// The state itself is corrected by the next run, before it relies on it.
+pub fn as_on_disk(mut r: ItemRecord, batch_dir: &Path) -> ItemRecord {
+    if r.status() != Status::Downloaded {
+        return r;
+    }
+    let mut missing = false;
+    for v in &mut r.videos {
+        let present = match (&v.path, v.bytes) {
+            (Some(p), Some(b)) => std::fs::metadata(batch_dir.join(p))
+                .map(|m| m.is_file() && m.len() == b)
+                .unwrap_or(false),
+            _ => false,
+        };
+        if !present {
+            missing = true;
+            v.path = None;
+            v.bytes = None;
+            v.sha256 = None;
+        }
+    }
+    if missing || r.videos.is_empty() {
+        r.status = Some(Status::Succeeded);
+        r.error_message = Some(
+            "the video file is missing or changed: run the same command to download it again"
+                .into(),
+        );
+    }
+    r
 }
 
 /// The batch folder's name, for page titles.

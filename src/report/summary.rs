@@ -33,6 +33,24 @@ pub struct FinishedRun<'a> {
     /// The process exit code this run ends with.
     pub exit_code: i32,
     pub started_at: SystemTime,
+    /// What this run decided beyond the engine: the batch's name, a
+    /// deliberate second generation, edits after submit.
+    pub batch: BatchNotes,
+}
+
+/// The batch-level facts of a run, for `summary.json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BatchNotes {
+    /// The name every task key derives from.
+    pub name: String,
+    /// `--new-batch`: every item generated (and paid for) again.
+    pub new_batch: bool,
+    /// The state was rebuilt by lookup (the folder held a batch without a usable state).
+    pub rebuilt_state: bool,
+    /// Items edited in the manifest after they were submitted, kept as submitted.
+    pub changed_kept: Vec<String>,
+    /// Items edited after submit and created again (`--resubmit-changed`): a new paid task each.
+    pub resubmitted: Vec<String>,
 }
 
 /// `summary.json`.
@@ -69,6 +87,9 @@ pub struct Summary {
     pub failed: Vec<FailedItem>,
     /// Problems this run ran into (failures, timeouts, downloads left for later).
     pub problems_this_run: u64,
+    pub batch: BatchNotes,
+    /// `--max-units`, when set: the cap, what the batch committed, what it held back.
+    pub spend_cap: Option<crate::scheduler::CapOutcome>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -196,6 +217,8 @@ fn build(run: &FinishedRun<'_>, written: &Written) -> Summary {
         failed_total: t.failed,
         failed: t.failed_sample.clone(),
         problems_this_run: o.failures.len() as u64,
+        batch: run.batch.clone(),
+        spend_cap: o.cap.clone(),
     }
 }
 
@@ -393,6 +416,7 @@ mod tests {
             outcome: o,
             exit_code: 0,
             started_at: SystemTime::now(),
+            batch: BatchNotes::default(),
         };
         build(&run, &written)
     }

@@ -86,7 +86,7 @@ pub struct RunOutcome {
 }
 
 /// What `--max-units` did in a run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CapOutcome {
     pub max_units: f64,
     /// Estimated-plus-charged units of every task the batch created.

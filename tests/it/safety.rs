@@ -170,6 +170,18 @@ async fn a_deleted_video_that_cannot_be_fetched_again_is_not_reported_downloaded
     let url = emu.base_url();
     assert_exit(&output(run_cmd(&m, &out, &url, &[])).await, 0);
     std::fs::remove_file(out.join("videos/clip-1.mp4")).unwrap();
+    // Before any run: the report already tells the truth.
+    let offline = Command::new(crate::run::bin())
+        .args(["report", "--format", "jsonl"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let line = stdout_of(&offline)
+        .lines()
+        .find(|l| l.contains("\"clip-1\""))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains("\"succeeded\""), "{line}");
     emu.shutdown().await; // the server is gone: the video cannot be fetched
     let rerun = output(run_cmd(&m, &out, &url, &[])).await;
     assert_ne!(rerun.status.code(), Some(0), "{}", stderr_of(&rerun));
