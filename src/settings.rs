@@ -311,7 +311,16 @@ pub fn resolve(
                     format!("{n} is not a number of units ≥ 0"),
                 ));
             }
-            other => other,
+            Some(n) => Some(n),
+            None => match &limits.max_units {
+                Some(s) => Some(s.parse::<f64>().map_err(|_| {
+                    err(
+                        "manifest limits.max_units",
+                        format!("`{s}` is not a number"),
+                    )
+                })?),
+                None => None,
+            },
         },
         style,
         base_url,

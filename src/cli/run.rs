@@ -8,7 +8,7 @@ use anyhow::Context;
 use tokio::sync::oneshot;
 
 use super::Exit;
-use crate::batch;
+use crate::batch::{self, changes};
 use crate::download::Downloader;
 use crate::events::EventSender;
 use crate::manifest::{self, Item, Manifest};
@@ -18,7 +18,7 @@ use crate::scheduler::ids;
 use crate::scheduler::{self, EngineInput, RunOutcome, Stop};
 use crate::settings::{self, Overrides, RunSettings};
 use crate::state::writer::RecoverItem;
-use crate::state::{self, NewItem, Status, Update, Writer};
+use crate::state::{self, NewItem, Update, Writer};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -180,7 +180,7 @@ async fn run_batch(
     let hashes: Vec<String> = manifest
         .items
         .iter()
-        .map(|it| params_hash(it, &base))
+        .map(|it| changes::params_hash(it, &base))
         .collect();
     let fingerprint = manifest_fingerprint(&manifest.items, &hashes);
     let synced = state::meta(&state::open_ro(&batch_dir)?, MANIFEST_FINGERPRINT)?;
@@ -205,10 +205,10 @@ async fn run_batch(
             })
             .await?;
     }
-    let changed = changed_items(&batch_dir, &manifest.items, &hashes)?;
+    let changed = changes::changed_items(&batch_dir, &manifest.items, &hashes)?;
     drop(hashes);
     let resubmitted = if args_resubmit_changed {
-        resubmit(&batch_dir, &writer, &changed).await?
+        changes::resubmit(&batch_dir, &writer, &changed).await?
     } else {
         Vec::new()
     };
@@ -330,7 +330,7 @@ async fn run_batch(
             "new batch `{batch_name}`: every item was generated (and paid for) again, as --new-batch asked"
         );
     }
-    print_changed(&changed, &resubmitted);
+    changes::print_changed(&changed, &resubmitted);
     if let Some(cap) = &outcome.cap {
         let held = cap.held_over_cap + cap.held_unpriced;
         crate::outln!(
@@ -457,170 +457,4 @@ fn manifest_fingerprint(items: &[Item], hashes: &[String]) -> String {
         h.update([0xff]);
     }
     hex::encode(h.finalize())
-}
-
-/// A fingerprint of what the item asks for (kept in the state to tell what
-/// was submitted). Fields are hashed directly, each tagged and terminated, so
-/// 100,000 items cost milliseconds.
-fn params_hash(it: &Item, manifest_dir: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    // Local images as written relative to the manifest: the same manifest run
-    // from another directory asks for the same thing.
-    let image = |i: &Option<manifest::ImageRef>| match i {
-        Some(manifest::ImageRef::Path(p)) => Some(format!(
-            "path:{}",
-            p.strip_prefix(manifest_dir).unwrap_or(p).display()
-        )),
-        Some(manifest::ImageRef::Url(u)) => Some(format!("url:{u}")),
-        None => None,
-    };
-    let camera = it
-        .camera_control
-        .as_ref()
-        .and_then(|c| serde_json::to_string(c).ok());
-    let cfg = it.cfg_scale.map(|c| c.to_bits().to_string());
-    let fields = [
-        Some(it.kind.as_str().to_string()),
-        it.prompt.clone(),
-        it.negative_prompt.clone(),
-        image(&it.image),
-        image(&it.image_tail),
-        it.model_name.clone(),
-        it.mode.clone(),
-        it.duration.clone(),
-        it.aspect_ratio.clone(),
-        cfg,
-        camera,
-        it.sound.clone(),
-    ];
-    for f in &fields {
-        match f {
-            Some(v) => {
-                h.update([1]);
-                h.update(v.as_bytes());
-            }
-            None => h.update([0]),
-        }
-        h.update([0xff]);
-    }
-    hex::encode(&h.finalize()[..16])
-}
-
-/// An item whose manifest entry differs from what was submitted.
-struct Changed {
-    id: String,
-    status: Status,
-    attempt: u32,
-    params_hash: String,
-    /// Recorded video files, relative to the batch folder.
-    paths: Vec<String>,
-}
-
-/// Items submitted (in any run) whose parameters in the manifest changed since.
-fn changed_items(
-    batch_dir: &Path,
-    items: &[Item],
-    hashes: &[String],
-) -> anyhow::Result<Vec<Changed>> {
-    let current: std::collections::HashMap<&str, &str> = items
-        .iter()
-        .zip(hashes)
-        .map(|(it, h)| (it.id.as_str(), h.as_str()))
-        .collect();
-    let mut changed = Vec::new();
-    state::for_each_item(&state::open_ro(batch_dir)?, false, |r| {
-        if r.status() != Status::Pending
-            && let Some(now) = current.get(r.id.as_str())
-            && *now != r.params_hash
-        {
-            changed.push(Changed {
-                status: r.status(),
-                attempt: r.attempt,
-                params_hash: (*now).to_string(),
-                paths: r.videos.iter().filter_map(|v| v.path.clone()).collect(),
-                id: r.id,
-            });
-        }
-        Ok::<(), anyhow::Error>(())
-    })?;
-    Ok(changed)
-}
-
-/// `--resubmit-changed`: a new attempt for each changed item whose task has
-/// ended (downloaded or failed). Earlier videos are kept under
-/// `videos/replaced/attempt-<n>/`; items still in flight or not yet
-/// downloaded are left alone this run (their paid result comes first).
-async fn resubmit(
-    batch_dir: &Path,
-    writer: &crate::state::WriterHandle,
-    changed: &[Changed],
-) -> anyhow::Result<Vec<String>> {
-    let mut done = Vec::new();
-    for c in changed {
-        if !matches!(c.status, Status::Downloaded | Status::Failed) {
-            continue;
-        }
-        for rel in &c.paths {
-            let from = batch_dir.join(rel);
-            let Some(under) = rel.strip_prefix("videos/") else {
-                continue;
-            };
-            let to = batch_dir
-                .join("videos/replaced")
-                .join(format!("attempt-{}", c.attempt))
-                .join(under);
-            if from.exists() {
-                if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("cannot create {}", parent.display()))?;
-                }
-                std::fs::rename(&from, &to).with_context(|| {
-                    format!("cannot keep {} as {}", from.display(), to.display())
-                })?;
-            }
-        }
-        writer
-            .send_durable(Update::Resubmit {
-                id: c.id.clone(),
-                attempt: c.attempt + 1,
-                params_hash: c.params_hash.clone(),
-            })
-            .await?;
-        done.push(c.id.clone());
-    }
-    Ok(done)
-}
-
-fn print_changed(changed: &[Changed], resubmitted: &[String]) {
-    if changed.is_empty() {
-        return;
-    }
-    let list = |ids: Vec<&str>| {
-        let more = ids.len().saturating_sub(10);
-        let mut s = ids.into_iter().take(10).collect::<Vec<_>>().join(", ");
-        if more > 0 {
-            s.push_str(&format!(" … and {more} more"));
-        }
-        s
-    };
-    if !resubmitted.is_empty() {
-        crate::outln!(
-            "resubmitted {} changed item(s), a new paid task each (earlier videos kept in videos/replaced/): {}",
-            resubmitted.len(),
-            list(resubmitted.iter().map(String::as_str).collect())
-        );
-    }
-    let kept: Vec<&str> = changed
-        .iter()
-        .map(|c| c.id.as_str())
-        .filter(|id| !resubmitted.iter().any(|r| r == id))
-        .collect();
-    if !kept.is_empty() {
-        crate::outln!(
-            "changed after submit: {} item(s) differ from what was submitted and were kept as submitted: {} (--resubmit-changed creates them again once their task has ended, a new paid task each)",
-            kept.len(),
-            list(kept)
-        );
-    }
 }

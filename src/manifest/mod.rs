@@ -137,6 +137,8 @@ pub struct LimitsBlock {
     /// e.g. "30m": how long one task may stay unfinished before `timed_out`.
     pub task_timeout: Option<String>,
     pub download_concurrency: Option<u32>,
+    /// The spend cap in units (`--max-units`), as written (a number ≥ 0).
+    pub max_units: Option<String>,
 }
 
 /// A fully validated manifest.

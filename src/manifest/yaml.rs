@@ -31,6 +31,7 @@ const LIMIT_KEYS: &[&str] = &[
     "poll_interval",
     "task_timeout",
     "download_concurrency",
+    "max_units",
 ];
 
 type Entries = [(Node, Node)];
@@ -352,6 +353,16 @@ fn limits_block(val: &Node, file: &str, v: &mut Validator) -> LimitsBlock {
                     }
                 }),
                 None => Ok(()),
+            },
+            "max_units" => match &val.value {
+                Value::Number(n) if n.as_f64().is_finite() && n.as_f64() >= 0.0 => {
+                    out.max_units = Some(n.to_string());
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "max_units must be a number of units ≥ 0, found {}",
+                    show(val)
+                )),
             },
             other => {
                 pos = key.pos;

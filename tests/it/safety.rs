@@ -528,6 +528,9 @@ async fn max_units_never_lets_creates_pass_the_cap_and_holds_the_rest_pending() 
     let out = dir.path().join("out");
     // Default model kling-v1, std, 5 s: 1 unit each by the price table.
     let m = manifest(dir.path(), 10);
+    let planned = plan_json(&m, &out, &["--max-units", "4"]);
+    assert_eq!(planned["spend_cap"]["would_submit"], 4);
+    assert_eq!(planned["spend_cap"]["held_over_cap"], 6);
     let capped = output(run_cmd(&m, &out, &emu.base_url(), &["--max-units", "4"])).await;
     assert_exit(&capped, 1);
     assert_eq!(emu.stats().creates_accepted, 4, "the cap holds");
@@ -540,13 +543,49 @@ async fn max_units_never_lets_creates_pass_the_cap_and_holds_the_rest_pending() 
         .collect();
     assert_eq!(pending.len(), 6);
     assert!(pending[0][col("error_message")].contains("--max-units"));
-    // A higher cap on the same batch counts what was already spent.
+    // A higher cap on the same batch counts what was already spent, and
+    // plan agrees with the run.
+    let planned = plan_json(&m, &out, &["--max-units", "7"]);
+    assert_eq!(planned["spend_cap"]["already_committed"], 4.0);
+    assert_eq!(planned["spend_cap"]["would_submit"], 3);
     let more = output(run_cmd(&m, &out, &emu.base_url(), &["--max-units", "7"])).await;
     assert_exit(&more, 1);
     assert_eq!(emu.stats().creates_accepted, 7);
     let all = output(run_cmd(&m, &out, &emu.base_url(), &[])).await;
     assert_exit(&all, 0);
     assert_eq!(emu.stats().creates_accepted, 10);
+}
+
+fn plan_json(m: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let o = Command::new(crate::run::bin())
+        .args(["plan", "--json", "-o"])
+        .arg(out)
+        .arg(m)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_manifest_can_carry_the_cap() {
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m = dir.path().join("capped.yaml");
+    std::fs::write(
+        &m,
+        "limits:\n  max_units: 2\nitems:\n  - {id: a, prompt: one}\n  - {id: b, prompt: two}\n  - {id: c, prompt: three}\n",
+    )
+    .unwrap();
+    assert_eq!(plan_json(&m, &out, &[])["spend_cap"]["would_submit"], 2);
+    let run = output(run_cmd(&m, &out, &emu.base_url(), &[])).await;
+    assert_exit(&run, 1);
+    assert_eq!(emu.stats().creates_accepted, 2);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["spend_cap"]["held_over_cap"], 1, "{summary}");
 }
 
 // ---- edits after submit (issue 9) -------------------------------------------
@@ -572,6 +611,10 @@ async fn an_item_edited_after_submit_is_listed_and_only_resubmitted_on_request()
         "{said}"
     );
     assert_eq!(emu.stats().creates_accepted, 3);
+    assert_eq!(
+        plan_json(&m, &out, &[])["changed_after_submit"],
+        serde_json::json!(["clip-1"])
+    );
     // Asked for: exactly one new create; the earlier video is kept.
     let again = output(run_cmd(&m, &out, &emu.base_url(), &["--resubmit-changed"])).await;
     assert_exit(&again, 0);

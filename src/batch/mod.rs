@@ -17,6 +17,8 @@
 //! which also knows later attempts), and recovery looks each one up before
 //! anything is created.
 
+pub mod changes;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
