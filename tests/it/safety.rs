@@ -764,3 +764,20 @@ async fn an_emulator_api_redirect_to_another_origin_stops_the_batch_with_nothing
     assert_eq!(emu.stats().creates_accepted, 0);
     assert!(report(&out).iter().all(|r| &r[col("status")] == "pending"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unwritable_output_folder_names_the_folder_and_the_flag() {
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let m = manifest(dir.path(), 2);
+    let result = output(run_cmd(&m, &file.join("out"), &emu.base_url(), &[])).await;
+    assert_exit(&result, 3);
+    let err = stderr_of(&result);
+    assert!(
+        err.contains("output folder") && err.contains("-o/--output") && !err.contains(".lock"),
+        "{err}"
+    );
+    assert_eq!(emu.stats().creates_accepted, 0);
+}
