@@ -284,3 +284,41 @@ fn cards_len(b: &mut Browser) -> u64 {
         .as_u64()
         .unwrap()
 }
+
+/// The README's demo, literally: `vidbatch run manifests/example.yaml
+/// --emulator` leaves a gallery where every item plays its video.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_demo_gallery_plays_every_item() {
+    let Some(path) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("example");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/example.yaml");
+    let mut cmd = std::process::Command::new(crate::run::bin());
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .args(["run", "--emulator", "-q", "-o"])
+        .arg(&out)
+        .arg(&manifest)
+        .stdin(std::process::Stdio::null());
+    let result = output(cmd).await;
+    assert_exit(&result, 0);
+    let url = file_url(&out.join("index.html"));
+    // Tall enough that every card is in view, so every video loads.
+    let mut b = tokio::task::block_in_place(|| Browser::launch(&path, 1280, 8000));
+    tokio::task::block_in_place(|| {
+        b.open(&url);
+        b.wait_for(VISIBLE_VIDEOS_SETTLED);
+        let cards = cards_now(&mut b);
+        assert!(!cards.is_empty());
+        for card in &cards {
+            assert_eq!(card["status"], "downloaded", "{card}");
+            let videos = card["videos"].as_array().unwrap();
+            assert!(!videos.is_empty(), "{card}");
+            for v in videos {
+                assert!(v["ready"].as_u64().unwrap_or(0) >= 2, "{card}");
+                assert!(v["duration"].as_f64().unwrap_or(0.0) > 0.0, "{card}");
+            }
+        }
+        assert!(b.log.is_empty(), "the page logged: {:#?}", b.log);
+    });
+}
