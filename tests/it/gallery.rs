@@ -19,7 +19,7 @@ use vidbatch::report::{GalleryMeta, GalleryWriter};
 use vidbatch::state::{ItemRecord, Status, VideoRecord};
 
 use crate::browser::{Browser, chromium};
-use crate::review::{assert_exit, emulator, output, run_cmd};
+use crate::common::{assert_exit, emulator, output, run_cmd};
 
 fn file_url(path: &Path) -> String {
     let abs = std::fs::canonicalize(path).unwrap();
@@ -293,7 +293,7 @@ async fn the_readme_demo_gallery_plays_every_item() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("example");
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/example.yaml");
-    let mut cmd = std::process::Command::new(crate::run::bin());
+    let mut cmd = std::process::Command::new(crate::common::bin());
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .args(["run", "--emulator", "-q", "-o"])

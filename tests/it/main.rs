@@ -2,6 +2,7 @@
 
 mod browser;
 mod cli;
+mod common;
 mod download;
 mod downloader;
 mod emulator;

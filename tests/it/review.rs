@@ -8,71 +8,19 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vidbatch::emulator::{self, EmulatorConfig, EmulatorHandle};
+use vidbatch::emulator::EmulatorConfig;
 
-const AK: &str = "test-access-key-AKIDUNIQUE123";
-const SK: &str = "test-secret-key-SKUNIQUE456789";
+use crate::common::{assert_exit, output, run_cmd, vidbatch};
 
-pub(crate) fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("vidbatch")
-}
-
-pub(crate) async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
-    emulator::start(EmulatorConfig {
-        access_key: Some(AK.into()),
-        secret_key: Some(SK.into()),
+/// The emulator these tests use: quick tasks, `FAIL_ME` fails.
+async fn emulator(config: EmulatorConfig) -> vidbatch::emulator::EmulatorHandle {
+    crate::common::emulator(EmulatorConfig {
         latency: Duration::from_millis(200),
         jitter: Duration::from_millis(50),
         fail_prompt_substring: Some("FAIL_ME".into()),
         ..config
     })
     .await
-    .expect("emulator starts")
-}
-
-/// `vidbatch run` with a scrubbed environment and test-sized timings.
-pub(crate) fn run_cmd(manifest: &Path, out: &Path, base_url: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(bin());
-    cmd.env_clear()
-        .env("KLING_ACCESS_KEY", AK)
-        .env("KLING_SECRET_KEY", SK)
-        .arg("run")
-        .arg(manifest)
-        .arg("--output")
-        .arg(out)
-        .args(["--base-url", base_url, "--poll-interval", "50ms"])
-        .args(["--retry-base", "20ms", "--submit-rate", "200/s", "-q"])
-        .args(extra)
-        .stdin(Stdio::null());
-    cmd
-}
-
-pub(crate) async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
-        .await
-        .unwrap()
-}
-
-/// A read-only command on a batch folder (status, ls, report).
-pub(crate) fn vidbatch(args: &[&str], dir: &Path) -> Output {
-    let (cmd, rest) = args.split_first().unwrap();
-    Command::new(bin())
-        .env_clear()
-        .arg(cmd)
-        .arg(dir)
-        .args(rest)
-        .output()
-        .unwrap()
-}
-
-pub(crate) fn assert_exit(result: &Output, code: i32) {
-    assert_eq!(
-        result.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
 }
 
 fn stdout(o: &Output) -> String {

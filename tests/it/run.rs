@@ -2,123 +2,13 @@
 //! on port 0. Asserts on what the emulator saw, the files, the report and the
 //! exit code.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-use vidbatch::emulator::{self, EmulatorConfig, EmulatorHandle};
+use vidbatch::emulator::EmulatorConfig;
 
-pub(crate) const AK: &str = "test-access-key-AKIDUNIQUE123";
-pub(crate) const SK: &str = "test-secret-key-SKUNIQUE456789";
-
-pub(crate) fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("vidbatch")
-}
-
-pub(crate) async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
-    emulator::start(EmulatorConfig {
-        access_key: Some(AK.into()),
-        secret_key: Some(SK.into()),
-        ..config
-    })
-    .await
-    .expect("emulator starts")
-}
-
-pub(crate) fn quick() -> EmulatorConfig {
-    EmulatorConfig {
-        latency: Duration::from_millis(200),
-        jitter: Duration::from_millis(50),
-        ..EmulatorConfig::default()
-    }
-}
-
-/// A CSV manifest of `n` text2video items (ids `clip-0..`).
-pub(crate) fn manifest(dir: &Path, n: usize) -> PathBuf {
-    let path = dir.join("batch.csv");
-    let mut s = String::from("id,prompt,duration\n");
-    for i in 0..n {
-        s.push_str(&format!("clip-{i},\"a calm sea at dawn, shot {i}\",5\n"));
-    }
-    std::fs::write(&path, s).unwrap();
-    path
-}
-
-/// `vidbatch run` with a scrubbed environment and test-sized timings.
-pub(crate) fn run_cmd(manifest: &Path, out: &Path, base_url: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(bin());
-    cmd.env_clear()
-        .env("KLING_ACCESS_KEY", AK)
-        .env("KLING_SECRET_KEY", SK)
-        .arg("run")
-        .arg(manifest)
-        .arg("--output")
-        .arg(out)
-        .args([
-            "--base-url",
-            base_url,
-            "--poll-interval",
-            "50ms",
-            "--retry-base",
-            "20ms",
-            "--submit-rate",
-            "200/s",
-        ])
-        .args(extra)
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// The process ended with `code`; otherwise show what it printed.
-pub(crate) fn assert_exit(result: &Output, code: i32) {
-    assert_eq!(
-        result.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
-}
-
-/// Wait (bounded) until the emulator has accepted `n` creates.
-pub(crate) async fn wait_for_creates(emu: &EmulatorHandle, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while emu.stats().creates_accepted < n {
-        assert!(Instant::now() < deadline, "run made no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-pub(crate) async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
-        .await
-        .unwrap()
-}
-
-pub(crate) fn report(out: &Path) -> Vec<csv::StringRecord> {
-    let mut rd = csv::Reader::from_path(out.join("report.csv")).expect("report.csv exists");
-    rd.records().map(|r| r.unwrap()).collect()
-}
-
-pub(crate) fn col(rd_headers: &str) -> usize {
-    vidbatch::report::csv::COLUMNS
-        .iter()
-        .position(|c| *c == rd_headers)
-        .unwrap()
-}
-
-/// Every report row is downloaded, its file is there and hashes to its sha256.
-pub(crate) fn assert_all_videos_intact(out: &Path, n: usize) {
-    let rows = report(out);
-    assert_eq!(rows.len(), n);
-    for r in &rows {
-        assert_eq!(&r[col("status")], "downloaded", "{r:?}");
-        let bytes = std::fs::read(out.join(&r[col("path")])).unwrap();
-        assert_eq!(bytes.len().to_string(), &r[col("bytes")]);
-        assert_eq!(hex::encode(Sha256::digest(&bytes)), &r[col("sha256")]);
-    }
-}
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_runs_to_the_end_with_one_create_per_item() {
@@ -484,49 +374,6 @@ fn missing_credentials_exit_2_with_a_hint() {
         stderr.contains("KLING_ACCESS_KEY") && stderr.contains("--emulator"),
         "{stderr}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_saves_state_exits_130_and_the_rerun_finishes() {
-    let emu = emulator(EmulatorConfig {
-        latency: Duration::from_millis(600),
-        ..quick()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let m = manifest(dir.path(), 30);
-    let child = run_cmd(
-        &m,
-        &out,
-        &emu.base_url(),
-        &["--concurrency", "8", "--submit-rate", "40/s"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    wait_for_creates(&emu, 5).await;
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let interrupted = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    assert_exit(&interrupted, 130);
-    let stdout = String::from_utf8_lossy(&interrupted.stdout);
-    assert!(stdout.contains("run the same command again"), "{stdout}");
-    let result = output(run_cmd(&m, &out, &emu.base_url(), &["--concurrency", "8"])).await;
-    assert_exit(&result, 0);
-    let stats = emu.stats();
-    assert_eq!(stats.creates_accepted, 30);
-    assert!(stats.duplicate_external_task_ids.is_empty());
-    assert_all_videos_intact(&out, 30);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use vidbatch::emulator::EmulatorConfig;
 
-use crate::run::{
+use crate::common::{
     assert_all_videos_intact, assert_exit, col, emulator, manifest, output, quick, report, run_cmd,
     wait_for_creates,
 };
@@ -47,7 +47,7 @@ async fn a_finished_run_leaves_one_complete_state_db_without_a_wal() {
     let copy = dir.path().join("copy");
     std::fs::create_dir_all(&copy).unwrap();
     std::fs::copy(out.join("state.db"), copy.join("state.db")).unwrap();
-    let status = Command::new(crate::run::bin())
+    let status = Command::new(crate::common::bin())
         .args(["status", "--json"])
         .arg(&copy)
         .output()
@@ -55,7 +55,7 @@ async fn a_finished_run_leaves_one_complete_state_db_without_a_wal() {
     let status = if status.status.success() {
         status
     } else {
-        Command::new(crate::run::bin())
+        Command::new(crate::common::bin())
             .arg("status")
             .arg(&copy)
             .output()
@@ -171,7 +171,7 @@ async fn a_deleted_video_that_cannot_be_fetched_again_is_not_reported_downloaded
     assert_exit(&output(run_cmd(&m, &out, &url, &[])).await, 0);
     std::fs::remove_file(out.join("videos/clip-1.mp4")).unwrap();
     // Before any run: the report already tells the truth.
-    let offline = Command::new(crate::run::bin())
+    let offline = Command::new(crate::common::bin())
         .args(["report", "--format", "jsonl"])
         .arg(&out)
         .output()
@@ -208,7 +208,7 @@ async fn a_video_replaced_by_garbage_of_the_same_size_is_found_by_verify_and_fet
     let video = out.join("videos/clip-2.mp4");
     let size = std::fs::metadata(&video).unwrap().len() as usize;
     std::fs::write(&video, vec![b'x'; size]).unwrap();
-    let verify = Command::new(crate::run::bin())
+    let verify = Command::new(crate::common::bin())
         .arg("verify")
         .arg(&out)
         .output()
@@ -223,7 +223,7 @@ async fn a_video_replaced_by_garbage_of_the_same_size_is_found_by_verify_and_fet
     assert_exit(&output(run_cmd(&m, &out, &emu.base_url(), &[])).await, 0);
     assert_eq!(emu.stats().creates_accepted, 3);
     assert_all_videos_intact(&out, 3);
-    let clean = Command::new(crate::run::bin())
+    let clean = Command::new(crate::common::bin())
         .arg("verify")
         .arg(&out)
         .output()
@@ -236,7 +236,7 @@ async fn a_video_replaced_by_garbage_of_the_same_size_is_found_by_verify_and_fet
 fn validate(dir: &Path, csv: &str) -> std::process::Output {
     let m = dir.join("ids.csv");
     std::fs::write(&m, csv).unwrap();
-    Command::new(crate::run::bin())
+    Command::new(crate::common::bin())
         .arg("validate")
         .arg(&m)
         .output()
@@ -405,8 +405,8 @@ async fn an_api_redirect_is_never_followed_and_names_its_target() {
 // ---- 7. signals and closed pipes ------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_and_sighup_stop_like_ctrl_c_and_the_rerun_finishes() {
-    for (signal, code) in [("-TERM", 143), ("-HUP", 129)] {
+async fn ctrl_c_sigterm_and_sighup_save_state_and_the_rerun_finishes() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143), ("-HUP", 129)] {
         let emu = emulator(EmulatorConfig {
             latency: Duration::from_millis(600),
             ..quick()
@@ -557,7 +557,7 @@ async fn max_units_never_lets_creates_pass_the_cap_and_holds_the_rest_pending() 
 }
 
 fn plan_json(m: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
-    let o = Command::new(crate::run::bin())
+    let o = Command::new(crate::common::bin())
         .args(["plan", "--json", "-o"])
         .arg(out)
         .arg(m)
