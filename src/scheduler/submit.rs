@@ -188,7 +188,7 @@ impl<P: Provider> Submitter<P> {
                     // exists" (the code for it is undocumented): an earlier
                     // create, by us or by the same manifest run elsewhere.
                     // Look before failing the item; adopt what is found.
-                    if err.code.is_some()
+                    if may_mean_already_exists(&err)
                         && let Settled::Found(snap) = self.settle(item.kind, external_task_id).await
                     {
                         return created_from(snap);
@@ -258,6 +258,17 @@ pub enum Settled {
     Fatal(ProviderError),
 }
 
+/// A refused create that may mean "a task with this key exists": any
+/// business error (the code for it is undocumented), a 409, or a message
+/// that says so. Worth one lookup before the item is failed.
+fn may_mean_already_exists(err: &ProviderError) -> bool {
+    let message = err.message.to_ascii_lowercase();
+    err.code.is_some()
+        || err.http_status == Some(409)
+        || message.contains("exist")
+        || message.contains("duplicate")
+}
+
 /// `observe` never asks to stop on a success.
 fn unreachable_success() -> SubmitOutcome {
     SubmitOutcome::StateFailed("internal: setup stop on a successful create".into())
@@ -268,5 +279,30 @@ fn created_from(snap: TaskSnapshot) -> SubmitOutcome {
         task_id: snap.task_id.clone(),
         request_id: snap.request_id.clone(),
         snapshot: Some(snap),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: Option<i64>, http: u16, message: &str) -> ProviderError {
+        ProviderError {
+            class: ErrorClass::ItemInvalid,
+            code,
+            http_status: Some(http),
+            message: message.into(),
+            request_id: None,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn a_refusal_that_may_mean_the_key_exists_is_looked_up_first() {
+        assert!(may_mean_already_exists(&err(Some(1201), 400, "bad")));
+        assert!(may_mean_already_exists(&err(None, 409, "conflict")));
+        assert!(may_mean_already_exists(&err(None, 400, "Task already EXISTS")));
+        assert!(may_mean_already_exists(&err(None, 422, "duplicate key")));
+        assert!(!may_mean_already_exists(&err(None, 400, "prompt too long")));
     }
 }
