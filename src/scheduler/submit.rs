@@ -301,7 +301,11 @@ mod tests {
     fn a_refusal_that_may_mean_the_key_exists_is_looked_up_first() {
         assert!(may_mean_already_exists(&err(Some(1201), 400, "bad")));
         assert!(may_mean_already_exists(&err(None, 409, "conflict")));
-        assert!(may_mean_already_exists(&err(None, 400, "Task already EXISTS")));
+        assert!(may_mean_already_exists(&err(
+            None,
+            400,
+            "Task already EXISTS"
+        )));
         assert!(may_mean_already_exists(&err(None, 422, "duplicate key")));
         assert!(!may_mean_already_exists(&err(None, 400, "prompt too long")));
     }
