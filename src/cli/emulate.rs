@@ -296,7 +296,12 @@ pub fn run(args: &EmulateArgs) -> anyhow::Result<Exit> {
             Api::Kling => "kling",
             Api::Fal => "fal",
         };
-        anyhow::bail!("{} cannot be used with --api {api}", misplaced.join(", "));
+        // A usage mistake, like any other bad flag: exit 2, nothing started.
+        crate::errln!(
+            "error: {} cannot be used with --api {api}",
+            misplaced.join(", ")
+        );
+        return Ok(Exit::BadInput);
     }
     if args.options.api == Api::Fal {
         return run_fal(args.fal_config());

@@ -205,7 +205,7 @@ async fn requests_over_the_concurrency_limit_queue_and_all_complete() {
         .collect();
     assert_eq!(positions.len(), 5);
     assert_eq!(positions[2..], [0, 1, 2], "three wait behind two running");
-    let mut last_position = vec![u64::MAX; 5];
+    let mut last_position = [u64::MAX; 5];
     let mut saw_queue = false;
     for _ in 0..2000 {
         // One instant's snapshot: polls in a sweep happen at different moments.
@@ -564,4 +564,16 @@ async fn stats_are_served_over_http() {
     assert_eq!(body["requests_by_model"]["fal-ai/veo3"], 1);
     assert_eq!(emu.requests().len(), 2);
     emu.shutdown().await;
+}
+
+#[test]
+fn emulate_refuses_kling_only_flags_with_api_fal() {
+    crate::manifest::vidbatch()
+        .args(["emulate", "--api", "fal", "--url-ttl", "1s"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicates::str::contains(
+            "--url-ttl cannot be used with --api fal",
+        ));
 }
