@@ -1,6 +1,11 @@
-//! `vidbatch emulate`: serve the Kling API emulator until Ctrl-C. The first
-//! stdout line is exactly the base URL (flushed), so scripts can read it;
-//! everything else goes to stderr.
+//! `vidbatch emulate`: serve the Kling API emulator (or, with `--api fal`,
+//! the fal queue emulator) until Ctrl-C. The first stdout line is exactly the
+//! base URL (flushed), so scripts can read it; everything else goes to stderr.
+//!
+//! The fal emulator reuses the Kling flags whose meaning carries over
+//! (latency, jitter, seed, fail prompt, video size, request log, and the
+//! create/query/download fault rates, mapped onto fal's submit/status/file
+//! faults); flags that only make sense for Kling are refused with `--api fal`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -8,11 +13,21 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::Exit;
+use crate::emulator::fal::FalConfig;
 use crate::emulator::{self, EmulatorConfig, ProcessingAfter};
+
+/// Which API the emulator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// Kling's task API (official and gateway styles).
+    Kling,
+    /// fal's queue API (queue.fal.run).
+    Fal,
+}
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Prints the official-style base URL on its first stdout line; the gateway style is served under {base}/v1/ai/{endpoint}/kling/videos/... . Counters: GET {base}/__emulator/stats; request log: GET {base}/__emulator/requests."
+    after_help = "Prints the official-style base URL on its first stdout line; the gateway style is served under {base}/v1/ai/{endpoint}/kling/videos/... . Counters: GET {base}/__emulator/stats; request log: GET {base}/__emulator/requests. With --api fal: submit at POST {base}/{model_id}, queue URLs under {base}/{owner}/{app}/requests/{id}; --create-1302-rate, --create-5000-rate, --ambiguous-create-rate, --query-5001-rate and --download-cut-rate become submit 429, submit 500, ambiguous submit, status 500 and cut file downloads."
 )]
 pub struct EmulateArgs {
     /// Port to listen on (127.0.0.1); 0 picks a free one.
@@ -25,6 +40,24 @@ pub struct EmulateArgs {
 /// Every other knob; boxed so `Command` stays small (clippy::large_enum_variant).
 #[derive(Debug, clap::Args)]
 pub struct EmulateOptions {
+    /// Which API to emulate.
+    #[arg(long, value_enum, default_value_t = Api::Kling)]
+    pub api: Api,
+    /// With --api fal: the key expected in `Authorization: Key <key>`; makes auth strict.
+    #[arg(long, env = "VIDBATCH_EMULATE_FAL_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub fal_key: Option<Secret>,
+    /// With --api fal: account concurrency; requests beyond it wait IN_QUEUE.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=emulator::fal::MAX_CONCURRENCY as i64))]
+    pub fal_concurrency: u32,
+    /// With --api fal: fraction of requests that end COMPLETED with a 422 result (charged).
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fal_result_422_rate: f64,
+    /// With --api fal: fraction of requests that end COMPLETED with a 500 runner-error result.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fal_result_500_rate: f64,
+    /// With --api fal: per-user API requests per second (fal: 10); beyond it 429. Off by default.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub fal_rate_limit: Option<u32>,
     /// Access key (JWT `iss`) for the official style; with --secret-key makes it strict.
     #[arg(long, env = "VIDBATCH_EMULATE_ACCESS_KEY", hide_env_values = true, value_parser = parse_secret)]
     pub access_key: Option<Secret>,
@@ -188,7 +221,91 @@ impl EmulateArgs {
     }
 }
 
+impl EmulateArgs {
+    fn fal_config(&self) -> FalConfig {
+        let o = &self.options;
+        FalConfig {
+            port: self.port,
+            fal_key: o.fal_key.as_ref().map(|k| k.0.clone()),
+            concurrency: o.fal_concurrency as usize,
+            latency: o.latency,
+            jitter: o.jitter,
+            fail_prompt_substring: Some(o.fail_prompt.clone()).filter(|s| !s.is_empty()),
+            seed: o.seed,
+            submit_ambiguous_rate: o.ambiguous_create_rate,
+            submit_429_rate: o.create_1302_rate,
+            submit_5xx_rate: o.create_5000_rate,
+            status_5xx_rate: o.query_5001_rate,
+            result_422_rate: o.fal_result_422_rate,
+            result_500_rate: o.fal_result_500_rate,
+            download_cut_rate: o.download_cut_rate,
+            rate_limit_per_sec: o.fal_rate_limit,
+            video_pad_bytes: o.video_size,
+            record_requests: !o.no_request_log,
+        }
+    }
+
+    /// Flags given for the other API than the one chosen.
+    fn misplaced_flags(&self) -> Vec<&'static str> {
+        let o = &self.options;
+        let (kling_only, fal_only) = (
+            [
+                ("--access-key", o.access_key.is_some()),
+                ("--secret-key", o.secret_key.is_some()),
+                ("--api-key", o.api_key.is_some()),
+                ("--concurrency-limit", o.concurrency_limit.is_some()),
+                ("--fault-html-body", o.fault_html_body > 0.0),
+                ("--fault-json-body", o.fault_json_body > 0.0),
+                ("--fault-short-body", o.fault_short_body > 0.0),
+                ("--fault-trickle", o.fault_trickle > 0.0),
+                ("--fault-endless-body", o.fault_endless_body > 0.0),
+                ("--fault-long-task-id", o.fault_long_task_id > 0.0),
+                ("--fault-redirect-download", o.fault_redirect_download > 0.0),
+                ("--fault-redirect-api", o.fault_redirect_api > 0.0),
+                ("--videos-per-task", o.videos_per_task != 1),
+                ("--url-ttl", o.url_ttl.is_some()),
+                (
+                    "--balance-exhausted-after",
+                    o.balance_exhausted_after.is_some(),
+                ),
+            ],
+            [
+                ("--fal-key", o.fal_key.is_some()),
+                ("--fal-concurrency", o.fal_concurrency != 2),
+                ("--fal-result-422-rate", o.fal_result_422_rate > 0.0),
+                ("--fal-result-500-rate", o.fal_result_500_rate > 0.0),
+                ("--fal-rate-limit", o.fal_rate_limit.is_some()),
+            ],
+        );
+        let other: &[(&'static str, bool)] = match o.api {
+            Api::Kling => &fal_only,
+            Api::Fal => &kling_only,
+        };
+        other
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
 pub fn run(args: &EmulateArgs) -> anyhow::Result<Exit> {
+    let misplaced = args.misplaced_flags();
+    if !misplaced.is_empty() {
+        let api = match args.options.api {
+            Api::Kling => "kling",
+            Api::Fal => "fal",
+        };
+        // A usage mistake, like any other bad flag: exit 2, nothing started.
+        crate::errln!(
+            "error: {} cannot be used with --api {api}",
+            misplaced.join(", ")
+        );
+        return Ok(Exit::BadInput);
+    }
+    if args.options.api == Api::Fal {
+        return run_fal(args.fal_config());
+    }
     let config = args.config();
     config.validate().context("invalid emulator options")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -209,6 +326,37 @@ pub fn run(args: &EmulateArgs) -> anyhow::Result<Exit> {
         for line in summary {
             crate::errln!("  {line}");
         }
+        crate::errln!("  stats: {}/__emulator/stats", handle.base_url());
+        crate::errln!("Press Ctrl-C to stop.");
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for Ctrl-C")?;
+        crate::errln!("stopping");
+        handle.shutdown().await;
+        Ok(Exit::Success)
+    })
+}
+
+fn run_fal(config: FalConfig) -> anyhow::Result<Exit> {
+    config.validate().context("invalid emulator options")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let summary = config.auth_summary();
+        let concurrency = config.concurrency;
+        let handle = emulator::fal::start(config)
+            .await
+            .context("cannot start the emulator")?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", handle.base_url()).context("cannot write to stdout")?;
+        out.flush().context("cannot write to stdout")?;
+        drop(out);
+        crate::errln!("fal queue API emulator listening on {}", handle.base_url());
+        crate::errln!("  submit: POST {}/{{model_id}}", handle.base_url());
+        crate::errln!("  {summary}");
+        crate::errln!("  concurrency: {concurrency} (requests beyond it queue)");
         crate::errln!("  stats: {}/__emulator/stats", handle.base_url());
         crate::errln!("Press Ctrl-C to stop.");
         tokio::signal::ctrl_c()
@@ -304,6 +452,52 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn fal_flags_map_onto_the_fal_config() {
+        use clap::Parser;
+        let line = "vidbatch emulate --api fal --fal-key K --fal-concurrency 3 --latency 1s --seed 4 --ambiguous-create-rate 0.1 --create-1302-rate 0.2 --create-5000-rate 0.3 --query-5001-rate 0.4 --download-cut-rate 0.5 --fal-result-422-rate 0.6 --fal-result-500-rate 0.7 --fal-rate-limit 10";
+        let cli = crate::cli::Cli::try_parse_from(line.split(' '));
+        let Ok(crate::cli::Cli {
+            command: crate::cli::Command::Emulate(args),
+            ..
+        }) = cli
+        else {
+            panic!("did not parse: {cli:?}");
+        };
+        assert!(args.misplaced_flags().is_empty());
+        let c = args.fal_config();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.fal_key.as_deref(), Some("K"));
+        assert_eq!((c.concurrency, c.seed), (3, 4));
+        assert_eq!(c.latency, Duration::from_secs(1));
+        assert_eq!((c.submit_ambiguous_rate, c.submit_429_rate), (0.1, 0.2));
+        assert_eq!((c.submit_5xx_rate, c.status_5xx_rate), (0.3, 0.4));
+        assert_eq!((c.download_cut_rate, c.result_422_rate), (0.5, 0.6));
+        assert_eq!(c.result_500_rate, 0.7);
+        assert_eq!(c.rate_limit_per_sec, Some(10));
+    }
+
+    #[test]
+    fn flags_of_the_other_api_are_refused() {
+        use clap::Parser;
+        let parse = |line: &str| match crate::cli::Cli::try_parse_from(line.split(' ')) {
+            Ok(crate::cli::Cli {
+                command: crate::cli::Command::Emulate(args),
+                ..
+            }) => args.misplaced_flags(),
+            other => panic!("did not parse: {other:?}"),
+        };
+        assert_eq!(
+            parse("vidbatch emulate --api fal --url-ttl 1s"),
+            vec!["--url-ttl"]
+        );
+        assert_eq!(
+            parse("vidbatch emulate --fal-concurrency 4"),
+            vec!["--fal-concurrency"]
+        );
+        assert!(parse("vidbatch emulate --api kling --url-ttl 1s").is_empty());
     }
 
     #[test]

@@ -47,6 +47,7 @@ mod auth;
 mod conn;
 mod download;
 mod endpoints;
+pub mod fal;
 mod faults;
 mod server;
 mod stats;

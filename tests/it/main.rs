@@ -7,6 +7,7 @@ mod download;
 mod downloader;
 mod emulator;
 mod emulator_faults;
+mod fal_emulator;
 mod gallery;
 mod kling;
 mod manifest;
