@@ -216,6 +216,13 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
         || err
             .downcast_ref::<crate::settings::SettingsError>()
             .is_some()
+        // Emulator options that contradict each other are bad input too.
+        || err
+            .downcast_ref::<crate::emulator::ConfigError>()
+            .is_some()
+        || err
+            .downcast_ref::<crate::emulator::fal::FalConfigError>()
+            .is_some()
     {
         return Exit::BadInput;
     }
