@@ -86,6 +86,7 @@ impl<P: Provider> Submitter<P> {
                 message: "submission stopped before the request was sent".into(),
                 request_id: None,
                 retry_after: None,
+                hint: None,
             });
         }
         let mut transient = 0u32;
