@@ -54,6 +54,9 @@ pub(super) enum Msg {
     },
 }
 
+/// Pages one sweep reads at most, whatever the page size.
+const MAX_SWEEP_PAGES: u32 = 1_000;
+
 pub(super) type DirectLimiter = governor::DefaultDirectRateLimiter;
 
 /// A limiter of `per_second` requests, no burst.
@@ -200,7 +203,7 @@ impl<P: Provider> Workers<P> {
     pub(super) fn sweep(&self, route: Route, mut wanted: HashMap<String, usize>, page_size: u32) {
         let (provider, rate, tx) = (self.provider.clone(), self.rate.clone(), self.tx.clone());
         // Allow for tasks of ours that finished recently and others' tasks.
-        let max_pages = (wanted.len() as u32 / page_size + 3).min(1000);
+        let max_pages = (wanted.len() as u32 / page_size + 3).min(MAX_SWEEP_PAGES);
         let requests = self.requests.clone();
         tokio::spawn(async move {
             let mut found = Vec::new();
