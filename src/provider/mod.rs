@@ -115,11 +115,35 @@ pub struct ProviderError {
     pub request_id: Option<String>,
     /// From a `Retry-After` header, when present.
     pub retry_after: Option<Duration>,
+    /// What the user should do about it, in the provider's words (its code
+    /// table knows what a business code means); shown when the error stops
+    /// the batch. `None`: the engine's neutral advice.
+    pub hint: Option<String>,
+}
+
+/// What a provider's API can do, declared once so the engine picks its
+/// strategy from it and names no provider's endpoints or limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Largest page [`Provider::list`] takes; `None`: there is no list
+    /// endpoint, so tasks are only ever polled one by one.
+    pub list_page_size: Option<u32>,
+    /// [`Provider::find_by_external_id`] finds a task by our key, so an
+    /// ambiguous create can be settled by looking it up.
+    pub lookup_by_key: bool,
+    /// A create carries our key and the provider refuses a second create
+    /// under a key it knows.
+    pub idempotency_key: bool,
+    /// A created task can be cancelled.
+    pub cancel: bool,
 }
 
 /// A video-generation API. Implementations are cheap to clone behind an `Arc`
 /// and safe to call from many tasks at once.
 pub trait Provider: Send + Sync + 'static {
+    /// What this API can do.
+    fn capabilities(&self) -> Capabilities;
+
     /// Create a task for `item`, tagged with `external_task_id` (the idempotency key).
     fn create(
         &self,

@@ -1,9 +1,9 @@
 //! The bound on tasks in flight, and a stop signal.
 //!
-//! Kling counts concurrency as tasks created and not yet finished, per
-//! account, across every key (kling-api.md §9). So a slot is taken before a
+//! Video APIs count concurrency as tasks created and not yet finished, per
+//! account, across every key. So a slot is taken before a
 //! create and given back only when the task ends — not when the POST returns.
-//! The bound adapts: a 1303 ("slot full") means someone else shares the
+//! The bound adapts: a "slot full" answer means someone else shares the
 //! account, so the limit drops to what we actually hold; each later successful
 //! create probes one slot higher again, back up to the configured bound (AIMD).
 

@@ -2,7 +2,7 @@
 //!
 //! A wrong base URL, a dead port, a private CA or a redirecting proxy make
 //! *every* request fail, and each failure on its own looks like an item
-//! problem (404, 1202) or a transient one (connection refused). Failing items
+//! problem (404, unknown route) or a transient one (connection refused). Failing items
 //! for it marks a whole batch `failed` in seconds and the fixed rerun does
 //! nothing for them; retrying it forever leaves a bar stuck at "submitting".
 //! [`SetupWatch`] counts such failures across all requests: any real answer

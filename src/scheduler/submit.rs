@@ -4,7 +4,7 @@
 //!    committed before the POST.
 //! 2. The POST carries that external_task_id.
 //! 3. A definite answer is final: a task id, or an error that means "not
-//!    created". An ambiguous one (timeout, dropped connection, 5000/5002) is
+//!    created". An ambiguous one (timeout, dropped connection, server error) is
 //!    never blindly retried: the task is looked up by its external id first;
 //!    found → adopted, not found → created again under the same id.
 //! 4. [`settle`] is also what recovery runs for items a crash left in
@@ -24,7 +24,7 @@ use super::limit::{InFlight, Stop};
 use super::setup::{SETUP_STREAK, SetupWatch};
 
 /// How many transient failures in a row one item's create tolerates before it
-/// is left pending for the next run (1303 "slot full" never counts).
+/// is left pending for the next run ("slot full" never counts).
 pub const MAX_TRANSIENT: u32 = 8;
 
 /// How a submission ended.
@@ -86,6 +86,7 @@ impl<P: Provider> Submitter<P> {
                 message: "submission stopped before the request was sent".into(),
                 request_id: None,
                 retry_after: None,
+                hint: None,
             });
         }
         let mut transient = 0u32;

@@ -3,11 +3,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::*;
-use crate::manifest::Item;
-use crate::provider::{Created, Video};
-use crate::state::{self, NewItem, Writer};
+use crate::manifest::{Item, Kind};
+use crate::provider::{
+    Capabilities, Created, ErrorClass, ProviderError, RemoteStatus, TaskSnapshot, Video,
+};
+use crate::state::{self, NewItem, Update, Writer};
 
 /// What the next create call does (then the script moves on).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,6 +58,10 @@ fn perr(class: ErrorClass, code: Option<i64>) -> ProviderError {
         message: format!("scripted {class:?}"),
         request_id: None,
         retry_after: None,
+        // Like a real provider, the fake says what to do about a fatal code.
+        hint: (code == Some(1102)).then(|| {
+            "the resource pack is used up or expired; buy units, then rerun to continue".into()
+        }),
     }
 }
 
@@ -115,6 +122,15 @@ impl Fake {
 }
 
 impl Provider for Fake {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            list_page_size: Some(500),
+            lookup_by_key: true,
+            idempotency_key: true,
+            cancel: false,
+        }
+    }
+
     async fn create(&self, item: &Item, ext: &str) -> Result<Created, ProviderError> {
         let mut s = self.s.lock().unwrap();
         s.create_posts.push(ext.to_string());

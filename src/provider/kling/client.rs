@@ -24,7 +24,7 @@ use crate::provider::http::{
     MAX_BODY_BYTES, encode_segment, is_tls_failure, parse_retry_after, read_capped, redact,
     strip_query,
 };
-use crate::provider::{Created, ErrorClass, Provider, ProviderError, TaskSnapshot};
+use crate::provider::{Capabilities, Created, ErrorClass, Provider, ProviderError, TaskSnapshot};
 
 /// How much of a non-JSON body goes into an error message.
 const SNIPPET_CHARS: usize = 200;
@@ -43,6 +43,7 @@ pub(super) fn error(class: ErrorClass, message: impl Into<String>) -> ProviderEr
         message: message.into(),
         request_id: None,
         retry_after: None,
+        hint: None,
     }
 }
 
@@ -149,6 +150,7 @@ impl KlingProvider {
                 ),
                 request_id: None,
                 retry_after: None,
+                hint: None,
             });
         }
         let retry_after = response
@@ -171,6 +173,7 @@ impl KlingProvider {
                     ),
                     request_id: None,
                     retry_after,
+                    hint: None,
                 });
             }
             Err(e) => {
@@ -197,6 +200,7 @@ impl KlingProvider {
                 ),
                 request_id: None,
                 retry_after,
+                hint: None,
             });
         };
         tracing::debug!(%method, url, status, code = ?envelope.code, request_id = ?envelope.request_id, "Kling request");
@@ -229,6 +233,7 @@ impl KlingProvider {
             message,
             request_id: envelope.request_id,
             retry_after,
+            hint: codes::hint(envelope.code).map(String::from),
         })
     }
 
@@ -274,6 +279,7 @@ impl KlingProvider {
             message: redact(&message, &self.secrets()),
             request_id: None,
             retry_after: None,
+            hint: None,
         }
     }
 
@@ -339,6 +345,17 @@ async fn optional_image(image: Option<&ImageRef>) -> Result<Option<String>, Prov
 }
 
 impl Provider for KlingProvider {
+    /// Lists take up to 500 tasks a page (kling-api.md §6.2); a task is found
+    /// by our `external_task_id`, which a create carries; no cancel endpoint.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            list_page_size: Some(500),
+            lookup_by_key: true,
+            idempotency_key: true,
+            cancel: false,
+        }
+    }
+
     async fn create(&self, item: &Item, external_task_id: &str) -> Result<Created, ProviderError> {
         let (image, image_tail) = match item.kind {
             Kind::Image2Video => (

@@ -77,6 +77,21 @@ pub fn non_api_body(http_status: u16, op: Op) -> ErrorClass {
     }
 }
 
+/// What the user should do about a business code that stops the batch
+/// (kling-api.md §8), or `None` when the code says nothing specific.
+pub fn hint(code: Option<i64>) -> Option<&'static str> {
+    Some(match code? {
+        1000..=1004 => {
+            "check KLING_ACCESS_KEY / KLING_SECRET_KEY (or KLING_API_KEY) and the system clock"
+        }
+        1100 => "the account has a problem; contact Kling support",
+        1101 => "the account is in arrears; top up",
+        1102 => "the resource pack is used up or expired; buy units, then rerun to continue",
+        1304 => "this IP is not on the account's whitelist",
+        _ => return None,
+    })
+}
+
 pub fn is_not_found(code: Option<i64>, http_status: Option<u16>) -> bool {
     match code {
         Some(1200 | 1201 | 1203) => true,
@@ -159,6 +174,16 @@ mod tests {
         assert_eq!(classify(None, Some(200), Op::Create), Ambiguous);
         assert_eq!(classify(None, Some(200), Op::Query), RetryLater);
         assert_eq!(classify(Some(0), Some(404), Op::Query), ItemInvalid);
+    }
+
+    #[test]
+    fn fatal_codes_say_what_to_fix() {
+        assert!(hint(Some(1002)).unwrap().contains("KLING_ACCESS_KEY"));
+        assert!(hint(Some(1004)).unwrap().contains("system clock"));
+        assert!(hint(Some(1102)).unwrap().contains("resource pack"));
+        assert!(hint(Some(1304)).unwrap().contains("whitelist"));
+        assert_eq!(hint(Some(1303)), None);
+        assert_eq!(hint(None), None);
     }
 
     #[test]

@@ -1,0 +1,32 @@
+//! One item's in-memory state, as the coordinator owns it.
+//!
+//! Only what the coordinator itself decides on lives here (status, attempt,
+//! task id, slot, deadline, videos, last error). What belongs to polling
+//! (due times, poll counts, busy) is in [`super::poll::PollQueue`] and what
+//! belongs to downloads (files in the pool, URL refreshes) in
+//! [`super::fetch::DownloadQueue`], each keyed by the item's index. Kept
+//! small: a 100k-item batch holds 100k of these.
+
+use std::time::Instant;
+
+use crate::state::{Status, VideoRecord};
+
+#[derive(Debug, Default)]
+pub(super) struct Entry {
+    pub(super) status: Status,
+    pub(super) attempt: u32,
+    pub(super) task_id: Option<String>,
+    /// Holds one of our in-flight slots.
+    pub(super) holds_slot: bool,
+    /// When the task times out; `Some` exactly while it is tracked as in
+    /// flight (by the poll queue).
+    pub(super) deadline: Option<Instant>,
+    pub(super) videos: Vec<VideoRecord>,
+    pub(super) last_error: Option<(Option<i64>, String)>,
+    /// The key an unsettled create used, as the state recorded it (only for
+    /// items left `submitting`): recovery must ask for exactly that key,
+    /// whatever the manifest or the naming rules say today.
+    pub(super) pending_key: Option<Box<str>>,
+    /// Unix ms the task was created (from the state), for `RunEvent::Started`.
+    pub(super) submitted_at: Option<i64>,
+}

@@ -1,0 +1,376 @@
+//! The poll queue: when each in-flight task is asked about next, and when
+//! one list sweep replaces many single queries.
+//!
+//! A min-heap of due times over item indices, the per-task polling books
+//! (next due time, polls made, errors in a row, a request out, missed by the
+//! last sweep) and the sweep state of each *route* — the endpoint a task is
+//! polled through (`R`, opaque here; the coordinator uses the provider's
+//! endpoint kind). Nothing assumes how many routes there are. A route is
+//! swept once it has `list_threshold` tasks in flight and the provider has a
+//! list endpoint (`list_page_size`); sweeps stop for the run when the list
+//! never shows our tasks or the server has no such endpoint.
+//!
+//! This is bookkeeping only: it decides *what* to ask, the coordinator sends
+//! the requests (through its workers) and feeds the answers back.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+/// Failed polls in a row of one task before it is treated as gone.
+pub(super) const MAX_POLL_ERRORS: u32 = 10;
+/// List sweeps in a row that see none of our tasks before list polling is off.
+const MAX_FRUITLESS_SWEEPS: u32 = 3;
+
+/// Polling books of one item.
+#[derive(Debug, Default, Clone)]
+struct Slot {
+    next: Option<Instant>,
+    polls: u32,
+    errors: u32,
+    /// A query or sweep for this task is out.
+    busy: bool,
+    /// The last list sweep did not see it: query it on its own next time.
+    list_missed: bool,
+}
+
+/// Sweep state of one route.
+#[derive(Debug, Default)]
+struct Route {
+    in_flight: usize,
+    /// A sweep is out.
+    sweeping: bool,
+    /// The earliest time the next sweep may start.
+    next_sweep: Option<Instant>,
+}
+
+/// What is due now.
+#[derive(Debug, PartialEq)]
+pub(super) struct Due<R> {
+    /// Items to query one by one, in the order they fell due.
+    pub(super) queries: Vec<usize>,
+    /// Routes to sweep, in route order.
+    pub(super) sweeps: Vec<R>,
+}
+
+#[derive(Debug)]
+pub(super) struct PollQueue<R> {
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+    slots: Vec<Slot>,
+    /// In-flight items and their route (what a sweep looks for).
+    in_flight: HashMap<usize, R>,
+    routes: BTreeMap<R, Route>,
+    /// Sweeps in a row that found none of ours, and whether sweeps are off.
+    fruitless: u32,
+    sweeps_off: bool,
+    interval: Duration,
+    max_interval: Duration,
+    list_threshold: usize,
+    page_size: Option<u32>,
+}
+
+impl<R: Copy + Ord> PollQueue<R> {
+    /// Books for `items` items; `page_size: None` means never sweep.
+    pub(super) fn new(
+        items: usize,
+        interval: Duration,
+        max_interval: Duration,
+        list_threshold: usize,
+        page_size: Option<u32>,
+    ) -> Self {
+        PollQueue {
+            heap: BinaryHeap::new(),
+            slots: vec![Slot::default(); items],
+            in_flight: HashMap::new(),
+            routes: BTreeMap::new(),
+            fruitless: 0,
+            sweeps_off: false,
+            interval,
+            max_interval,
+            list_threshold,
+            // A page of nothing is no list endpoint.
+            page_size: page_size.filter(|&n| n > 0),
+        }
+    }
+
+    /// When the earliest scheduled poll is due (maybe a stale one).
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Tasks tracked as in flight.
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    pub(super) fn page_size(&self) -> Option<u32> {
+        self.page_size
+    }
+
+    /// Start tracking a task that went in flight on `route`.
+    pub(super) fn track(&mut self, idx: usize, route: R) {
+        self.in_flight.insert(idx, route);
+        self.routes.entry(route).or_default().in_flight += 1;
+    }
+
+    /// Stop tracking a task that ended (or timed out).
+    pub(super) fn untrack(&mut self, idx: usize) {
+        if let Some(route) = self.in_flight.remove(&idx)
+            && let Some(r) = self.routes.get_mut(&route)
+        {
+            r.in_flight -= 1;
+        }
+    }
+
+    /// Next poll: the poll interval, stretched by a quarter per poll already
+    /// made (long tasks are asked less often), up to the maximum.
+    pub(super) fn schedule(&mut self, idx: usize, now: Instant) {
+        let polls = self.slots[idx].polls;
+        let stretch = 1.0 + polls as f64 / 4.0;
+        let d = self.interval.mul_f64(stretch).min(self.max_interval);
+        self.slots[idx].polls += 1;
+        self.schedule_at(idx, now + d);
+    }
+
+    pub(super) fn schedule_at(&mut self, idx: usize, at: Instant) {
+        self.slots[idx].next = Some(at);
+        self.heap.push(Reverse((at, idx)));
+    }
+
+    pub(super) fn set_busy(&mut self, idx: usize, busy: bool) {
+        self.slots[idx].busy = busy;
+    }
+
+    /// The task answered: its error count starts again.
+    pub(super) fn answered(&mut self, idx: usize) {
+        self.slots[idx].errors = 0;
+    }
+
+    /// A poll of the task failed; the errors in a row so far.
+    pub(super) fn failed(&mut self, idx: usize) -> u32 {
+        self.slots[idx].errors += 1;
+        self.slots[idx].errors
+    }
+
+    /// Take what is due at `now`. A route with at least `list_threshold`
+    /// tasks in flight is polled by list sweeps — at most one per poll
+    /// interval, each covering every in-flight task of that route — instead
+    /// of one query per task. Stale heap entries (rescheduled, busy, or no
+    /// longer `in_flight`) are dropped.
+    pub(super) fn take_due(
+        &mut self,
+        now: Instant,
+        in_flight: impl Fn(usize) -> bool,
+        route: impl Fn(usize) -> R,
+    ) -> Due<R> {
+        let mut due: Vec<usize> = Vec::new();
+        while let Some(Reverse((t, idx))) = self.heap.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.heap.pop();
+            let s = &self.slots[idx];
+            if s.next != Some(t) || s.busy || !in_flight(idx) {
+                continue;
+            }
+            due.push(idx);
+        }
+        let mut queries = Vec::new();
+        let mut sweeps = BTreeSet::new();
+        for idx in due {
+            let r = route(idx);
+            let on_route = self.routes.get(&r).map_or(0, |s| s.in_flight);
+            if self.slots[idx].list_missed
+                || self.sweeps_off
+                || self.page_size.is_none()
+                || on_route < self.list_threshold
+            {
+                self.slots[idx].list_missed = false;
+                queries.push(idx);
+                continue;
+            }
+            let (sweeping, next_sweep) = self
+                .routes
+                .get(&r)
+                .map_or((false, None), |s| (s.sweeping, s.next_sweep));
+            match next_sweep {
+                _ if sweeping => self.schedule_at(idx, now + self.interval),
+                Some(at) if at > now => self.schedule_at(idx, at),
+                _ => {
+                    sweeps.insert(r);
+                }
+            }
+        }
+        Due {
+            queries,
+            sweeps: sweeps.into_iter().collect(),
+        }
+    }
+
+    /// Start a sweep of `route`: every in-flight task of it with no request
+    /// out and not missed by the last sweep, by task id (marked busy).
+    pub(super) fn start_sweep(
+        &mut self,
+        route: R,
+        now: Instant,
+        in_flight: impl Fn(usize) -> bool,
+        task_id: impl Fn(usize) -> Option<String>,
+    ) -> HashMap<String, usize> {
+        let r = self.routes.entry(route).or_default();
+        r.sweeping = true;
+        r.next_sweep = Some(now + self.interval);
+        let mut wanted: HashMap<String, usize> = HashMap::new();
+        for (&idx, &on) in &self.in_flight {
+            let s = &mut self.slots[idx];
+            if on == route
+                && in_flight(idx)
+                && !s.busy
+                && !s.list_missed
+                && let Some(t) = task_id(idx)
+            {
+                wanted.insert(t, idx);
+                s.busy = true;
+            }
+        }
+        for &idx in wanted.values() {
+            self.slots[idx].polls += 1;
+            self.slots[idx].next = None;
+        }
+        wanted
+    }
+
+    /// A sweep of `route` came back. A list that never shows our tasks (a
+    /// gateway that lists something else, or nothing) is given up after a
+    /// few tries.
+    pub(super) fn sweep_returned(&mut self, route: R, found_any: bool, missed_any: bool) {
+        self.routes.entry(route).or_default().sweeping = false;
+        if !found_any && missed_any {
+            self.fruitless += 1;
+            if self.fruitless >= MAX_FRUITLESS_SWEEPS {
+                self.give_up_sweeps("it never lists our tasks");
+            }
+        } else if found_any {
+            self.fruitless = 0;
+        }
+    }
+
+    /// The last sweep did not see this task: query it on its own next time.
+    pub(super) fn missed(&mut self, idx: usize) {
+        let s = &mut self.slots[idx];
+        s.busy = false;
+        s.list_missed = true;
+    }
+
+    pub(super) fn give_up_sweeps(&mut self, why: &str) {
+        if !self.sweeps_off {
+            tracing::debug!("list polling disabled for this run: {why}");
+            self.sweeps_off = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn queue(threshold: usize, page_size: Option<u32>) -> PollQueue<u8> {
+        PollQueue::new(8, 10 * MS, 40 * MS, threshold, page_size)
+    }
+
+    #[test]
+    fn polls_stretch_by_a_quarter_up_to_the_maximum() {
+        let mut q = queue(100, Some(500));
+        let t0 = Instant::now();
+        let mut dues = Vec::new();
+        for _ in 0..8 {
+            q.schedule(0, t0);
+            dues.push(q.next_due().unwrap() - t0);
+            q.heap.clear();
+        }
+        let ms: Vec<u128> = dues.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, vec![10, 12, 15, 17, 20, 22, 25, 27]);
+    }
+
+    #[test]
+    fn few_tasks_on_a_route_are_queried_one_by_one() {
+        let mut q = queue(3, Some(500));
+        let t0 = Instant::now();
+        for idx in 0..2 {
+            q.track(idx, 7);
+            q.schedule_at(idx, t0);
+        }
+        let due = q.take_due(t0, |_| true, |_| 7);
+        assert_eq!(due.queries, vec![0, 1]);
+        assert!(due.sweeps.is_empty());
+    }
+
+    #[test]
+    fn many_tasks_on_a_route_are_swept_once_per_interval() {
+        let mut q = queue(3, Some(500));
+        let t0 = Instant::now();
+        for idx in 0..4 {
+            q.track(idx, 1);
+            q.schedule_at(idx, t0);
+        }
+        let due = q.take_due(t0, |_| true, |_| 1);
+        assert_eq!(
+            due,
+            Due {
+                queries: vec![],
+                sweeps: vec![1]
+            }
+        );
+        let wanted = q.start_sweep(1, t0, |_| true, |i| Some(format!("t{i}")));
+        assert_eq!(wanted.len(), 4);
+        // While it is out, nothing of that route is due again.
+        q.schedule_at(0, t0);
+        assert_eq!(q.take_due(t0, |_| true, |_| 1).sweeps, Vec::<u8>::new());
+    }
+
+    #[test]
+    fn without_a_list_endpoint_nothing_is_ever_swept() {
+        let mut q = queue(0, None);
+        let t0 = Instant::now();
+        for idx in 0..4 {
+            q.track(idx, 1);
+            q.schedule_at(idx, t0);
+        }
+        let due = q.take_due(t0, |_| true, |_| 1);
+        assert_eq!(due.queries, vec![0, 1, 2, 3]);
+        assert!(due.sweeps.is_empty());
+    }
+
+    #[test]
+    fn sweeps_that_never_see_our_tasks_are_given_up() {
+        let mut q = queue(1, Some(500));
+        for _ in 0..MAX_FRUITLESS_SWEEPS {
+            assert!(!q.sweeps_off);
+            q.sweep_returned(1, false, true);
+        }
+        assert!(q.sweeps_off);
+    }
+
+    #[test]
+    fn routes_are_counted_apart() {
+        let mut q = queue(2, Some(500));
+        let t0 = Instant::now();
+        q.track(0, 1);
+        q.track(1, 2);
+        q.track(2, 2);
+        for idx in 0..3 {
+            q.schedule_at(idx, t0);
+        }
+        let due = q.take_due(t0, |_| true, |i| if i == 0 { 1 } else { 2 });
+        assert_eq!(
+            due,
+            Due {
+                queries: vec![0],
+                sweeps: vec![2]
+            }
+        );
+        q.untrack(1);
+        assert_eq!(q.in_flight(), 2);
+    }
+}

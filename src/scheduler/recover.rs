@@ -1,0 +1,235 @@
+//! Recovery: what a run starts from, and what it does first about each item.
+//!
+//! [`load`] turns the store's records into the coordinator's entries and
+//! counts what earlier runs left holding (account slots, committed units);
+//! [`plan`] says, per item, what resuming means — settle an unsettled create
+//! by its key, poll a task created earlier, download a finished one, verify
+//! the files of a downloaded one, retry a failed one. Both are pure, so the
+//! resume rules are tested here without a provider, a store or a clock. The
+//! coordinator carries the plan out; [`files_gone`] is its one file check.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::entry::Entry;
+use crate::manifest::Item;
+use crate::state::{ItemRecord, Status, VideoRecord};
+
+/// The entries of a run and what earlier runs committed.
+#[derive(Debug)]
+pub(super) struct Loaded {
+    pub(super) entries: Vec<Entry>,
+    /// Units charged (or else estimated) for every task earlier runs created.
+    pub(super) already_spent: f64,
+    /// Tasks from earlier runs that may hold account slots.
+    pub(super) holding_slots: usize,
+}
+
+/// Entries for `items`, in manifest order, from the store's `records` (any
+/// order; moved, not copied: on 100k items the video records are tens of
+/// megabytes). `estimates` are the items' estimated units, when known.
+pub(super) fn load(items: &[Item], records: Vec<ItemRecord>, estimates: &[Option<f64>]) -> Loaded {
+    let mut by_id: HashMap<String, ItemRecord> =
+        records.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let mut already_spent = 0.0;
+    let mut entries = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let mut e = Entry {
+            attempt: 1,
+            ..Entry::default()
+        };
+        if let Some(r) = by_id.remove(item.id.as_str()) {
+            // What earlier runs committed: the charge, else the estimate.
+            if r.task_id.is_some() || r.status() == Status::Submitting {
+                already_spent += r
+                    .units
+                    .as_deref()
+                    .and_then(|u| u.trim().parse::<f64>().ok())
+                    .or_else(|| estimates.get(i).copied().flatten())
+                    .unwrap_or(0.0);
+            }
+            e.status = r.status();
+            e.attempt = r.attempt.max(1);
+            e.task_id = r.task_id;
+            e.videos = r.videos;
+            e.last_error = r.error_message.map(|m| (r.error_code, m));
+            if e.status == Status::Submitting {
+                e.pending_key = r.external_task_id.map(String::into_boxed_str);
+            }
+            e.submitted_at = r.submitted_at;
+        }
+        entries.push(e);
+    }
+    drop(by_id);
+    let holding_slots = entries
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.status,
+                Status::Submitting | Status::Submitted | Status::Processing | Status::TimedOut
+            )
+        })
+        .count();
+    Loaded {
+        entries,
+        already_spent,
+        holding_slots,
+    }
+}
+
+/// What resuming does about one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// A crash between intent and answer: settle by its key before creating anything.
+    Settle,
+    /// Created earlier, but the recorded task id cannot be polled (a
+    /// poisoned id from an earlier build, or a hand-edited state): fail this
+    /// item, never the batch.
+    Unusable,
+    /// Created earlier: poll it; a timed-out task is first `submitted` again
+    /// (with a fresh deadline).
+    Poll { timed_out: bool },
+    /// Finished earlier: download its videos.
+    Download,
+    /// Downloaded earlier: check its files once the run has started
+    /// (stat-ing many files should not delay the first request).
+    Verify,
+    /// Failed earlier and `--retry-failed`: a new attempt under a new key.
+    Retry,
+}
+
+/// The steps of a resume, in manifest order; items with nothing to do
+/// (pending, or failed without `--retry-failed`) are left out.
+pub(super) fn plan(entries: &[Entry], retry_failed: bool) -> Vec<(usize, Step)> {
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(idx, e)| Some((idx, step(e, retry_failed)?)))
+        .collect()
+}
+
+fn step(e: &Entry, retry_failed: bool) -> Option<Step> {
+    let usable = || {
+        e.task_id
+            .as_deref()
+            .is_some_and(crate::provider::usable_task_id)
+    };
+    Some(match e.status {
+        Status::Submitting => Step::Settle,
+        Status::Submitted | Status::Processing | Status::TimedOut if !usable() => Step::Unusable,
+        Status::Submitted | Status::Processing | Status::TimedOut => Step::Poll {
+            timed_out: e.status == Status::TimedOut,
+        },
+        Status::Succeeded => Step::Download,
+        Status::Downloaded => Step::Verify,
+        Status::Failed if retry_failed => Step::Retry,
+        Status::Pending | Status::Failed => return None,
+    })
+}
+
+/// The recorded videos of a downloaded item that are not on disk under
+/// `batch_dir` with their recorded size and a video's first bytes (their
+/// path, size and hash are cleared in `videos` too). Downloaded with no
+/// video record at all counts video 1 as gone: nothing proves a file.
+pub(super) fn files_gone(videos: &mut [VideoRecord], batch_dir: &Path) -> Vec<u32> {
+    let mut gone = Vec::new();
+    for v in videos.iter_mut() {
+        let ok = match (&v.path, v.bytes) {
+            (Some(p), Some(b)) => {
+                let path = batch_dir.join(p);
+                std::fs::metadata(&path)
+                    .map(|m| m.is_file() && m.len() == b)
+                    .unwrap_or(false)
+                    // An error page an older build saved as .mp4 has a
+                    // size too; its first bytes give it away.
+                    && crate::download::looks_like_video(&path)
+            }
+            _ => false,
+        };
+        if !ok {
+            v.path = None;
+            v.bytes = None;
+            v.sha256 = None;
+            gone.push(v.n);
+        }
+    }
+    if videos.is_empty() {
+        gone.push(1);
+    }
+    gone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(status: Status, task_id: Option<&str>) -> Entry {
+        Entry {
+            status,
+            attempt: 1,
+            task_id: task_id.map(String::from),
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn each_status_resumes_where_it_stopped() {
+        let entries = [
+            entry(Status::Pending, None),
+            entry(Status::Submitting, None),
+            entry(Status::Submitted, Some("t1")),
+            entry(Status::Processing, Some("t2")),
+            entry(Status::TimedOut, Some("t3")),
+            entry(Status::Succeeded, Some("t4")),
+            entry(Status::Downloaded, Some("t5")),
+            entry(Status::Failed, Some("t6")),
+        ];
+        assert_eq!(
+            plan(&entries, false),
+            vec![
+                (1, Step::Settle),
+                (2, Step::Poll { timed_out: false }),
+                (3, Step::Poll { timed_out: false }),
+                (4, Step::Poll { timed_out: true }),
+                (5, Step::Download),
+                (6, Step::Verify),
+            ]
+        );
+        assert_eq!(plan(&entries, true).last(), Some(&(7, Step::Retry)));
+    }
+
+    #[test]
+    fn a_task_id_that_cannot_be_polled_fails_only_its_item() {
+        let long = "x".repeat(crate::provider::MAX_TASK_ID_BYTES + 1);
+        let entries = [
+            entry(Status::Submitted, None),
+            entry(Status::Processing, Some("")),
+            entry(Status::TimedOut, Some(&long)),
+            entry(Status::Submitted, Some("ok")),
+        ];
+        assert_eq!(
+            plan(&entries, false),
+            vec![
+                (0, Step::Unusable),
+                (1, Step::Unusable),
+                (2, Step::Unusable),
+                (3, Step::Poll { timed_out: false }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_downloaded_item_without_any_video_record_has_nothing_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(files_gone(&mut [], dir.path()), vec![1]);
+        let mut videos = [VideoRecord {
+            n: 2,
+            path: Some("videos/a.mp4".into()),
+            bytes: Some(10),
+            sha256: Some("h".into()),
+            ..VideoRecord::default()
+        }];
+        assert_eq!(files_gone(&mut videos, dir.path()), vec![2]);
+        assert_eq!(videos[0].sha256, None);
+    }
+}
