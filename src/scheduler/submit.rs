@@ -295,6 +295,7 @@ mod tests {
             message: message.into(),
             request_id: None,
             retry_after: None,
+            hint: None,
         }
     }
 
