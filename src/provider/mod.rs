@@ -14,14 +14,27 @@ use std::time::Duration;
 
 use crate::manifest::{Item, Kind};
 
-/// Longest task id vidbatch stores and puts in a URL path.
-pub const MAX_TASK_ID_BYTES: usize = 256;
+/// Longest task handle vidbatch stores. A handle is opaque to the engine:
+/// Kling's is its task id (which its provider holds to 256 bytes), a queue
+/// provider's may carry the status and result URLs it was given.
+pub const MAX_TASK_ID_BYTES: usize = 4096;
 
-/// A task id we can store, log and put in a URL: 1 to 256 visible ASCII
-/// characters. Anything else from a server is an item-level error, never a
-/// reason to stop the batch.
+/// A task handle we can store and log: 1 to [`MAX_TASK_ID_BYTES`] visible
+/// ASCII characters. Anything else from a server is an item-level error,
+/// never a reason to stop the batch.
 pub fn usable_task_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_TASK_ID_BYTES && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// What a cancel request achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The provider took it: the task will not run (and, normally, not cost).
+    Cancelled,
+    /// Too late: the task has started or ended; it runs (and costs) as usual.
+    TooLate,
+    /// This provider has no cancel.
+    Unsupported,
 }
 
 /// A task the provider accepted.
@@ -174,4 +187,15 @@ pub trait Provider: Send + Sync + 'static {
         page: u32,
         page_size: u32,
     ) -> impl Future<Output = Result<Vec<TaskSnapshot>, ProviderError>> + Send;
+
+    /// Ask the provider to cancel a task that has not started. Providers
+    /// without a cancel (see [`Capabilities::cancel`]) keep this default.
+    fn cancel(
+        &self,
+        kind: Kind,
+        task_id: &str,
+    ) -> impl Future<Output = Result<CancelOutcome, ProviderError>> + Send {
+        let _ = (kind, task_id);
+        async { Ok(CancelOutcome::Unsupported) }
+    }
 }

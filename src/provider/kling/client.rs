@@ -390,7 +390,7 @@ impl Provider for KlingProvider {
                 _ => None,
             });
         match task_id {
-            Some(task_id) if !crate::provider::usable_task_id(&task_id) => Err(ProviderError {
+            Some(task_id) if !wire::usable_kling_id(&task_id) => Err(ProviderError {
                 request_id: reply.request_id,
                 ..error(
                     ErrorClass::ItemInvalid,

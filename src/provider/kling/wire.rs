@@ -152,6 +152,15 @@ pub fn bounded(s: &str, max: usize) -> String {
     out
 }
 
+/// Longest Kling task id accepted (Kling's are 18 digits; gateways' UUIDs).
+pub const MAX_KLING_ID_BYTES: usize = 256;
+
+/// A Kling task id we can store and put in a URL path: 1 to 256 visible
+/// ASCII characters.
+pub fn usable_kling_id(id: &str) -> bool {
+    crate::provider::usable_task_id(id) && id.len() <= MAX_KLING_ID_BYTES
+}
+
 /// Why a task object could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -174,7 +183,7 @@ pub fn task_snapshot(data: &Value, request_id: Option<&str>) -> Result<TaskSnaps
         .get("task_id")
         .and_then(string_of)
         .ok_or(WireError::NoTaskId)?;
-    if !crate::provider::usable_task_id(&task_id) {
+    if !usable_kling_id(&task_id) {
         return Err(WireError::UnusableTaskId(task_id.len()));
     }
     let external_task_id = task
