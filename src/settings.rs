@@ -75,6 +75,8 @@ pub struct Overrides {
     pub retry_base: Option<String>,
     pub request_timeout: Option<String>,
     pub retry_failed: bool,
+    /// `--resubmit-unknown`.
+    pub resubmit_unknown: bool,
     /// `--batch NAME`: the batch's name (what its tasks' keys derive from).
     pub batch: Option<String>,
     /// `--new-batch`: generate (and pay for) every item again under a new name.
@@ -130,6 +132,9 @@ pub struct EngineSettings {
     pub list_threshold: usize,
     /// Start a new attempt for items that failed in an earlier run.
     pub retry_failed: bool,
+    /// Send again items whose create outcome is unknown (a new paid task
+    /// each, if the lost create did happen).
+    pub resubmit_unknown: bool,
 }
 
 impl Default for EngineSettings {
@@ -144,6 +149,7 @@ impl Default for EngineSettings {
             retry_base: Duration::from_secs(1),
             list_threshold: 50,
             retry_failed: false,
+            resubmit_unknown: false,
         }
     }
 }
@@ -337,6 +343,7 @@ pub fn resolve(
             retry_base,
             list_threshold: defaults.list_threshold,
             retry_failed: cli.retry_failed,
+            resubmit_unknown: cli.resubmit_unknown,
         },
     })
 }

@@ -18,7 +18,7 @@ pub struct LsArgs {
     /// Batch folder (holds state.db), e.g. output/example
     pub dir: PathBuf,
     /// Only items in these statuses (repeat or separate with commas): pending,
-    /// submitting, submitted, processing, succeeded, downloaded, failed, timed_out
+    /// submitting, submitted, processing, succeeded, downloaded, failed, timed_out, unknown
     #[arg(long, value_name = "STATUS", value_delimiter = ',', value_parser = parse_status)]
     pub status: Vec<Status>,
     /// Only items that changed within this long before now, e.g. 30m, 1h, 2days

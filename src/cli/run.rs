@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// Give items that failed in an earlier run a new attempt (a new paid task each)
     #[arg(long)]
     pub retry_failed: bool,
+    /// Send again the items whose create outcome is unknown (a provider that cannot
+    /// look a task up lost the answer): a new paid task each if the lost one was made
+    #[arg(long)]
+    pub resubmit_unknown: bool,
     /// Create again the items edited in the manifest after they were submitted
     /// (a new paid task each; the earlier videos move to videos/replaced/)
     #[arg(long)]
@@ -112,6 +116,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         retry_base: args.retry_base.clone(),
         request_timeout: args.request_timeout.clone(),
         retry_failed: args.retry_failed,
+        resubmit_unknown: args.resubmit_unknown,
         batch: args.batch.clone(),
         new_batch: args.new_batch,
         max_units: args.max_units,

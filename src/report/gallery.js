@@ -5,9 +5,9 @@
   // text from a manifest or a server is ever parsed as HTML. The view —
   // status filter, text filter, sort, page — lives in the URL hash
   // (#status=failed&q=cat&sort=duration&page=2), so a view can be bookmarked.
-  var STATUSES = ['pending', 'submitting', 'submitted', 'processing', 'succeeded', 'downloaded', 'failed', 'timed_out'];
+  var STATUSES = ['pending', 'submitting', 'submitted', 'processing', 'succeeded', 'downloaded', 'failed', 'timed_out', 'unknown'];
   // Sort by status: problems first, then by how far an item got.
-  var STATUS_RANK = { failed: 0, timed_out: 1, pending: 2, submitting: 3, submitted: 4, processing: 5, succeeded: 6, downloaded: 7 };
+  var STATUS_RANK = { failed: 0, unknown: 1, timed_out: 2, pending: 3, submitting: 4, submitted: 5, processing: 6, succeeded: 7, downloaded: 8 };
   var PAGE_SIZE = 48;
   var SORTS = ['manifest', 'id', 'status', 'duration'];
 
@@ -248,6 +248,7 @@
     switch (it.status) {
       case 'failed': return 'no video: failed';
       case 'timed_out': return 'no video yet: timed out (a rerun polls it again)';
+      case 'unknown': return 'unknown: the create may have happened (and cost); not resent';
       case 'succeeded': return 'generated, not downloaded yet (a rerun downloads it)';
       case 'pending': return 'not submitted yet';
       default: return 'no video yet: ' + it.status;

@@ -380,6 +380,7 @@ fn resumed_line(at_start: &ByStatus, items: u64) -> Option<String> {
     add(n("timed_out"), "timed out (polled again)");
     add(n("succeeded"), "to download");
     add(n("failed"), "failed earlier");
+    add(n("unknown"), "unknown (not resent)");
     add(n("pending"), "pending");
     Some(format!("resumed: {}", parts.join(", ")))
 }

@@ -102,6 +102,7 @@ impl<P: Provider> Coordinator<P> {
             stop: stop_submit.clone(),
             retry_base: cfg.retry_base,
             setup: Arc::new(setup::SetupWatch::default()),
+            lookup: input.provider.capabilities().lookup_by_key,
         });
         // Polls have their own budget so they never eat into submissions: enough
         // for every in-flight task to be asked twice per poll interval.
@@ -237,7 +238,12 @@ impl<P: Provider> Coordinator<P> {
     /// Carry out the resume plan (see [`recover::plan`]).
     fn resume(&mut self) {
         let now = Instant::now();
-        for (idx, step) in recover::plan(&self.entries, self.cfg.retry_failed) {
+        let policy = recover::Policy {
+            retry_failed: self.cfg.retry_failed,
+            resubmit_unknown: self.cfg.resubmit_unknown,
+            lookup: self.workers.submitter.lookup,
+        };
+        for (idx, step) in recover::plan(&self.entries, policy) {
             match step {
                 Step::Settle => {
                     self.entries[idx].holds_slot = true;
@@ -274,6 +280,14 @@ impl<P: Provider> Coordinator<P> {
                     }
                     self.track_in_flight(idx, now);
                     self.polls.schedule(idx, now);
+                }
+                Step::Unknown => {
+                    self.entries[idx].holds_slot = true;
+                    self.release(idx);
+                    self.mark_unknown(
+                        idx,
+                        "a create was sent before the last run stopped and this provider cannot look it up",
+                    );
                 }
                 Step::Download => self.start_downloads(idx),
                 Step::Verify => self.to_verify.push(idx),
@@ -463,6 +477,14 @@ impl<P: Provider> Coordinator<P> {
                 });
                 self.entries[idx].last_error = Some((e.code, e.message));
                 self.transition(idx, Status::Pending);
+            }
+            SubmitOutcome::Unknown(e) => {
+                // It may exist and cost: keep its reservation, never resend it.
+                self.release(idx);
+                self.mark_unknown(
+                    idx,
+                    &format!("the create's answer was lost ({})", e.message),
+                );
             }
             SubmitOutcome::Unsettled(e) => {
                 // Left `submitting` on disk: the next run settles it first.
@@ -911,6 +933,24 @@ impl<P: Provider> Coordinator<P> {
         if std::mem::take(&mut self.entries[idx].holds_slot) {
             self.limit.release();
         }
+    }
+
+    /// The create's outcome cannot be known: at most once, and honest about it.
+    fn mark_unknown(&mut self, idx: usize, why: &str) {
+        let message = format!(
+            "{why}: it may have been created and charged; not resubmitted (--resubmit-unknown sends it again)"
+        );
+        self.write(Update::Unknown {
+            id: self.items[idx].id.clone(),
+            message: message.clone(),
+        });
+        self.transition(idx, Status::Unknown);
+        self.failures.push(Failure {
+            id: self.items[idx].id.clone(),
+            status: Status::Unknown,
+            code: None,
+            message,
+        });
     }
 
     fn fail(&mut self, idx: usize, code: Option<i64>, message: String, request_id: Option<String>) {

@@ -94,36 +94,52 @@ pub(super) enum Step {
     /// Downloaded earlier: check its files once the run has started
     /// (stat-ing many files should not delay the first request).
     Verify,
-    /// Failed earlier and `--retry-failed`: a new attempt under a new key.
+    /// Failed earlier and `--retry-failed`, or unknown and
+    /// `--resubmit-unknown`: a new attempt under a new key.
     Retry,
+    /// Left mid-create, and the provider cannot look a task up by our key:
+    /// it may exist (and have been charged). Marked `unknown`, never resent
+    /// by itself.
+    Unknown,
+}
+
+/// What the user allowed this run to do again, and what the provider can check.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Policy {
+    pub(super) retry_failed: bool,
+    pub(super) resubmit_unknown: bool,
+    /// The provider finds a task by our key (settles an unsettled create).
+    pub(super) lookup: bool,
 }
 
 /// The steps of a resume, in manifest order; items with nothing to do
 /// (pending, or failed without `--retry-failed`) are left out.
-pub(super) fn plan(entries: &[Entry], retry_failed: bool) -> Vec<(usize, Step)> {
+pub(super) fn plan(entries: &[Entry], policy: Policy) -> Vec<(usize, Step)> {
     entries
         .iter()
         .enumerate()
-        .filter_map(|(idx, e)| Some((idx, step(e, retry_failed)?)))
+        .filter_map(|(idx, e)| Some((idx, step(e, policy)?)))
         .collect()
 }
 
-fn step(e: &Entry, retry_failed: bool) -> Option<Step> {
+fn step(e: &Entry, policy: Policy) -> Option<Step> {
     let usable = || {
         e.task_id
             .as_deref()
             .is_some_and(crate::provider::usable_task_id)
     };
     Some(match e.status {
-        Status::Submitting => Step::Settle,
+        Status::Submitting if policy.lookup => Step::Settle,
+        Status::Submitting => Step::Unknown,
         Status::Submitted | Status::Processing | Status::TimedOut if !usable() => Step::Unusable,
         Status::Submitted | Status::Processing | Status::TimedOut => Step::Poll {
             timed_out: e.status == Status::TimedOut,
         },
         Status::Succeeded => Step::Download,
         Status::Downloaded => Step::Verify,
-        Status::Failed if retry_failed => Step::Retry,
-        Status::Pending | Status::Failed => return None,
+        Status::Failed if policy.retry_failed => Step::Retry,
+        Status::Unknown if policy.resubmit_unknown => Step::Retry,
+        Status::Pending | Status::Failed | Status::Unknown => return None,
     })
 }
 
@@ -163,6 +179,36 @@ pub(super) fn files_gone(videos: &mut [VideoRecord], batch_dir: &Path) -> Vec<u3
 mod tests {
     use super::*;
 
+    const LOOKUP: Policy = Policy {
+        retry_failed: false,
+        resubmit_unknown: false,
+        lookup: true,
+    };
+
+    #[test]
+    fn without_lookup_an_unsettled_create_is_unknown_and_only_resent_on_request() {
+        let entries = [
+            entry(Status::Submitting, None),
+            entry(Status::Unknown, None),
+            entry(Status::Pending, None),
+        ];
+        let no_lookup = Policy {
+            lookup: false,
+            ..LOOKUP
+        };
+        assert_eq!(plan(&entries, no_lookup), vec![(0, Step::Unknown)]);
+        assert_eq!(
+            plan(
+                &entries,
+                Policy {
+                    resubmit_unknown: true,
+                    ..no_lookup
+                }
+            ),
+            vec![(0, Step::Unknown), (1, Step::Retry)]
+        );
+    }
+
     fn entry(status: Status, task_id: Option<&str>) -> Entry {
         Entry {
             status,
@@ -185,7 +231,7 @@ mod tests {
             entry(Status::Failed, Some("t6")),
         ];
         assert_eq!(
-            plan(&entries, false),
+            plan(&entries, LOOKUP),
             vec![
                 (1, Step::Settle),
                 (2, Step::Poll { timed_out: false }),
@@ -195,7 +241,17 @@ mod tests {
                 (6, Step::Verify),
             ]
         );
-        assert_eq!(plan(&entries, true).last(), Some(&(7, Step::Retry)));
+        assert_eq!(
+            plan(
+                &entries,
+                Policy {
+                    retry_failed: true,
+                    ..LOOKUP
+                }
+            )
+            .last(),
+            Some(&(7, Step::Retry))
+        );
     }
 
     #[test]
@@ -208,7 +264,7 @@ mod tests {
             entry(Status::Submitted, Some("ok")),
         ];
         assert_eq!(
-            plan(&entries, false),
+            plan(&entries, LOOKUP),
             vec![
                 (0, Step::Unusable),
                 (1, Step::Unusable),

@@ -43,6 +43,9 @@ pub enum SubmitOutcome {
     /// stop came first): the item stays `submitting`, and the next run's
     /// recovery settles it before anything else.
     Unsettled(ProviderError),
+    /// The answer to a create was lost and the provider cannot be asked
+    /// whether it happened: the item is `unknown`, never resent by itself.
+    Unknown(ProviderError),
     /// The API rejected the item itself: it fails, the batch goes on.
     Rejected(ProviderError),
     /// The API rejected the account or credentials: stop submitting.
@@ -62,6 +65,10 @@ pub struct Submitter<P> {
     pub retry_base: Duration,
     /// Tells a broken setup (every request failing the same way) from a bad item.
     pub setup: Arc<SetupWatch>,
+    /// The provider finds a task by our key ([`Capabilities::lookup_by_key`]):
+    /// an ambiguous create is settled by looking; without it, the create
+    /// is never sent again by itself (at most once) and the item is `unknown`.
+    pub lookup: bool,
     /// Requests made, by kind (for the run's summary).
     pub requests: Arc<RequestCounts>,
 }
@@ -151,6 +158,7 @@ impl<P: Provider> Submitter<P> {
                         return SubmitOutcome::NotCreated(err);
                     }
                 }
+                ErrorClass::Ambiguous if !self.lookup => return SubmitOutcome::Unknown(err),
                 ErrorClass::Ambiguous => match self.settle(item.kind, external_task_id).await {
                     Settled::Found(snap) => return created_from(snap),
                     Settled::Absent => {
@@ -189,7 +197,8 @@ impl<P: Provider> Submitter<P> {
                     // exists" (the code for it is undocumented): an earlier
                     // create, by us or by the same manifest run elsewhere.
                     // Look before failing the item; adopt what is found.
-                    if may_mean_already_exists(&err)
+                    if self.lookup
+                        && may_mean_already_exists(&err)
                         && let Settled::Found(snap) = self.settle(item.kind, external_task_id).await
                     {
                         return created_from(snap);

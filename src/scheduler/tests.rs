@@ -42,6 +42,8 @@ struct FakeState {
     urls_handed: u32,
     /// The list endpoint answers 404/1202.
     list_broken: bool,
+    /// Behave like a queue provider: no lookup by our key.
+    no_lookup: bool,
 }
 
 struct Fake {
@@ -125,7 +127,7 @@ impl Provider for Fake {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             list_page_size: Some(500),
-            lookup_by_key: true,
+            lookup_by_key: !self.s.lock().unwrap().no_lookup,
             idempotency_key: true,
             cancel: false,
         }
@@ -282,6 +284,7 @@ fn fast() -> EngineSettings {
         retry_base: Duration::from_millis(2),
         list_threshold: 1000,
         retry_failed: false,
+        resubmit_unknown: false,
     }
 }
 
@@ -695,6 +698,52 @@ async fn retry_failed_makes_a_new_attempt_under_a_new_external_id() {
     drop(s);
     let r = &h.records()[0];
     assert_eq!((r.attempt, r.submit_requests), (2, 2));
+}
+
+#[tokio::test]
+async fn without_lookup_a_lost_create_is_unknown_never_resent_until_asked() {
+    let fake = Arc::new(Fake::new(&file_server().await, 1));
+    fake.s.lock().unwrap().no_lookup = true;
+    // One create made but its answer lost, one lost before it made anything:
+    // from here the two are indistinguishable.
+    fake.script(&[Fault::AmbiguousCreated, Fault::AmbiguousLost]);
+    let h = Harness::new();
+    let out = h.run(fake.clone(), items(4), fast()).await;
+    assert_eq!(out.counts.get(&Status::Unknown), Some(&2), "{out:?}");
+    assert_eq!(out.counts.get(&Status::Downloaded), Some(&2));
+    assert_eq!(
+        fake.s.lock().unwrap().create_posts.len(),
+        4,
+        "nothing resent"
+    );
+    assert!(
+        out.failures
+            .iter()
+            .any(|f| f.status == Status::Unknown && f.message.contains("--resubmit-unknown"))
+    );
+    let again = h.run(fake.clone(), items(4), fast()).await;
+    assert_eq!(again.counts.get(&Status::Unknown), Some(&2));
+    assert_eq!(
+        fake.s.lock().unwrap().create_posts.len(),
+        4,
+        "not on a rerun either"
+    );
+    let asked = h
+        .run(
+            fake.clone(),
+            items(4),
+            EngineSettings {
+                resubmit_unknown: true,
+                ..fast()
+            },
+        )
+        .await;
+    assert!(asked.all_downloaded(), "{asked:?}");
+    assert_eq!(
+        fake.s.lock().unwrap().create_posts.len(),
+        6,
+        "exactly one new create per unknown item"
+    );
 }
 
 #[tokio::test]

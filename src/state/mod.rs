@@ -45,10 +45,14 @@ pub enum Status {
     Failed,
     /// Polled past the per-task deadline; a later run polls it again.
     TimedOut,
+    /// A create may have reached a provider that cannot be asked about it
+    /// (no lookup by our key): it may have been created — and charged. It is
+    /// never sent again unless the user says so (`--resubmit-unknown`).
+    Unknown,
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::Pending,
         Status::Submitting,
         Status::Submitted,
@@ -57,6 +61,7 @@ impl Status {
         Status::Downloaded,
         Status::Failed,
         Status::TimedOut,
+        Status::Unknown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +74,7 @@ impl Status {
             Status::Downloaded => "downloaded",
             Status::Failed => "failed",
             Status::TimedOut => "timed_out",
+            Status::Unknown => "unknown",
         }
     }
 

@@ -83,6 +83,9 @@ pub enum Update {
     /// (from the old report, or derived); recovery looks each one up before
     /// anything is created.
     Recover(Vec<RecoverItem>),
+    /// The create's outcome cannot be known (a provider without lookup lost
+    /// its answer): the item is `unknown` and is not sent again by itself.
+    Unknown { id: String, message: String },
     /// Video `n`'s file is gone or changed: forget it on disk before anything
     /// relies on it (the item is `succeeded` again and downloads again).
     VideoGone { id: String, n: u32 },
@@ -508,6 +511,13 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
             )?;
             tx.prepare_cached("UPDATE items SET params_hash = ?2 WHERE id = ?1")?
                 .execute(params![id, params_hash])?;
+        }
+        Update::Unknown { id, message } => {
+            tx.prepare_cached(
+                "UPDATE items SET status = 'unknown', error_code = NULL, error_message = ?2,
+                   updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, message, now])?;
         }
         Update::VideoGone { id, n } => {
             tx.prepare_cached(

@@ -55,7 +55,7 @@ impl Eta {
                         });
                     }
                 }
-                Status::Pending | Status::Submitting | Status::Downloaded => {
+                Status::Pending | Status::Submitting | Status::Downloaded | Status::Unknown => {
                     self.created.remove(id);
                 }
             },
