@@ -88,9 +88,22 @@ pub struct Overrides {
     pub download_min_speed: Option<String>,
 }
 
+/// Which API family the batch talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Kling's task API (official, or a gateway passing it through).
+    Kling,
+    /// fal's queue (`FAL_KEY`); many models, Kling's among them.
+    Fal,
+}
+
+/// fal's public queue root.
+pub const FAL_BASE_URL: &str = "https://queue.fal.run";
+
 /// Everything `run` needs, parsed and checked.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
+    pub api: Api,
     pub batch_dir: PathBuf,
     /// The batch's name: by default the manifest's file stem, so the same
     /// manifest run from another folder, after a lost state or on another
@@ -168,13 +181,14 @@ pub fn resolve(
         .provider
         .clone()
         .or_else(|| manifest.provider.style.clone());
-    let style = match style_name.as_deref() {
-        None | Some("kling") => Style::Official,
-        Some("kling-gateway") => Style::Gateway,
+    let (api, style) = match style_name.as_deref() {
+        None | Some("kling") => (Api::Kling, Style::Official),
+        Some("kling-gateway") => (Api::Kling, Style::Gateway),
+        Some("fal") => (Api::Fal, Style::Official),
         Some(other) => {
             return Err(err(
                 "--provider",
-                format!("unknown provider `{other}`; expected kling or kling-gateway"),
+                format!("unknown provider `{other}`; expected kling, kling-gateway or fal"),
             ));
         }
     };
@@ -186,6 +200,7 @@ pub fn resolve(
     {
         Some(u) => u,
         None if emulator => String::new(), // filled in once the emulator listens
+        None if api == Api::Fal => FAL_BASE_URL.to_string(),
         None if style == Style::Official => DEFAULT_BASE_URL.to_string(),
         None => {
             return Err(err(
@@ -202,14 +217,23 @@ pub fn resolve(
         ));
     }
 
-    let credentials = if emulator {
+    let credentials = match (api, emulator) {
         // The in-process emulator is started with these very keys.
-        Credentials::Jwt {
+        (Api::Kling, true) => Credentials::Jwt {
             access_key: "emulator-ak".into(),
             secret_key: "emulator-sk".into(),
-        }
-    } else {
-        credentials_from_env(style, env)?
+        },
+        (Api::Kling, false) => credentials_from_env(style, env)?,
+        (Api::Fal, true) => Credentials::ApiKey("emulator-fal-key".into()),
+        (Api::Fal, false) => match env("FAL_KEY").filter(|k| !k.trim().is_empty()) {
+            Some(key) => Credentials::ApiKey(key),
+            None => {
+                return Err(err(
+                    "environment",
+                    "the fal provider needs FAL_KEY (sent as `Authorization: Key …`), or try offline with --emulator",
+                ));
+            }
+        },
     };
 
     let rate_src = |cli_val: &Option<String>, manifest_val: &Option<String>, name: &str| {
@@ -306,6 +330,7 @@ pub fn resolve(
     };
 
     Ok(RunSettings {
+        api,
         batch_dir,
         batch_name,
         batch_name_explicit: cli.batch.is_some() || cli.new_batch,

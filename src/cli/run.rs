@@ -38,7 +38,7 @@ pub struct RunArgs {
     pub base_url: Option<String>,
     /// API style: kling (official, JWT from KLING_ACCESS_KEY + KLING_SECRET_KEY) or
     /// kling-gateway (static bearer key KLING_API_KEY) [default: kling]
-    #[arg(long, env = "VIDBATCH_PROVIDER", value_parser = ["kling", "kling-gateway"])]
+    #[arg(long, env = "VIDBATCH_PROVIDER", value_parser = ["kling", "kling-gateway", "fal"])]
     pub provider: Option<String>,
     /// Most tasks created and not yet finished at once (the account's concurrency) [default: 10]
     #[arg(long, env = "VIDBATCH_CONCURRENCY", value_name = "N")]
@@ -260,6 +260,12 @@ async fn run_batch(
     // The engine needs each item's progress, not its prompt.
     let records = state::load_items_with(&state::open_ro(&batch_dir)?, false)?;
 
+    if settings.api == settings::Api::Fal {
+        anyhow::bail!(settings::SettingsError {
+            source_name: "--provider".into(),
+            message: "the fal provider is not available in this build yet".into(),
+        });
+    }
     let _emulator = if emulator {
         let config = crate::emulator::EmulatorConfig {
             access_key: Some("emulator-ak".into()),

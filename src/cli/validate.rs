@@ -25,7 +25,7 @@ pub struct ValidateArgs {
 pub struct ProviderArg {
     /// API style the manifest is checked for, as `run --provider` (kling or kling-gateway)
     /// [default: the manifest's provider.style, else kling]
-    #[arg(long, env = "VIDBATCH_PROVIDER", value_parser = ["kling", "kling-gateway"])]
+    #[arg(long, env = "VIDBATCH_PROVIDER", value_parser = ["kling", "kling-gateway", "fal"])]
     pub provider: Option<String>,
 }
 

@@ -289,11 +289,14 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestEr
     let mut style_override = None;
     if let Some(style) = &opts.provider_style {
         if validate::PROVIDER_STYLES.contains(&style.as_str()) {
-            style_override = Some(style == "kling-gateway");
+            style_override = Some(validate::free_form_models(style));
         } else {
             v.problem(
                 "provider style (command line or environment)".into(),
-                format!("unknown provider style `{style}`; expected `kling` or `kling-gateway`"),
+                format!(
+                    "unknown provider style `{style}`; expected one of {}",
+                    validate::PROVIDER_STYLES.join(", ")
+                ),
             );
         }
     }

@@ -748,8 +748,15 @@ pub fn parse_setting_duration(name: &str, s: &str) -> Result<std::time::Duration
     }
 }
 
-/// `provider.style` values.
-pub const PROVIDER_STYLES: &[&str] = &["kling", "kling-gateway"];
+/// `provider.style` values: Kling's official API, a gateway passing Kling's
+/// shapes through, and fal's queue (which serves Kling and other models
+/// under model ids like `fal-ai/kling-video/v2.1/standard/text-to-video`).
+pub const PROVIDER_STYLES: &[&str] = &["kling", "kling-gateway", "fal"];
+
+/// Styles whose model names are the provider's own, not Kling's enum.
+pub fn free_form_models(style: &str) -> bool {
+    style != "kling"
+}
 
 struct Seen {
     id: String,

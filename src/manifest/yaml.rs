@@ -157,7 +157,12 @@ pub(crate) fn read(
         out.provider = provider_block(val, file, v);
         sections.push((i, std::mem::take(&mut v.problems)));
     }
-    v.gateway = style_override.unwrap_or(out.provider.style.as_deref() == Some("kling-gateway"));
+    v.gateway = style_override.unwrap_or(
+        out.provider
+            .style
+            .as_deref()
+            .is_some_and(validate::free_form_models),
+    );
     if let Some((i, _, val)) = limits {
         out.limits = limits_block(val, file, v);
         sections.push((i, std::mem::take(&mut v.problems)));
@@ -274,6 +279,23 @@ fn string_setting(val: &Node, file: &str, path: &str, v: &mut Validator) -> Opti
 
 fn provider_block(val: &Node, file: &str, v: &mut Validator) -> ProviderBlock {
     let mut out = ProviderBlock::default();
+    // `provider: fal` is short for `provider: {style: fal}`.
+    if let Some(s) = val.as_str() {
+        if validate::PROVIDER_STYLES.contains(&s) {
+            out.style = Some(s.to_string());
+        } else {
+            v.problems.push(problem(
+                file,
+                val.pos,
+                "provider",
+                format!(
+                    "unknown provider `{s}`; expected one of {}",
+                    validate::PROVIDER_STYLES.join(", ")
+                ),
+            ));
+        }
+        return out;
+    }
     let Some(m) = mapping(val, file, "provider", v) else {
         return out;
     };
@@ -290,7 +312,8 @@ fn provider_block(val: &Node, file: &str, v: &mut Validator) -> ProviderBlock {
                             val.pos,
                             &path,
                             format!(
-                                "unknown provider style `{s}`; expected `kling` or `kling-gateway`"
+                                "unknown provider style `{s}`; expected one of {}",
+                                validate::PROVIDER_STYLES.join(", ")
                             ),
                         ));
                     }
