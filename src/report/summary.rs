@@ -318,6 +318,14 @@ pub fn human(s: &Summary, o: &RunOutcome, t: &Totals) -> String {
              new attempt (a new paid task each)"
         ));
     }
+    let unknown = s.by_status.get(Status::Unknown);
+    if unknown > 0 {
+        w(format!(
+            "{unknown} item(s) unknown: their create may have reached the provider (and been \
+             charged) but it cannot be looked up, so they are not resent; run again with \
+             --resubmit-unknown to send them again (a second paid task each if the first was made)"
+        ));
+    }
     if let Some(reason) = &s.aborted {
         w(format!("aborted: {reason}"));
     }
