@@ -6,6 +6,7 @@
 //! acts on (retry later, wait for a slot, fail the item, abort the batch, or
 //! settle an ambiguous create), so no business code leaks into the engine.
 
+pub mod fal;
 pub mod http;
 pub mod kling;
 

@@ -8,6 +8,7 @@ mod downloader;
 mod emulator;
 mod emulator_faults;
 mod fal_emulator;
+mod fal_provider;
 mod gallery;
 mod kling;
 mod manifest;

@@ -1,0 +1,108 @@
+//! The fal provider: fal's queue API (`https://queue.fal.run`, providers.md
+//! §8a), where one endpoint serves every model and the model id is the path.
+//!
+//! Why it differs from Kling, and how the engine learns of it
+//! ([`crate::provider::Capabilities`]): fal has no list endpoint (tasks are
+//! polled one by one), no idempotency key and no lookup by our key (an
+//! ambiguous submit cannot be settled by asking; the engine decides), and a
+//! cancel that works only while a request is queued. Its status has no
+//! failed state: `COMPLETED` only says "read the result", and the result GET
+//! carries the video or fal's error. fal's status/result/cancel URLs live
+//! under the model's *app root*, not the model path, so the task handle we
+//! store is the URLs fal returned at submit (`wire::Handle`), never rebuilt.
+//!
+//! The request plumbing and the error classification are in `client.rs`,
+//! the JSON shapes in `wire.rs`.
+
+mod client;
+pub mod wire;
+
+use std::time::Duration;
+
+pub use client::{Op, classify};
+
+/// The fal endpoint and key. `Debug` never prints the key.
+#[derive(Clone)]
+pub struct FalConfig {
+    /// Without a trailing slash, e.g. `https://queue.fal.run`.
+    pub base_url: String,
+    /// `FAL_KEY`, sent as `Authorization: Key <key>`.
+    pub key: String,
+    /// Timeout for one API request (submit/status/result/cancel).
+    pub request_timeout: Duration,
+    /// The model of items that name none (e.g. `fal-ai/kling-video/v2.1/standard/text-to-video`).
+    pub default_model: Option<String>,
+}
+
+/// fal's public queue root.
+pub const DEFAULT_BASE_URL: &str = "https://queue.fal.run";
+
+impl std::fmt::Debug for FalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FalConfig")
+            .field("base_url", &self.base_url)
+            .field("key", &"<redacted>")
+            .field("request_timeout", &self.request_timeout)
+            .field("default_model", &self.default_model)
+            .finish()
+    }
+}
+
+/// The fal implementation of [`crate::provider::Provider`]. Cloning is cheap
+/// and clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct FalProvider {
+    config: FalConfig,
+    http: reqwest::Client,
+}
+
+impl FalProvider {
+    /// A provider with its own HTTP client, built like Kling's: rustls with
+    /// the platform and bundled roots, 10 s connect timeout, pooled
+    /// keep-alive, and **no redirects** (a submit re-sent wherever a server
+    /// points could carry the body and the key to another origin; a 3xx is
+    /// reported as a setup error instead).
+    pub fn new(config: FalConfig) -> Self {
+        // Building fails only if the TLS backend cannot initialise, which no
+        // input can cause; the default client reports the same problem on use.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("vidbatch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self::with_client(config, http)
+    }
+
+    /// A provider sharing an existing HTTP client (and so its pool).
+    pub fn with_client(mut config: FalConfig, http: reqwest::Client) -> Self {
+        config.base_url = config.base_url.trim_end_matches('/').to_owned();
+        FalProvider { config, http }
+    }
+
+    /// The HTTP client, for downloads that should reuse the same pool.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_key() {
+        let config = FalConfig {
+            base_url: format!("{DEFAULT_BASE_URL}/"),
+            key: "fal-secret-key-123".into(),
+            request_timeout: Duration::from_secs(1),
+            default_model: None,
+        };
+        let provider = FalProvider::new(config.clone());
+        for dbg in [format!("{config:?}"), format!("{provider:?}")] {
+            assert!(!dbg.contains("fal-secret-key-123"), "{dbg}");
+        }
+        assert_eq!(provider.config.base_url, DEFAULT_BASE_URL);
+    }
+}
