@@ -566,16 +566,50 @@ mod tests {
         assert!(!p.trusted("https://notfal.run/x"));
     }
 
+    fn answer(status: u16, json: Option<Value>, snippet: &str) -> Answer {
+        Answer {
+            status,
+            retry_after: None,
+            error_type: None,
+            json,
+            snippet: snippet.into(),
+        }
+    }
+
+    #[test]
+    fn a_404_page_on_submit_is_setup_and_a_refused_key_is_fatal_with_a_hint() {
+        let p = provider("https://queue.fal.run");
+        let url = "https://queue.fal.run/wrong/prefix/fal-ai/veo3";
+        let e = p.http_error(
+            Op::Submit,
+            &Method::POST,
+            url,
+            &answer(404, None, "<h1>Not Found</h1>"),
+        );
+        assert_eq!(e.class, ErrorClass::Setup);
+        assert!(
+            e.message.contains(url) && e.message.contains("Not Found"),
+            "{}",
+            e.message
+        );
+        let body = serde_json::json!({"detail": "Invalid key k"});
+        let e = p.http_error(Op::Submit, &Method::POST, url, &answer(401, Some(body), ""));
+        assert_eq!(e.class, ErrorClass::BatchFatal);
+        assert!(e.hint.as_deref().is_some_and(|h| h.contains("FAL_KEY")));
+        // The key itself ("k") is too short to redact blindly; a real one is.
+        let p = FalProvider::new(FalConfig {
+            key: "fal-key-abcdef".into(),
+            ..p.config.clone()
+        });
+        let body = serde_json::json!({"detail": "Invalid key fal-key-abcdef"});
+        let e = p.http_error(Op::Submit, &Method::POST, url, &answer(403, Some(body), ""));
+        assert!(!e.message.contains("fal-key-abcdef"), "{}", e.message);
+    }
+
     #[test]
     fn a_2xx_that_is_not_json_is_setup_and_names_the_url() {
         let p = provider("https://queue.fal.run");
-        let a = Answer {
-            status: 200,
-            retry_after: None,
-            error_type: None,
-            json: None,
-            snippet: "<html>login</html>".into(),
-        };
+        let a = answer(200, None, "<html>login</html>");
         let e = p.http_error(
             Op::Submit,
             &Method::POST,
