@@ -12,7 +12,9 @@ use crate::batch::{self, changes};
 use crate::download::Downloader;
 use crate::events::EventSender;
 use crate::manifest::{self, Item, Manifest};
+use crate::provider::fal::{FalConfig, FalProvider};
 use crate::provider::kling::{KlingConfig, KlingProvider};
+use crate::provider::registry::AnyProvider;
 use crate::report::{self, progress};
 use crate::scheduler::ids;
 use crate::scheduler::{self, EngineInput, RunOutcome, Stop};
@@ -260,39 +262,12 @@ async fn run_batch(
     // The engine needs each item's progress, not its prompt.
     let records = state::load_items_with(&state::open_ro(&batch_dir)?, false)?;
 
-    if settings.api == settings::Api::Fal {
-        anyhow::bail!(settings::SettingsError {
-            source_name: "--provider".into(),
-            message: "the fal provider is not available in this build yet".into(),
-        });
-    }
     let _emulator = if emulator {
-        let config = crate::emulator::EmulatorConfig {
-            access_key: Some("emulator-ak".into()),
-            secret_key: Some("emulator-sk".into()),
-            ..crate::emulator::EmulatorConfig::default()
-        };
-        let handle = crate::emulator::start(config)
-            .await
-            .context("cannot start the built-in emulator")?;
-        settings.base_url = match settings.style {
-            crate::provider::kling::Style::Official => handle.base_url(),
-            crate::provider::kling::Style::Gateway => handle.gateway_base_url(),
-        };
-        if mode != progress::Mode::Quiet {
-            crate::errln!("emulator: built-in Kling emulator at {}", settings.base_url);
-        }
-        Some(handle)
+        Some(start_emulator(&mut settings, mode).await?)
     } else {
         None
     };
-
-    let provider = Arc::new(KlingProvider::new(KlingConfig {
-        base_url: settings.base_url.clone(),
-        style: settings.style,
-        credentials: settings.credentials.clone(),
-        request_timeout: settings.request_timeout,
-    }));
+    let provider = Arc::new(build_provider(&settings));
     let http = crate::download::http_client().context("cannot build the HTTP client")?;
     let downloader =
         Downloader::new(http, 5, settings.engine.retry_base).with_limits(settings.download);
@@ -377,6 +352,73 @@ async fn run_batch(
         },
     })?;
     Ok(exit)
+}
+
+/// The built-in emulator of the batch's API, held (not used) so that it
+/// lives as long as the run; dropping it stops the server.
+type BuiltIn = Box<dyn std::any::Any + Send>;
+
+/// Start the built-in emulator of `settings.api` and point the run at it.
+async fn start_emulator(
+    settings: &mut RunSettings,
+    mode: progress::Mode,
+) -> anyhow::Result<BuiltIn> {
+    let (handle, name) = match settings.api {
+        settings::Api::Kling => {
+            let config = crate::emulator::EmulatorConfig {
+                access_key: Some("emulator-ak".into()),
+                secret_key: Some("emulator-sk".into()),
+                ..crate::emulator::EmulatorConfig::default()
+            };
+            let handle = crate::emulator::start(config)
+                .await
+                .context("cannot start the built-in emulator")?;
+            settings.base_url = match settings.style {
+                crate::provider::kling::Style::Official => handle.base_url(),
+                crate::provider::kling::Style::Gateway => handle.gateway_base_url(),
+            };
+            (Box::new(handle) as BuiltIn, "Kling")
+        }
+        settings::Api::Fal => {
+            let config = crate::emulator::fal::FalConfig {
+                fal_key: Some("emulator-fal-key".into()),
+                ..crate::emulator::fal::FalConfig::default()
+            };
+            let handle = crate::emulator::fal::start(config)
+                .await
+                .context("cannot start the built-in emulator")?;
+            settings.base_url = handle.base_url();
+            (Box::new(handle) as BuiltIn, "fal queue")
+        }
+    };
+    if mode != progress::Mode::Quiet {
+        crate::errln!(
+            "emulator: built-in {name} emulator at {}",
+            settings.base_url
+        );
+    }
+    Ok(handle)
+}
+
+/// The provider `settings` chose, with its credentials.
+fn build_provider(settings: &RunSettings) -> AnyProvider {
+    match settings.api {
+        settings::Api::Kling => AnyProvider::Kling(KlingProvider::new(KlingConfig {
+            base_url: settings.base_url.clone(),
+            style: settings.style,
+            credentials: settings.credentials.clone(),
+            request_timeout: settings.request_timeout,
+        })),
+        settings::Api::Fal => AnyProvider::Fal(FalProvider::new(FalConfig {
+            base_url: settings.base_url.clone(),
+            key: match &settings.credentials {
+                crate::provider::kling::Credentials::ApiKey(k) => k.clone(),
+                crate::provider::kling::Credentials::Jwt { .. } => String::new(),
+            },
+            request_timeout: settings.request_timeout,
+            default_model: None,
+        })),
+    }
 }
 
 /// Ctrl-C, SIGTERM (`docker stop`, systemd, `timeout`) and SIGHUP all stop

@@ -9,6 +9,7 @@ mod emulator;
 mod emulator_faults;
 mod fal_emulator;
 mod fal_provider;
+mod fal_run;
 mod gallery;
 mod kling;
 mod manifest;
