@@ -5,6 +5,7 @@
 //! the version line names the state schema; `--color` is honoured by clap's
 //! own help and errors too) and is what `main` calls.
 
+pub mod cancel;
 pub mod completions;
 pub mod emulate;
 pub mod ls;
@@ -82,6 +83,8 @@ pub enum Command {
     Emulate(emulate::EmulateArgs),
     /// Re-hash every downloaded video; forget missing or changed ones so the next run fetches them again.
     Verify(verify::VerifyArgs),
+    /// Ask the provider to cancel the batch's tasks that have not started (where it can).
+    Cancel(cancel::CancelArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff), or write every page into a folder with --out.
@@ -179,6 +182,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Ls(args) => ls::run(&args),
         Command::Emulate(args) => emulate::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Cancel(args) => cancel::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),
     }

@@ -268,6 +268,16 @@ async fn run_batch(
         None
     };
     let provider = Arc::new(build_provider(&settings));
+    // Which API and where: `vidbatch cancel` talks to the same one (never a secret).
+    for (key, value) in [
+        ("provider", provider_name(&settings)),
+        ("base_url", settings.base_url.clone()),
+    ] {
+        writer.send(Update::SetMeta {
+            key: key.into(),
+            value,
+        })?;
+    }
     let http = crate::download::http_client().context("cannot build the HTTP client")?;
     let downloader =
         Downloader::new(http, 5, settings.engine.retry_base).with_limits(settings.download);
@@ -400,8 +410,18 @@ async fn start_emulator(
     Ok(handle)
 }
 
+/// The `--provider` name of `settings`' choice.
+fn provider_name(settings: &RunSettings) -> String {
+    match (settings.api, settings.style) {
+        (settings::Api::Fal, _) => "fal",
+        (settings::Api::Kling, crate::provider::kling::Style::Official) => "kling",
+        (settings::Api::Kling, crate::provider::kling::Style::Gateway) => "kling-gateway",
+    }
+    .to_string()
+}
+
 /// The provider `settings` chose, with its credentials.
-fn build_provider(settings: &RunSettings) -> AnyProvider {
+pub(crate) fn build_provider(settings: &RunSettings) -> AnyProvider {
     match settings.api {
         settings::Api::Kling => AnyProvider::Kling(KlingProvider::new(KlingConfig {
             base_url: settings.base_url.clone(),

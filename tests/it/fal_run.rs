@@ -259,3 +259,77 @@ async fn a_wrong_fal_key_stops_the_batch_and_never_shows_the_key() {
     assert!(said(&result).contains("FAL_KEY"), "{}", said(&result));
     assert_eq!(emu.stats().submits_accepted, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_queued_requests_while_the_run_goes_on() {
+    // One at a time, slowly: most requests wait IN_QUEUE.
+    let emu = fal(FalConfig {
+        latency: Duration::from_millis(1500),
+        concurrency: 1,
+        ..FalConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m = manifest(dir.path(), 4);
+    let child = run_fal(&m, &out, &emu, &["--concurrency", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while emu.stats().submits_accepted < 4 {
+        assert!(Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The run writes each task's handle just after fal answers.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel = Command::new(bin())
+        .env_clear()
+        .env("FAL_KEY", FAL_KEY)
+        .arg("cancel")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_exit(&cancel, 0);
+    let text = String::from_utf8_lossy(&cancel.stdout).to_string();
+    let effective = emu.stats().cancels_effective;
+    assert!(effective >= 1, "queued requests were cancelled: {text}");
+    assert!(
+        text.contains(&format!("cancelled {effective} of")),
+        "{text}"
+    );
+    let run = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    // Cancelled requests end failed; nothing was submitted again.
+    assert_exit(&run, 1);
+    assert_eq!(count(&out, "failed") as u64, effective);
+    assert_eq!(emu.stats().submit_attempts, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kling_has_no_cancel_and_cancel_says_so() {
+    let emu = crate::common::emulator(crate::common::quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m = crate::common::manifest(dir.path(), 2);
+    assert_exit(
+        &output(crate::common::run_cmd(&m, &out, &emu.base_url(), &[])).await,
+        0,
+    );
+    let cancel = Command::new(bin())
+        .env_clear()
+        .env("KLING_ACCESS_KEY", crate::common::AK)
+        .env("KLING_SECRET_KEY", crate::common::SK)
+        .arg("cancel")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_exit(&cancel, 0);
+    assert!(
+        String::from_utf8_lossy(&cancel.stdout).contains("kling has no cancel"),
+        "{}",
+        String::from_utf8_lossy(&cancel.stdout)
+    );
+}
