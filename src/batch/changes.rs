@@ -59,6 +59,15 @@ pub fn params_hash(it: &Item, manifest_dir: &Path) -> String {
         }
         h.update([0xff]);
     }
+    // Pass-through input (fal) counts too; Kling items hash as before.
+    if let Some(extra) = &it.extra {
+        h.update(b"extra");
+        h.update(
+            serde_json::Value::Object(extra.clone())
+                .to_string()
+                .as_bytes(),
+        );
+    }
     hex::encode(&h.finalize()[..16])
 }
 

@@ -129,6 +129,7 @@ mod tests {
             cfg_scale: None,
             camera_control: None,
             sound: None,
+            extra: None,
         }
     }
 

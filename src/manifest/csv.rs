@@ -65,6 +65,8 @@ pub(crate) fn read<R: Read>(
     let header_line = line_of(&rdr, &rec);
     let names = field_names();
     let mut columns: Vec<Option<Field>> = Vec::with_capacity(rec.len());
+    // fal: columns the manifest does not know, sent as the model's input (text).
+    let mut extra_columns: Vec<(usize, String)> = Vec::new();
     // `promt` in the header: every row would also lack `prompt`; say it once.
     let mut misspelled: Vec<Field> = Vec::new();
     for (i, cell) in rec.iter().enumerate() {
@@ -80,13 +82,21 @@ pub(crate) fn read<R: Read>(
         let field = if name.is_empty() {
             v.problem(loc, format!("header column {} has no name", i + 1));
             None
-        } else if let Some(f) = Field::from_name(name) {
+        } else if let Some(f) = Field::from_name(name)
+            .filter(|f| !v.passthrough || super::validate::passthrough_reads(*f))
+        {
             if columns.contains(&Some(f)) {
                 v.problem(loc, format!("column `{name}` appears twice in the header"));
                 None
             } else {
                 Some(f)
             }
+        } else if v.passthrough && name == "model" {
+            Some(Field::ModelName)
+        } else if v.passthrough {
+            // fal: the column is the model's input, sent as written.
+            extra_columns.push((i, name.to_string()));
+            None
         } else {
             v.problem(loc, unknown_name("column", name, &names));
             misspelled.extend(likely_field(name));
@@ -131,6 +141,16 @@ pub(crate) fn read<R: Read>(
                         e.valid_up_to()
                     ),
                 ),
+            }
+        }
+        for (i, name) in &extra_columns {
+            match rec.get(*i).map(std::str::from_utf8) {
+                Some(Ok(s)) if !s.is_empty() => {
+                    p.extra
+                        .insert(name.clone(), serde_json::Value::String(s.to_string()));
+                }
+                Some(Err(_)) => v.problem(origin.at(Some(name)), "not valid UTF-8".to_string()),
+                _ => {}
             }
         }
         if let Some(item) = v.finish(p, origin) {

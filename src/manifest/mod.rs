@@ -115,6 +115,9 @@ pub struct Item {
     pub camera_control: Option<CameraControl>,
     /// "on" / "off".
     pub sound: Option<String>,
+    /// Fields a pass-through provider (fal) sends as the model's input as
+    /// written: everything the manifest does not itself know. `None` for Kling.
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The `provider:` block of a YAML manifest (all optional; CLI and environment win).
@@ -290,6 +293,7 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestEr
     if let Some(style) = &opts.provider_style {
         if validate::PROVIDER_STYLES.contains(&style.as_str()) {
             style_override = Some(validate::free_form_models(style));
+            v.passthrough = style == "fal";
         } else {
             v.problem(
                 "provider style (command line or environment)".into(),

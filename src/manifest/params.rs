@@ -39,6 +39,12 @@ pub fn settings_json(item: &Item) -> String {
     put("negative_prompt", text(&item.negative_prompt));
     put("image", item.image.as_ref().map(image));
     put("image_tail", item.image_tail.as_ref().map(image));
+    // A pass-through provider's model input, as written.
+    if let Some(extra) = &item.extra {
+        for (k, v) in extra {
+            m.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
     Value::Object(m).to_string()
 }
 
@@ -90,6 +96,7 @@ mod tests {
                 config: None,
             }),
             sound: None,
+            extra: None,
         }
     }
 

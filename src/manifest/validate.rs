@@ -171,6 +171,8 @@ pub struct Partial {
     pub cfg_scale: Option<f64>,
     pub camera_control: Option<CameraControl>,
     pub sound: Option<String>,
+    /// Pass-through fields (fal), as written, in order.
+    pub extra: serde_json::Map<String, serde_json::Value>,
     bad: u16,
     from_defaults: u16,
     /// Where each field's value was written (YAML), by `Field` index.
@@ -246,6 +248,11 @@ impl Partial {
             camera_control => Field::CameraControl,
             sound => Field::Sound,
         );
+        for (k, v) in &d.extra {
+            if !self.extra.contains_key(k) {
+                self.extra.insert(k.clone(), v.clone());
+            }
+        }
     }
 
     /// A canonical text of the item's content, for content-derived ids:
@@ -279,6 +286,10 @@ impl Partial {
         }
         if let Some(i) = &self.image {
             put("image", s(&i.written));
+        }
+        // serde_json's Map keeps keys sorted: one canonical text per content.
+        for (k, v) in &self.extra {
+            put(&format!("extra.{k}"), v.to_string());
         }
         if let Some(i) = &self.image_tail {
             put("image_tail", s(&i.written));
@@ -753,6 +764,20 @@ pub fn parse_setting_duration(name: &str, s: &str) -> Result<std::time::Duration
 /// under model ids like `fal-ai/kling-video/v2.1/standard/text-to-video`).
 pub const PROVIDER_STYLES: &[&str] = &["kling", "kling-gateway", "fal"];
 
+/// The fields a pass-through manifest (fal) reads itself; every other field
+/// is the model's input, sent as written, without Kling's rules.
+pub fn passthrough_reads(f: Field) -> bool {
+    matches!(
+        f,
+        Field::Id
+            | Field::Kind
+            | Field::Prompt
+            | Field::Image
+            | Field::ImageTail
+            | Field::ModelName
+    )
+}
+
 /// Styles whose model names are the provider's own, not Kling's enum.
 pub fn free_form_models(style: &str) -> bool {
     style != "kling"
@@ -769,6 +794,9 @@ struct Seen {
 pub struct Validator {
     /// `provider.style: kling-gateway`: model names are free-form.
     pub gateway: bool,
+    /// `provider.style: fal`: fields the manifest does not know are the
+    /// model's input, passed through; `model` names the model.
+    pub passthrough: bool,
     pub images: ImageChecker,
     pub problems: Vec<Problem>,
     defaults: Partial,
@@ -792,6 +820,14 @@ impl Validator {
 
     pub fn set_defaults(&mut self, d: Partial) {
         self.defaults = d;
+    }
+
+    /// A top-level `model:` (pass-through manifests): the model of items
+    /// that name none, unless `defaults:` already does.
+    pub fn default_model(&mut self, model: String) {
+        if self.defaults.model_name.is_none() {
+            self.defaults.model_name = Some(model);
+        }
     }
 
     /// Phase 1: parse one field on its own into `p`; a failure is a problem
@@ -1120,6 +1156,7 @@ impl Validator {
             cfg_scale: p.cfg_scale,
             camera_control: p.camera_control,
             sound: p.sound,
+            extra: (!p.extra.is_empty()).then_some(p.extra),
         })
     }
 }

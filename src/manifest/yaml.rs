@@ -23,7 +23,14 @@ pub(crate) struct YamlOut {
     pub rows: Option<usize>,
 }
 
-const TOP_KEYS: &[&str] = &["defaults", "items", "items_from", "provider", "limits"];
+const TOP_KEYS: &[&str] = &[
+    "defaults",
+    "items",
+    "items_from",
+    "provider",
+    "limits",
+    "model",
+];
 const PROVIDER_KEYS: &[&str] = &["style", "base_url"];
 const LIMIT_KEYS: &[&str] = &[
     "concurrency",
@@ -157,6 +164,9 @@ pub(crate) fn read(
         out.provider = provider_block(val, file, v);
         sections.push((i, std::mem::take(&mut v.problems)));
     }
+    if style_override.is_none() {
+        v.passthrough = out.provider.style.as_deref() == Some("fal");
+    }
     v.gateway = style_override.unwrap_or(
         out.provider
             .style
@@ -169,6 +179,23 @@ pub(crate) fn read(
     }
     if let Some((i, _, val)) = defaults {
         read_defaults(val, file, base_dir, v);
+        sections.push((i, std::mem::take(&mut v.problems)));
+    }
+    // `model:` at the top: the default model of a pass-through (fal) manifest.
+    if let Some((i, _, val)) = find("model") {
+        match val.as_str() {
+            Some(m) if v.passthrough && !m.trim().is_empty() => v.default_model(m.to_string()),
+            _ => v.problems.push(problem(
+                file,
+                val.pos,
+                "model",
+                if v.passthrough {
+                    "model must be a model id such as fal-ai/kling-video/v2.1/standard/text-to-video".to_string()
+                } else {
+                    "a top-level `model:` is for `provider: fal`; Kling manifests name it per item or in defaults as `model_name`".to_string()
+                },
+            )),
+        }
         sections.push((i, std::mem::take(&mut v.problems)));
     }
     match (items_val, items_from) {
@@ -424,7 +451,18 @@ fn read_fields(
             );
             continue;
         };
-        match Field::from_name(k) {
+        // fal names its model `model`; the manifest's own name also works.
+        let field = match Field::from_name(k) {
+            None if v.passthrough && k == "model" => Some(Field::ModelName),
+            Some(f) if v.passthrough && !validate::passthrough_reads(f) => None,
+            f => f,
+        };
+        match field {
+            None if v.passthrough => {
+                if !val.is_null() {
+                    p.extra.insert(k.to_string(), to_json(val));
+                }
+            }
             Some(Field::Id) if is_defaults => v.problem(
                 origin.with_pos(key.pos).at(Some("id")),
                 "`id` cannot be a default: every item needs its own (or none, for a content-derived id)",
@@ -442,6 +480,38 @@ fn read_fields(
                 }
             }
         }
+    }
+}
+
+/// A YAML value as the JSON a pass-through provider sends (bounded by the
+/// YAML budgets already; aliases are shared there, expanded here).
+fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Number(n) => match *n {
+            yaml_tree::Number::UInt(u) => J::from(u),
+            yaml_tree::Number::Int(i) => J::from(i),
+            yaml_tree::Number::Float(f) => {
+                serde_json::Number::from_f64(f).map_or(J::Null, J::Number)
+            }
+        },
+        Value::Str(s) => J::String(s.to_string()),
+        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = k
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| to_json(k).to_string());
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        Value::Tagged(_, inner) => to_json(inner),
     }
 }
 

@@ -270,6 +270,7 @@ fn t2v(id: &str, prompt: &str) -> Item {
         cfg_scale: None,
         camera_control: None,
         sound: None,
+        extra: None,
     }
 }
 

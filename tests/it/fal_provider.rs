@@ -52,6 +52,7 @@ fn item(prompt: Option<&str>, model: Option<&str>) -> Item {
         cfg_scale: Some(0.5),
         camera_control: None,
         sound: None,
+        extra: None,
     }
 }
 

@@ -333,3 +333,42 @@ async fn kling_has_no_cancel_and_cancel_says_so() {
         String::from_utf8_lossy(&cancel.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn any_other_field_is_the_models_input_passed_through_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("wan.yaml");
+    std::fs::write(
+        &m,
+        "provider: fal\nmodel: fal-ai/wan/v2.2-a14b/text-to-video\ndefaults:\n  resolution: 720p\n  num_frames: 81\nitems:\n  - id: boat\n    prompt: a paper boat\n    enable_safety_checker: false\n    duration: 8s\n  - id: other\n    model: fal-ai/veo3\n    prompt: a fox\n    resolution: 1080p\n",
+    )
+    .unwrap();
+    let manifest = vidbatch::manifest::load(&m).expect("a fal manifest takes any field");
+    let boat = &manifest.items[0];
+    assert_eq!(
+        boat.model_name.as_deref(),
+        Some("fal-ai/wan/v2.2-a14b/text-to-video")
+    );
+    let input = vidbatch::provider::fal::wire::input(boat, None, None);
+    assert_eq!(input["prompt"], "a paper boat");
+    assert_eq!(input["resolution"], "720p", "from defaults");
+    assert_eq!(input["num_frames"], 81, "numbers stay numbers");
+    assert_eq!(input["enable_safety_checker"], false);
+    assert_eq!(input["duration"], "8s", "no Kling rule on a fal model");
+    let other = &manifest.items[1];
+    assert_eq!(other.model_name.as_deref(), Some("fal-ai/veo3"));
+    assert_eq!(
+        vidbatch::provider::fal::wire::input(other, None, None)["resolution"],
+        "1080p"
+    );
+    // And it runs.
+    let emu = fal(quick()).await;
+    let out = dir.path().join("out");
+    let result = output(run_fal(&m, &out, &emu, &[])).await;
+    assert_exit(&result, 0);
+    assert_eq!(count(&out, "downloaded"), 2);
+    // A Kling manifest still refuses fields it does not know.
+    let kling = dir.path().join("kling.yaml");
+    std::fs::write(&kling, "items:\n  - prompt: a fox\n    resolution: 1080p\n").unwrap();
+    assert!(vidbatch::manifest::load(&kling).is_err());
+}

@@ -215,6 +215,7 @@ fn t2v_item() -> Item {
         cfg_scale: Some(0.5),
         camera_control: None,
         sound: Some("off".into()),
+        extra: None,
     }
 }
 

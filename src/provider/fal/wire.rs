@@ -134,6 +134,12 @@ pub fn input(item: &Item, image_url: Option<String>, tail_image_url: Option<Stri
     put("cfg_scale", item.cfg_scale.map(Value::from));
     put("image_url", image_url.map(Value::from));
     put("tail_image_url", tail_image_url.map(Value::from));
+    // Everything else the manifest passed through, as written.
+    if let Some(extra) = &item.extra {
+        for (k, v) in extra {
+            map.insert(k.clone(), v.clone());
+        }
+    }
     Value::Object(map)
 }
 
@@ -392,6 +398,7 @@ mod tests {
             cfg_scale: Some(0.5),
             camera_control: None,
             sound: None,
+            extra: None,
         };
         let body = input(&item, Some("https://e.x/a.png".into()), None);
         assert_eq!(

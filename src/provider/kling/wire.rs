@@ -298,6 +298,7 @@ mod tests {
             cfg_scale: Some(0.5),
             camera_control: None,
             sound: Some("on".into()),
+            extra: None,
         }
     }
 
