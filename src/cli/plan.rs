@@ -75,7 +75,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
         }
         crate::outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        let mut s = table(&m.path, &e);
+        let mut s = table(&m.path, &e, args.provider.is_fal(&m));
         if let Some(c) = &cap {
             let _ = writeln!(
                 s,
@@ -182,7 +182,7 @@ fn changed_ids(
         .collect()
 }
 
-fn table(path: &std::path::Path, e: &cost::Estimate) -> String {
+fn table(path: &std::path::Path, e: &cost::Estimate, fal: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -192,6 +192,13 @@ fn table(path: &std::path::Path, e: &cost::Estimate) -> String {
     );
     let _ = writeln!(s, "  by kind:     {}", counts(&e.by_kind, ""));
     let _ = writeln!(s, "  by model:    {}", counts(&e.by_model, ""));
+    if fal {
+        let _ = writeln!(
+            s,
+            "  estimated cost: unknown — fal prices each model by the second or by the video; see each model's page (the charge is in fal's billing, not in the API's answer)"
+        );
+        return s;
+    }
     let _ = writeln!(s, "  by mode:     {}", counts(&e.by_mode, ""));
     let _ = writeln!(s, "  by duration: {}", counts(&e.by_duration, "s"));
     let priced = e.items - e.unpriced_items;

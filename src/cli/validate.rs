@@ -30,6 +30,13 @@ pub struct ProviderArg {
 }
 
 impl ProviderArg {
+    /// The manifest goes to fal (by this flag, or its own `provider:`).
+    pub fn is_fal(&self, m: &Manifest) -> bool {
+        self.provider.as_deref().or(m.provider.style.as_deref()) == Some("fal")
+    }
+}
+
+impl ProviderArg {
     /// Load the manifest as `run` with this provider style would.
     pub fn load(&self, path: &std::path::Path) -> Result<Manifest, manifest::ManifestError> {
         let options = manifest::LoadOptions {
@@ -44,12 +51,12 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<Exit> {
     if args.provider.provider.is_some() {
         m.provider.style.clone_from(&args.provider.provider);
     }
-    crate::out!("{}", summary(&m));
+    crate::out!("{}", summary(&m, args.provider.is_fal(&m)));
     Ok(Exit::Success)
 }
 
 /// The one-screen summary printed on success.
-pub fn summary(m: &Manifest) -> String {
+pub fn summary(m: &Manifest, fal: bool) -> String {
     let e = cost::estimate(&m.items);
     let images: HashSet<&PathBuf> = m
         .items
@@ -64,8 +71,11 @@ pub fn summary(m: &Manifest) -> String {
     let _ = writeln!(s, "{}: OK, {} item(s)", m.path.display(), e.items);
     let _ = writeln!(s, "  by kind:     {}", counts(&e.by_kind, ""));
     let _ = writeln!(s, "  by model:    {}", counts(&e.by_model, ""));
-    let _ = writeln!(s, "  by mode:     {}", counts(&e.by_mode, ""));
-    let _ = writeln!(s, "  by duration: {}", counts(&e.by_duration, "s"));
+    if !fal {
+        // Kling's fields, with the API's defaults applied; fal models take their own.
+        let _ = writeln!(s, "  by mode:     {}", counts(&e.by_mode, ""));
+        let _ = writeln!(s, "  by duration: {}", counts(&e.by_duration, "s"));
+    }
     let _ = writeln!(s, "  local images checked: {}", images.len());
     if let Some(style) = &m.provider.style {
         let _ = writeln!(s, "  provider style: {style}");

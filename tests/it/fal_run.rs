@@ -103,7 +103,7 @@ fn the_fal_demo_runs_offline() {
         .unwrap();
     assert_exit(&result, 0);
     let rows = report(&out);
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 4);
     for r in &rows {
         assert_eq!(&r[col("status")], "downloaded", "{r:?}");
         let bytes = std::fs::read(out.join(&r[col("path")])).unwrap();
