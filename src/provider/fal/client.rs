@@ -13,8 +13,9 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER
 use serde_json::Value;
 
 use super::FalProvider;
+use super::image::optional_image;
 use super::wire::{self, Handle, QueueStatus};
-use crate::manifest::{ImageRef, Item, Kind};
+use crate::manifest::{Item, Kind};
 use crate::provider::http::{
     MAX_BODY_BYTES, encode_segment, is_tls_failure, parse_retry_after, read_capped, redact,
     strip_query,
@@ -26,8 +27,6 @@ use crate::provider::{
 
 /// How much of a non-JSON body goes into an error message.
 const SNIPPET_CHARS: usize = 200;
-/// Largest local image sent as a data URI (fal's payloads top out near here).
-const MAX_IMAGE_BYTES: u64 = 20 * 1024 * 1024;
 
 /// Which call failed: the same HTTP status means different things on each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +54,7 @@ pub fn classify(op: Op, status: u16) -> ErrorClass {
     }
 }
 
-fn error(class: ErrorClass, message: impl Into<String>) -> ProviderError {
+pub(super) fn error(class: ErrorClass, message: impl Into<String>) -> ProviderError {
     ProviderError {
         class,
         code: None,
@@ -317,47 +316,6 @@ impl FalProvider {
 
 fn decode(task_id: &str) -> Result<Handle, ProviderError> {
     Handle::decode(task_id).map_err(|e| error(ErrorClass::ItemInvalid, e.to_string()))
-}
-
-/// An image as fal takes it: a URL as is, a local PNG/JPEG as a data URI.
-async fn image_value(image: &ImageRef) -> Result<String, ProviderError> {
-    let path = match image {
-        ImageRef::Url(url) => return Ok(url.clone()),
-        ImageRef::Path(path) => path,
-    };
-    let unreadable = |e: &dyn std::fmt::Display| {
-        error(
-            ErrorClass::ItemInvalid,
-            format!("cannot read image {}: {e}", path.display()),
-        )
-    };
-    let meta = tokio::fs::metadata(path)
-        .await
-        .map_err(|e| unreadable(&e))?;
-    if meta.len() > MAX_IMAGE_BYTES {
-        return Err(error(
-            ErrorClass::ItemInvalid,
-            format!(
-                "image {} is {} bytes, over the {MAX_IMAGE_BYTES}-byte limit for a data URI",
-                path.display(),
-                meta.len()
-            ),
-        ));
-    }
-    let bytes = tokio::fs::read(path).await.map_err(|e| unreadable(&e))?;
-    wire::data_uri(&bytes).ok_or_else(|| {
-        error(
-            ErrorClass::ItemInvalid,
-            format!("image {} is neither PNG nor JPEG", path.display()),
-        )
-    })
-}
-
-async fn optional_image(image: Option<&ImageRef>) -> Result<Option<String>, ProviderError> {
-    match image {
-        Some(i) => image_value(i).await.map(Some),
-        None => Ok(None),
-    }
 }
 
 impl Provider for FalProvider {

@@ -15,6 +15,7 @@
 //! the JSON shapes in `wire.rs`.
 
 mod client;
+mod image;
 pub mod wire;
 
 use std::time::Duration;
