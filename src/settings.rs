@@ -223,7 +223,8 @@ pub fn resolve(
             access_key: "emulator-ak".into(),
             secret_key: "emulator-sk".into(),
         },
-        (Api::Kling, false) => credentials_from_env(style, env)?,
+        (Api::Kling, false) => crate::provider::kling::credentials_from_env(style, env)
+            .map_err(|m| err("environment", m))?,
         (Api::Fal, true) => Credentials::ApiKey("emulator-fal-key".into()),
         (Api::Fal, false) => match env("FAL_KEY").filter(|k| !k.trim().is_empty()) {
             Some(key) => Credentials::ApiKey(key),
@@ -429,37 +430,6 @@ fn utc_stamp() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace(['-', ':'], "")
-}
-
-fn credentials_from_env(
-    style: Style,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Credentials, SettingsError> {
-    let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-    let (ak, sk, key) = (
-        get("KLING_ACCESS_KEY"),
-        get("KLING_SECRET_KEY"),
-        get("KLING_API_KEY"),
-    );
-    match (style, ak, sk, key) {
-        (Style::Official, Some(access_key), Some(secret_key), _) => Ok(Credentials::Jwt {
-            access_key,
-            secret_key,
-        }),
-        (Style::Official, Some(_), None, _) | (Style::Official, None, Some(_), _) => Err(err(
-            "environment",
-            "set both KLING_ACCESS_KEY and KLING_SECRET_KEY (only one of them is set)",
-        )),
-        (_, _, _, Some(key)) => Ok(Credentials::ApiKey(key)),
-        (Style::Official, None, None, None) => Err(err(
-            "environment",
-            "no credentials: set KLING_ACCESS_KEY and KLING_SECRET_KEY (or KLING_API_KEY for a gateway), or try offline with --emulator",
-        )),
-        (Style::Gateway, _, _, None) => Err(err(
-            "environment",
-            "the kling-gateway provider needs KLING_API_KEY",
-        )),
-    }
 }
 
 #[cfg(test)]

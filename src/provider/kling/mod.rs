@@ -101,6 +101,31 @@ impl KlingProvider {
     }
 }
 
+/// Kling credentials from the environment (`KLING_ACCESS_KEY` +
+/// `KLING_SECRET_KEY`, or `KLING_API_KEY` for a gateway); the error says
+/// which variables to set.
+pub fn credentials_from_env(
+    style: Style,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Credentials, String> {
+    let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let (ak, sk, key) = (
+        get("KLING_ACCESS_KEY"),
+        get("KLING_SECRET_KEY"),
+        get("KLING_API_KEY"),
+    );
+    match (style, ak, sk, key) {
+        (Style::Official, Some(access_key), Some(secret_key), _) => Ok(Credentials::Jwt {
+            access_key,
+            secret_key,
+        }),
+        (Style::Official, Some(_), None, _) | (Style::Official, None, Some(_), _) => Err("set both KLING_ACCESS_KEY and KLING_SECRET_KEY (only one of them is set)".into()),
+        (_, _, _, Some(key)) => Ok(Credentials::ApiKey(key)),
+        (Style::Official, None, None, None) => Err("no credentials: set KLING_ACCESS_KEY and KLING_SECRET_KEY (or KLING_API_KEY for a gateway), or try offline with --emulator".into()),
+        (Style::Gateway, _, _, None) => Err("the kling-gateway provider needs KLING_API_KEY".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
