@@ -18,6 +18,7 @@
 //! anything is created.
 
 pub mod changes;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -1,6 +1,6 @@
 //! `vidbatch run`: the whole batch, exactly once.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,16 +11,14 @@ use super::Exit;
 use crate::batch::{self, changes};
 use crate::download::Downloader;
 use crate::events::EventSender;
-use crate::manifest::{self, Item, Manifest};
+use crate::manifest::{self, Manifest};
 use crate::provider::fal::{FalConfig, FalProvider};
 use crate::provider::kling::{KlingConfig, KlingProvider};
 use crate::provider::registry::AnyProvider;
 use crate::report::{self, progress};
-use crate::scheduler::ids;
 use crate::scheduler::{self, EngineInput, RunOutcome, Stop};
 use crate::settings::{self, Overrides, RunSettings};
-use crate::state::writer::RecoverItem;
-use crate::state::{self, NewItem, Update, Writer};
+use crate::state::{self, Update, Writer};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -177,41 +175,7 @@ async fn run_batch(
     let rebuilt = opened.rebuilt;
     let (thread, writer) = Writer::start_at(opened.conn, &state::db_path(&batch_dir));
     *writer_thread = Some(thread);
-    // Resuming an unchanged manifest skips the sync: the state already holds
-    // every item in this order with these parameters.
-    let base = manifest
-        .path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let hashes: Vec<String> = manifest
-        .items
-        .iter()
-        .map(|it| changes::params_hash(it, &base))
-        .collect();
-    let fingerprint = manifest_fingerprint(&manifest.items, &hashes);
-    let synced = state::meta(&state::open_ro(&batch_dir)?, MANIFEST_FINGERPRINT)?;
-    if synced.as_deref() != Some(fingerprint.as_str()) {
-        // In chunks, each committed before the next is built, so the copy the
-        // store needs never holds the whole manifest a second time.
-        let mut seq = 0u64;
-        for (chunk, chunk_hashes) in manifest
-            .items
-            .chunks(SYNC_CHUNK)
-            .zip(hashes.chunks(SYNC_CHUNK))
-        {
-            writer
-                .send_durable(Update::SyncItems(new_items(chunk, chunk_hashes, seq)))
-                .await?;
-            seq += chunk.len() as u64;
-        }
-        writer
-            .send_durable(Update::SetMeta {
-                key: MANIFEST_FINGERPRINT.into(),
-                value: fingerprint,
-            })
-            .await?;
-    }
+    let hashes = batch::sync::sync_manifest(&writer, &batch_dir, &manifest).await?;
     let changed = changes::changed_items(&batch_dir, &manifest.items, &hashes)?;
     drop(hashes);
     let resubmitted = if args_resubmit_changed {
@@ -220,24 +184,7 @@ async fn run_batch(
         Vec::new()
     };
     if let Some(rebuilt) = &rebuilt {
-        // Every item may have a task already: look each one up before any create.
-        let recover = manifest
-            .items
-            .iter()
-            .map(|it| {
-                let (external_task_id, attempt) = rebuilt
-                    .known
-                    .get(&it.id)
-                    .cloned()
-                    .unwrap_or_else(|| (ids::external_task_id(&batch_id, &it.id, 1), 1));
-                RecoverItem {
-                    id: it.id.clone(),
-                    external_task_id,
-                    attempt,
-                }
-            })
-            .collect();
-        writer.send_durable(Update::Recover(recover)).await?;
+        batch::sync::mark_for_lookup(&writer, &batch_id, &manifest.items, rebuilt).await?;
         if mode != progress::Mode::Quiet {
             crate::errln!(
                 "note: {} held a batch ({}) but no usable state.db; rebuilding it: every item's task is looked up at the provider before anything is created, so nothing is paid twice{}",
@@ -494,40 +441,4 @@ pub fn exit_for(outcome: &RunOutcome) -> Exit {
     } else {
         Exit::ItemsFailed
     }
-}
-
-/// Items per `SyncItems` update.
-const SYNC_CHUNK: usize = 25_000;
-
-fn new_items(items: &[Item], hashes: &[String], first_seq: u64) -> Vec<NewItem> {
-    items
-        .iter()
-        .zip(hashes)
-        .enumerate()
-        .map(|(i, (it, hash))| NewItem {
-            id: it.id.clone(),
-            seq: first_seq + i as u64,
-            kind: it.kind.as_str().to_string(),
-            prompt: it.prompt.clone(),
-            params_hash: hash.clone(),
-            params: Some(manifest::params::settings_json(it)),
-            est_units: manifest::params::estimated_units(it),
-        })
-        .collect()
-}
-
-/// `meta` key of the fingerprint of the manifest last synced into the state.
-const MANIFEST_FINGERPRINT: &str = "manifest_fingerprint";
-
-/// The manifest as the state sees it: every item's id and parameters, in order.
-fn manifest_fingerprint(items: &[Item], hashes: &[String]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for (it, hash) in items.iter().zip(hashes) {
-        h.update(it.id.as_bytes());
-        h.update([0]);
-        h.update(hash.as_bytes());
-        h.update([0xff]);
-    }
-    hex::encode(h.finalize())
 }
