@@ -12,10 +12,15 @@
 
 use std::path::{Path, PathBuf};
 
+mod camera;
 pub mod cost;
 mod csv;
+mod fields;
+mod identity;
 pub mod image;
+mod origin;
 pub mod params;
+mod settings_grammar;
 mod suggest;
 pub mod validate;
 mod yaml;
