@@ -24,6 +24,7 @@ mod settings_grammar;
 mod suggest;
 pub mod validate;
 mod yaml;
+mod yaml_blocks;
 pub mod yaml_tree;
 
 /// Which Kling endpoint an item goes to.

@@ -22,7 +22,7 @@ pub enum Origin<'a> {
 }
 
 impl Origin<'_> {
-    /// The short label stored in [`Item::origin`].
+    /// The short label stored in [`Item::origin`](super::Item::origin).
     pub fn label(&self) -> String {
         match self {
             Origin::Yaml {
@@ -64,7 +64,7 @@ impl Origin<'_> {
         }
     }
 
-    /// Full location for a [`Problem`], optionally of one field.
+    /// Full location for a [`Problem`](super::Problem), optionally of one field.
     pub fn at(&self, field: Option<&str>) -> String {
         let file_pos = |file: &str| match self.pos() {
             Some(p) => format!("{file}:{p}"),
