@@ -12,13 +12,19 @@
 
 use std::path::{Path, PathBuf};
 
+mod camera;
 pub mod cost;
 mod csv;
+mod fields;
+mod identity;
 pub mod image;
+mod origin;
 pub mod params;
+mod settings_grammar;
 mod suggest;
 pub mod validate;
 mod yaml;
+mod yaml_blocks;
 pub mod yaml_tree;
 
 /// Which Kling endpoint an item goes to.

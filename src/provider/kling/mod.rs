@@ -7,6 +7,7 @@
 //! and the error-code table in `codes.rs`.
 
 pub mod auth;
+pub mod catalog;
 mod client;
 pub mod codes;
 mod lookup;
