@@ -34,6 +34,7 @@ mod counts;
 mod entry;
 mod fetch;
 pub mod ids;
+mod ledger;
 mod limit;
 mod poll;
 mod recover;
