@@ -14,24 +14,23 @@ use std::time::Instant;
 
 use tokio::sync::{Semaphore, mpsc};
 
-use super::backoff;
 use super::budget::{Budget, Held};
 use super::counts::RequestCounts;
-use super::fetch::{DownloadQueue, video_rel_path};
+use super::fetch::DownloadQueue;
 use super::ids;
-use super::ledger::{Ledger, fatal_message};
+use super::ledger::Ledger;
 use super::limit::{InFlight, Stop};
-use super::poll::{MAX_POLL_ERRORS, PollQueue};
+use super::poll::PollQueue;
 use super::recover::{self, Step};
 use super::setup;
 use super::submit::{Settled, SubmitOutcome, Submitter};
-use super::workers::{Msg, Route, SubmitPlan, Workers, give_back, limiter};
-use super::{CapOutcome, EngineInput, Failure, RunOutcome};
-use crate::download::{DownloadError, Downloaded};
+use super::workers::{Msg, Route, SubmitPlan, Workers, limiter};
+use super::{CapOutcome, EngineInput, RunOutcome};
+use super::{created, fetched, polled};
 use crate::events::RunEvent;
-use crate::provider::{ErrorClass, Provider, ProviderError, RemoteStatus, TaskSnapshot};
+use crate::provider::{Provider, TaskSnapshot};
 use crate::settings::EngineSettings;
-use crate::state::{Status, Update, VideoRecord, now_ms};
+use crate::state::{Status, Update};
 
 /// Concurrent status requests.
 const POLL_CONCURRENCY: usize = 32;
@@ -251,7 +250,7 @@ impl<P: Provider> Coordinator<P> {
                             status: Status::Submitted,
                         });
                     }
-                    self.track_in_flight(idx, now);
+                    polled::track_in_flight(&mut self.ledger, &mut self.polls, &self.cfg, idx, now);
                     self.polls.schedule(idx, now);
                 }
                 Step::Unknown => {
@@ -352,7 +351,17 @@ impl<P: Provider> Coordinator<P> {
                         self.workers.submitter.setup.answered();
                         self.on_snapshot(idx, snap)
                     }
-                    Err(e) => self.on_poll_error(idx, e),
+                    Err(e) => {
+                        let setup = &self.workers.submitter.setup;
+                        polled::on_poll_error(
+                            &mut self.ledger,
+                            &mut self.polls,
+                            &self.cfg,
+                            setup,
+                            idx,
+                            e,
+                        )
+                    }
                 }
             }
             Msg::Listed {
@@ -376,17 +385,27 @@ impl<P: Provider> Coordinator<P> {
                     }
                 }
                 if let Some(e) = error {
-                    self.on_sweep_error(e);
+                    polled::on_sweep_error(&mut self.ledger, &mut self.polls, e);
                 }
             }
             Msg::Refreshed(idx, result) => {
                 self.active_polls -= 1;
                 self.polls.set_busy(idx, false);
-                self.on_refreshed(idx, result);
+                let (l, q, w) = (&mut self.ledger, &mut self.downloads, &self.workers);
+                fetched::on_refreshed(l, q, w, &self.batch_dir, idx, result);
             }
             Msg::Fetched { idx, n, result } => {
                 self.downloads.finished(idx);
-                self.on_fetched(idx, n, result);
+                if fetched::on_fetched(
+                    &mut self.ledger,
+                    &mut self.downloads,
+                    &self.batch_dir,
+                    idx,
+                    n,
+                    result,
+                ) {
+                    self.refresh(idx);
+                }
                 self.pump_downloads();
             }
         }
@@ -413,379 +432,40 @@ impl<P: Provider> Coordinator<P> {
         });
     }
 
+    // ---- outcomes (see created, polled, fetched) -------------------------
+
     fn on_submitted(&mut self, idx: usize, outcome: SubmitOutcome) {
-        let id = self.ledger.items[idx].id.clone();
-        match outcome {
-            SubmitOutcome::Created {
-                task_id,
-                request_id,
-                snapshot,
-            } => {
-                self.ledger.write(Update::Created {
-                    id,
-                    task_id: task_id.clone(),
-                    request_id,
-                    at: now_ms(),
-                });
-                self.ledger.entries[idx].task_id = Some(task_id);
-                self.ledger.transition(idx, Status::Submitted);
-                let now = Instant::now();
-                self.track_in_flight(idx, now);
-                match snapshot {
-                    // Found after an ambiguous create: it may have moved on already.
-                    Some(snap) if snap.status != RemoteStatus::Submitted => {
-                        self.on_snapshot(idx, snap)
-                    }
-                    _ => self.polls.schedule(idx, now),
-                }
-            }
-            SubmitOutcome::NotCreated(e) => {
-                self.ledger.release(idx);
-                give_back(&self.budget, &self.estimates, idx);
-                self.ledger.write(Update::NotCreated {
-                    id,
-                    code: e.code,
-                    message: format!("not submitted: {}", e.message),
-                    request_id: e.request_id.clone(),
-                });
-                self.ledger.entries[idx].last_error = Some((e.code, e.message));
-                self.ledger.transition(idx, Status::Pending);
-            }
-            SubmitOutcome::Unknown(e) => {
-                // It may exist and cost: keep its reservation, never resend it.
-                self.ledger.release(idx);
-                self.ledger.mark_unknown(
-                    idx,
-                    &format!("the create's answer was lost ({})", e.message),
-                );
-            }
-            SubmitOutcome::Unsettled(e) => {
-                // Left `submitting` on disk: the next run settles it first.
-                self.ledger.release(idx);
-                self.ledger.entries[idx].last_error =
-                    Some((e.code, format!("create outcome unknown: {}", e.message)));
-            }
-            SubmitOutcome::Rejected(e) => {
-                self.ledger.release(idx);
-                give_back(&self.budget, &self.estimates, idx);
-                self.ledger.fail(idx, e.code, e.message, e.request_id);
-            }
-            SubmitOutcome::Fatal(e) => {
-                self.ledger.release(idx);
-                give_back(&self.budget, &self.estimates, idx);
-                self.ledger.write(Update::NotCreated {
-                    id,
-                    code: e.code,
-                    message: e.message.clone(),
-                    request_id: e.request_id.clone(),
-                });
-                self.ledger.transition(idx, Status::Pending);
-                // Polls go to the same broken address: end the run once
-                // the creates in the air have come back (as pending).
-                self.ledger.abort_for(&e);
-            }
-            SubmitOutcome::StateFailed(message) => {
-                self.ledger.release(idx);
-                give_back(&self.budget, &self.estimates, idx);
-                self.ledger.transition(idx, Status::Pending);
-                self.ledger
-                    .abort(format!("cannot write the state file: {message}"));
-                self.ledger.fatal_stop = true;
-            }
+        let (l, polls, cfg) = (&mut self.ledger, &mut self.polls, &self.cfg);
+        if created::on_submitted(l, polls, cfg, &self.budget, &self.estimates, idx, outcome) {
+            self.start_downloads(idx);
         }
     }
 
     fn on_recovered(&mut self, idx: usize, settled: Settled) {
-        let id = self.ledger.items[idx].id.clone();
-        match settled {
-            Settled::Found(snap) => {
-                self.on_submitted(
-                    idx,
-                    SubmitOutcome::Created {
-                        task_id: snap.task_id.clone(),
-                        request_id: snap.request_id.clone(),
-                        snapshot: Some(snap),
-                    },
-                );
-            }
-            Settled::Absent => {
-                self.ledger.release(idx);
-                self.ledger.write(Update::NotCreated {
-                    id,
-                    code: None,
-                    message: "earlier create was not made; resubmitting".into(),
-                    request_id: None,
-                });
-                self.ledger.transition(idx, Status::Pending);
-            }
-            Settled::Unknown(e) => {
-                self.ledger.release(idx);
-                self.ledger.entries[idx].last_error =
-                    Some((e.code, format!("create outcome unknown: {}", e.message)));
-            }
-            Settled::Fatal(e) => {
-                // Still `submitting` on disk: the next run settles it first.
-                self.ledger.release(idx);
-                self.ledger.abort_for(&e);
-            }
+        let (l, polls, cfg) = (&mut self.ledger, &mut self.polls, &self.cfg);
+        if created::on_recovered(l, polls, cfg, &self.budget, &self.estimates, idx, settled) {
+            self.start_downloads(idx);
         }
     }
 
     fn on_snapshot(&mut self, idx: usize, snap: TaskSnapshot) {
-        let now = Instant::now();
-        let id = self.ledger.items[idx].id.clone();
-        self.polls.answered(idx);
-        if !self.ledger.entries[idx].status.is_in_flight() {
-            return; // already settled (e.g. timed out while the answer was in the air)
-        }
-        match snap.status {
-            RemoteStatus::Submitted | RemoteStatus::Processing => {
-                let to = if snap.status == RemoteStatus::Processing {
-                    Status::Processing
-                } else {
-                    Status::Submitted
-                };
-                if self.ledger.entries[idx].status != to {
-                    self.ledger.write(Update::Status {
-                        id: id.clone(),
-                        status: to,
-                    });
-                    self.ledger.transition(idx, to);
-                }
-                if self.ledger.entries[idx].deadline.is_some_and(|d| now >= d) {
-                    self.time_out(idx);
-                } else {
-                    self.polls.schedule(idx, now);
-                }
-            }
-            RemoteStatus::Succeeded { videos, units } => {
-                self.ledger.release(idx);
-                self.in_flight_done(idx);
-                if let (Some(b), Some(est), Some(charged)) = (
-                    &self.budget,
-                    self.estimates.get(idx).copied().flatten(),
-                    units.as_deref().and_then(|u| u.trim().parse::<f64>().ok()),
-                ) {
-                    b.settle(est, charged);
-                }
-                if videos.is_empty() {
-                    self.ledger.fail(
-                        idx,
-                        None,
-                        "task succeeded but returned no video".into(),
-                        snap.request_id,
-                    );
-                    return;
-                }
-                let records: Vec<VideoRecord> = videos
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| VideoRecord {
-                        n: i as u32 + 1,
-                        video_id: Some(v.id),
-                        url: Some(v.url),
-                        duration: v.duration,
-                        ..VideoRecord::default()
-                    })
-                    .collect();
-                self.ledger.write(Update::Succeeded {
-                    id,
-                    units,
-                    videos: records.clone(),
-                    at: now_ms(),
-                });
-                self.ledger.entries[idx].videos = records;
-                self.ledger.transition(idx, Status::Succeeded);
-                self.start_downloads(idx);
-            }
-            RemoteStatus::Failed { message } => {
-                self.ledger.release(idx);
-                self.in_flight_done(idx);
-                self.ledger.fail(idx, None, message, snap.request_id);
-            }
+        let (l, polls, cfg) = (&mut self.ledger, &mut self.polls, &self.cfg);
+        if polled::on_snapshot(l, polls, cfg, &self.budget, &self.estimates, idx, snap) {
+            self.start_downloads(idx);
         }
     }
 
-    fn on_poll_error(&mut self, idx: usize, e: ProviderError) {
-        if self.workers.submitter.setup.observe(Some(e.class)) {
-            // Tasks in flight stay as they are on disk; the fixed rerun polls them.
-            self.ledger.abort(fatal_message(&e));
-            self.ledger.setup_stop = true;
-            return;
-        }
-        match e.class {
-            ErrorClass::AuthExpired | ErrorClass::BatchFatal => {
-                self.ledger.abort(fatal_message(&e));
-                self.ledger.fatal_stop = true;
-            }
-            _ => {
-                let errors = self.polls.failed(idx);
-                if errors >= MAX_POLL_ERRORS && e.class == ErrorClass::ItemInvalid {
-                    // The provider keeps saying the task does not exist.
-                    self.ledger.release(idx);
-                    self.in_flight_done(idx);
-                    self.ledger.fail(
-                        idx,
-                        e.code,
-                        format!("task can no longer be queried: {}", e.message),
-                        e.request_id,
-                    );
-                    return;
-                }
-                let now = Instant::now();
-                if self.ledger.entries[idx].deadline.is_some_and(|d| now >= d) {
-                    self.time_out(idx);
-                    return;
-                }
-                let d = backoff::delay(self.cfg.poll_interval, errors.min(6), e.retry_after);
-                self.polls.schedule_at(idx, now + d);
-            }
-        }
+    fn start_downloads(&mut self, idx: usize) {
+        let (l, q, w) = (&mut self.ledger, &mut self.downloads, &self.workers);
+        fetched::start(l, q, w, &self.batch_dir, idx);
     }
 
-    fn on_sweep_error(&mut self, e: ProviderError) {
-        if matches!(e.class, ErrorClass::AuthExpired | ErrorClass::BatchFatal) {
-            self.ledger.abort(fatal_message(&e));
-            self.ledger.fatal_stop = true;
-        } else if matches!(e.class, ErrorClass::ItemInvalid | ErrorClass::Setup) {
-            // A "not found" or a route the server does not know: it has no
-            // list endpoint.
-            self.polls.give_up_sweeps(&e.to_string());
-        }
-        // Otherwise the tasks it missed are queried one by one.
-    }
-
-    fn on_refreshed(&mut self, idx: usize, result: Result<TaskSnapshot, ProviderError>) {
-        let id = self.ledger.items[idx].id.clone();
-        match result {
-            Ok(TaskSnapshot {
-                status: RemoteStatus::Succeeded { videos, .. },
-                ..
-            }) => {
-                for (i, v) in videos.into_iter().enumerate() {
-                    let n = i as u32 + 1;
-                    if let Some(rec) = self.ledger.entries[idx]
-                        .videos
-                        .iter_mut()
-                        .find(|r| r.n == n)
-                    {
-                        rec.url = Some(v.url.clone());
-                        self.ledger.write(Update::VideoUrl {
-                            id: id.clone(),
-                            n,
-                            url: v.url,
-                        });
-                    }
-                }
-                self.start_downloads(idx);
-            }
-            Ok(other) => self.ledger.warn(
-                idx,
-                None,
-                format!("task no longer reports a video (status {:?})", other.status),
-            ),
-            Err(e) => self.ledger.warn(
-                idx,
-                e.code,
-                format!("could not refresh the video URL: {}", e.message),
-            ),
-        }
-    }
-
-    fn on_fetched(&mut self, idx: usize, n: u32, result: Result<Downloaded, DownloadError>) {
-        let id = self.ledger.items[idx].id.clone();
-        match result {
-            Ok(d) => {
-                let path = video_rel_path(&id, n, self.ledger.entries[idx].videos.len());
-                if let Some(v) = self.ledger.entries[idx]
-                    .videos
-                    .iter_mut()
-                    .find(|v| v.n == n)
-                {
-                    v.path = Some(path.clone());
-                    v.bytes = Some(d.bytes);
-                    v.sha256 = Some(d.sha256.clone());
-                }
-                self.ledger.write(Update::Downloaded {
-                    id: id.clone(),
-                    n,
-                    path,
-                    bytes: d.bytes,
-                    sha256: d.sha256,
-                });
-            }
-            Err(DownloadError::Expired { status }) => {
-                if !self.downloads.url_expired(idx) {
-                    self.ledger.warn(
-                        idx,
-                        None,
-                        format!("video URL keeps failing (HTTP {status}); rerun to try again"),
-                    );
-                }
-            }
-            // An error page served as 200 is often an expired or hotlink-
-            // protected URL: one fresh URL per run, then the item keeps the error.
-            Err(DownloadError::NotAVideo { .. }) if self.downloads.not_a_video(idx) => {}
-            Err(e @ (DownloadError::NotAVideo { .. } | DownloadError::TooLarge { .. })) => self
-                .ledger
-                .warn(idx, None, format!("download refused: {e}")),
-            Err(DownloadError::Io { path, source })
-                if source.kind() == std::io::ErrorKind::StorageFull =>
-            {
-                // Every further video would fail the same way, and every
-                // further create would pay for one: stop submitting.
-                self.ledger.warn(
-                    idx,
-                    None,
-                    format!("download failed: the disk is full ({})", path.display()),
-                );
-                self.ledger.abort(format!(
-                    "the disk holding {} is full: free some space, then run the same command again (finished tasks are downloaded then, nothing is created again)",
-                    self.batch_dir.display()
-                ));
-                self.ledger.setup_stop = true;
-            }
-            Err(e) => self.ledger.warn(
-                idx,
-                None,
-                format!("download failed: {e}; rerun to resume it"),
-            ),
-        }
-        if self.downloads.downloading(idx) {
-            return;
-        }
-        if self.downloads.take_refresh(idx) {
-            self.refresh(idx);
-        } else if self.ledger.entries[idx]
-            .videos
-            .iter()
-            .all(|v| v.sha256.is_some())
-            && self.ledger.entries[idx].status == Status::Succeeded
-        {
-            self.ledger.write(Update::Status {
-                id,
-                status: Status::Downloaded,
-            });
-            self.ledger.transition(idx, Status::Downloaded);
-            // The store has them; a finished item keeps no URLs in memory.
-            self.ledger.entries[idx].videos = Vec::new();
-        }
+    fn pump_downloads(&mut self) {
+        let (l, q, w) = (&mut self.ledger, &mut self.downloads, &self.workers);
+        fetched::pump(l, q, w, &self.batch_dir);
     }
 
     // ---- polling --------------------------------------------------------
-
-    fn track_in_flight(&mut self, idx: usize, now: Instant) {
-        if self.ledger.entries[idx].deadline.is_none() {
-            self.polls.track(idx, self.ledger.items[idx].kind);
-        }
-        self.ledger.entries[idx].deadline = Some(now + self.cfg.task_timeout);
-    }
-
-    fn in_flight_done(&mut self, idx: usize) {
-        if self.ledger.entries[idx].deadline.take().is_some() {
-            self.polls.untrack(idx);
-        }
-    }
 
     /// Send what the poll queue says is due: single queries, then sweeps.
     fn dispatch_due_polls(&mut self) {
@@ -836,82 +516,6 @@ impl<P: Provider> Coordinator<P> {
         );
         self.active_polls += 1;
         self.workers.sweep(route, wanted, page_size);
-    }
-
-    fn time_out(&mut self, idx: usize) {
-        self.ledger.release(idx);
-        self.in_flight_done(idx);
-        let id = self.ledger.items[idx].id.clone();
-        let message = format!(
-            "still unfinished after {}; rerun to keep polling it",
-            humantime::format_duration(self.cfg.task_timeout)
-        );
-        self.ledger.write(Update::Note {
-            id: id.clone(),
-            code: None,
-            message: message.clone(),
-            request_id: None,
-        });
-        self.ledger.write(Update::Status {
-            id: id.clone(),
-            status: Status::TimedOut,
-        });
-        self.ledger.transition(idx, Status::TimedOut);
-        self.ledger.failures.push(Failure {
-            id,
-            status: Status::TimedOut,
-            code: None,
-            message,
-        });
-    }
-
-    // ---- downloads ------------------------------------------------------
-
-    /// Queue the item's missing videos and start what the pool has room for.
-    fn start_downloads(&mut self, idx: usize) {
-        let id = self.ledger.items[idx].id.clone();
-        let mut queued = 0;
-        for v in &self.ledger.entries[idx].videos {
-            if v.sha256.is_none() && v.url.is_some() {
-                self.downloads.push(idx, v.n);
-                queued += 1;
-            }
-        }
-        let e = &self.ledger.entries[idx];
-        if queued == 0
-            && !e.videos.is_empty()
-            && e.videos.iter().all(|v| v.sha256.is_some())
-            && e.status == Status::Succeeded
-        {
-            self.ledger.write(Update::Status {
-                id,
-                status: Status::Downloaded,
-            });
-            self.ledger.transition(idx, Status::Downloaded);
-        }
-        self.pump_downloads();
-    }
-
-    /// Start queued downloads while the pool has room.
-    fn pump_downloads(&mut self) {
-        while let Some((idx, n)) = self.downloads.pop() {
-            let count = self.ledger.entries[idx].videos.len();
-            let url = self.ledger.entries[idx]
-                .videos
-                .iter()
-                .find(|v| v.n == n)
-                .and_then(|v| v.url.clone());
-            let Some(url) = url else {
-                // Cannot happen (only videos with a URL are queued); keep the books straight.
-                self.downloads.dropped(idx);
-                continue;
-            };
-            let dest = self
-                .batch_dir
-                .join(video_rel_path(&self.ledger.items[idx].id, n, count));
-            self.downloads.started();
-            self.workers.fetch(idx, n, url, dest);
-        }
     }
 }
 
