@@ -1,12 +1,14 @@
 //! The coordinator: the one task that owns every item's state and applies
 //! every worker's answer.
 //!
-//! It runs the loop (interrupt, worker messages, due polls), holds the
-//! per-item [`Entry`]s and the run's outcome, and turns each answer into a
-//! state update, a `RunEvent` and the next request. What to poll when is the
-//! [`PollQueue`]'s, what to download next the [`DownloadQueue`]'s, what a
-//! resume does first [`recover`]'s, and sending requests the [`Workers`]';
-//! the handlers here only decide.
+//! It runs the loop (interrupt, worker messages, due polls) and hands each
+//! answer to its handler: what a create, a poll or a download's outcome does
+//! is in [`created`], [`polled`] and [`fetched`], as functions over the
+//! [`Ledger`] (the entries and the steps that record them) and the queue they
+//! touch. What to poll when is the [`PollQueue`]'s, what to download next the
+//! [`DownloadQueue`]'s, what a resume does first [`recover`]'s, and sending
+//! requests the [`Workers`]'; the coordinator counts the work outstanding and
+//! decides when the run ends.
 
 use std::path::PathBuf;
 use std::sync::Arc;
