@@ -18,6 +18,8 @@ use crate::provider::RemoteStatus;
 use crate::settings::EngineSettings;
 use crate::state::{Status, Update, now_ms};
 
+/// Apply a create's outcome; `true`: the task was found finished, with
+/// videos to download.
 pub(super) fn on_submitted(
     l: &mut Ledger,
     polls: &mut PollQueue<Route>,
@@ -108,6 +110,8 @@ pub(super) fn on_submitted(
     false
 }
 
+/// Apply what settling an interrupted create found (by its key); `true` as
+/// for [`on_submitted`].
 pub(super) fn on_recovered(
     l: &mut Ledger,
     polls: &mut PollQueue<Route>,

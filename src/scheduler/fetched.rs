@@ -13,6 +13,7 @@ use crate::download::{DownloadError, Downloaded};
 use crate::provider::{Provider, ProviderError, RemoteStatus, TaskSnapshot};
 use crate::state::{Status, Update};
 
+/// A fresh URL came back for a video that failed: download it again.
 pub(super) fn on_refreshed<P: Provider>(
     l: &mut Ledger,
     q: &mut DownloadQueue,

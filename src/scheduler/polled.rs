@@ -104,6 +104,8 @@ pub(super) fn on_snapshot(
     false
 }
 
+/// A single query failed: stop the batch, give the task up, time it out, or
+/// poll it again after a back-off.
 pub(super) fn on_poll_error(
     l: &mut Ledger,
     polls: &mut PollQueue<Route>,
@@ -148,6 +150,7 @@ pub(super) fn on_poll_error(
     }
 }
 
+/// A list sweep failed; the tasks it missed are queried one by one.
 pub(super) fn on_sweep_error(l: &mut Ledger, polls: &mut PollQueue<Route>, e: ProviderError) {
     if matches!(e.class, ErrorClass::AuthExpired | ErrorClass::BatchFatal) {
         l.abort(fatal_message(&e));
@@ -160,6 +163,7 @@ pub(super) fn on_sweep_error(l: &mut Ledger, polls: &mut PollQueue<Route>, e: Pr
     // Otherwise the tasks it missed are queried one by one.
 }
 
+/// The task is in flight from `now`: tracked for sweeps, with a deadline.
 pub(super) fn track_in_flight(
     l: &mut Ledger,
     polls: &mut PollQueue<Route>,
@@ -179,6 +183,7 @@ fn in_flight_done(l: &mut Ledger, polls: &mut PollQueue<Route>, idx: usize) {
     }
 }
 
+/// The task ran past `--task-timeout`: timed out here, polled again next run.
 fn time_out(l: &mut Ledger, polls: &mut PollQueue<Route>, cfg: &EngineSettings, idx: usize) {
     l.release(idx);
     in_flight_done(l, polls, idx);
