@@ -1,71 +1,56 @@
 //! The coordinator: the one task that owns every item's state and applies
 //! every worker's answer.
 //!
-//! It runs the loop (interrupt, worker messages, due polls), holds the
-//! per-item [`Entry`]s and the run's outcome, and turns each answer into a
-//! state update, a `RunEvent` and the next request. What to poll when is the
-//! [`PollQueue`]'s, what to download next the [`DownloadQueue`]'s, what a
-//! resume does first [`recover`]'s, and sending requests the [`Workers`]';
-//! the handlers here only decide.
+//! It runs the loop (interrupt, worker messages, due polls) and hands each
+//! answer to its handler: what a create, a poll or a download's outcome does
+//! is in [`created`], [`polled`] and [`fetched`], as functions over the
+//! [`Ledger`] (the entries and the steps that record them) and the queue they
+//! touch. What to poll when is the [`PollQueue`]'s, what to download next the
+//! [`DownloadQueue`]'s, what a resume does first [`recover`]'s, and sending
+//! requests the [`Workers`]'; the coordinator counts the work outstanding and
+//! decides when the run ends.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{Semaphore, mpsc};
 
-use super::backoff;
 use super::budget::{Budget, Held};
 use super::counts::RequestCounts;
-use super::entry::Entry;
-use super::fetch::{DownloadQueue, video_rel_path};
+use super::fetch::DownloadQueue;
 use super::ids;
+use super::ledger::Ledger;
 use super::limit::{InFlight, Stop};
-use super::poll::{MAX_POLL_ERRORS, PollQueue};
+use super::poll::PollQueue;
 use super::recover::{self, Step};
 use super::setup;
 use super::submit::{Settled, SubmitOutcome, Submitter};
-use super::workers::{Msg, Route, SubmitPlan, Workers, give_back, limiter};
-use super::{CapOutcome, EngineInput, Failure, RunOutcome};
-use crate::download::{DownloadError, Downloaded};
-use crate::events::{EventSender, RunEvent};
-use crate::manifest::Item;
-use crate::provider::{ErrorClass, Provider, ProviderError, RemoteStatus, TaskSnapshot};
+use super::workers::{Msg, Route, SubmitPlan, Workers, limiter};
+use super::{CapOutcome, EngineInput, RunOutcome};
+use super::{created, fetched, polled};
+use crate::events::RunEvent;
+use crate::provider::{Provider, TaskSnapshot};
 use crate::settings::EngineSettings;
-use crate::state::{Status, Update, VideoRecord, WriterHandle, now_ms};
+use crate::state::{Status, Update};
 
 /// Concurrent status requests.
 const POLL_CONCURRENCY: usize = 32;
 
 pub(super) struct Coordinator<P> {
-    items: Arc<Vec<Item>>,
-    entries: Vec<Entry>,
+    ledger: Ledger,
     polls: PollQueue<Route>,
     downloads: DownloadQueue,
     workers: Workers<P>,
     rx: mpsc::UnboundedReceiver<Msg>,
     batch_id: String,
     batch_dir: PathBuf,
-    writer: WriterHandle,
-    events: EventSender,
     cfg: EngineSettings,
     interrupt: Arc<Stop>,
-    /// Stops creating: abort, or interrupt.
-    stop_submit: Arc<Stop>,
-    limit: Arc<InFlight>,
     // Work outstanding; the run ends when all are zero and submitting is done.
     recovering: usize,
-    submitter_started: bool,
-    submitter_done: bool,
     active_submits: usize,
     active_polls: usize,
-    aborted: Option<String>,
-    fatal_stop: bool,
-    /// The setup is broken (wrong address, route, TLS): end the run as soon
-    /// as no create or recovery lookup is in the air.
-    setup_stop: bool,
-    failures: Vec<Failure>,
     /// Downloaded items whose files are checked once the run has started.
     to_verify: Vec<usize>,
     budget: Option<Arc<Budget>>,
@@ -112,8 +97,14 @@ impl<P: Provider> Coordinator<P> {
         let n = loaded.entries.len();
         let page_size = input.provider.capabilities().list_page_size;
         Coordinator {
-            items: Arc::new(input.items),
-            entries: loaded.entries,
+            ledger: Ledger::new(
+                Arc::new(input.items),
+                loaded.entries,
+                input.writer,
+                input.events,
+                stop_submit,
+                limit,
+            ),
             polls: PollQueue::new(
                 n,
                 cfg.poll_interval,
@@ -134,21 +125,11 @@ impl<P: Provider> Coordinator<P> {
             rx,
             batch_id: input.batch_id,
             batch_dir: input.batch_dir,
-            writer: input.writer,
-            events: input.events,
             cfg,
             interrupt: input.interrupt,
-            stop_submit,
-            limit,
             recovering: 0,
-            submitter_started: false,
-            submitter_done: false,
             active_submits: 0,
             active_polls: 0,
-            aborted: None,
-            fatal_stop: false,
-            setup_stop: false,
-            failures: Vec::new(),
             to_verify: Vec::new(),
             budget,
             estimates,
@@ -157,13 +138,13 @@ impl<P: Provider> Coordinator<P> {
     }
 
     pub(super) async fn run(mut self) -> RunOutcome {
-        let at_start = self.counts();
-        self.events.send(RunEvent::Started {
-            total: self.entries.len() as u64,
+        let at_start = self.ledger.counts();
+        self.ledger.events.send(RunEvent::Started {
+            total: self.ledger.entries.len() as u64,
             counts: at_start.clone().into_iter().collect(),
             batch_dir: self.batch_dir.clone(),
             concurrency: self.cfg.concurrency,
-            in_flight_since: (self.entries.iter().zip(self.items.iter()))
+            in_flight_since: (self.ledger.entries.iter().zip(self.ledger.items.iter()))
                 .filter(|(e, _)| matches!(e.status, Status::Submitted | Status::Processing))
                 .filter_map(|(e, it)| Some((it.id.clone(), e.submitted_at?)))
                 .collect(),
@@ -180,8 +161,8 @@ impl<P: Provider> Coordinator<P> {
                 biased;
                 _ = self.interrupt.stopped() => {
                     interrupted = true;
-                    self.stop_submit.stop();
-                    self.events.send(RunEvent::Interrupted);
+                    self.ledger.stop_submit.stop();
+                    self.ledger.events.send(RunEvent::Interrupted);
                     break;
                 }
                 msg = self.rx.recv() => match msg {
@@ -190,21 +171,22 @@ impl<P: Provider> Coordinator<P> {
                 },
                 _ = sleep_until_opt(next_due) => self.dispatch_due_polls(),
             }
-            if self.fatal_stop
-                || (self.setup_stop && self.active_submits == 0 && self.recovering == 0)
+            if self.ledger.fatal_stop
+                || (self.ledger.setup_stop && self.active_submits == 0 && self.recovering == 0)
             {
                 break;
             }
         }
         // Everything sent so far is committed before the outcome is reported.
-        if let Err(e) = self.writer.flush().await {
-            self.abort(format!("cannot write the state file: {e}"));
+        if let Err(e) = self.ledger.writer.flush().await {
+            self.ledger
+                .abort(format!("cannot write the state file: {e}"));
         }
         RunOutcome {
-            counts: self.counts(),
-            aborted: self.aborted.take(),
+            counts: self.ledger.counts(),
+            aborted: self.ledger.aborted.take(),
             interrupted,
-            failures: std::mem::take(&mut self.failures),
+            failures: std::mem::take(&mut self.ledger.failures),
             cap: self.budget.as_ref().map(|b| CapOutcome {
                 max_units: b.limit(),
                 committed_units: b.committed(),
@@ -217,20 +199,12 @@ impl<P: Provider> Coordinator<P> {
     }
 
     fn is_done(&self) -> bool {
-        self.submitter_done
+        self.ledger.submitter_done
             && self.recovering == 0
             && self.active_submits == 0
             && self.polls.in_flight() == 0
             && self.active_polls == 0
             && self.downloads.outstanding() == 0
-    }
-
-    fn counts(&self) -> BTreeMap<Status, u64> {
-        let mut c = BTreeMap::new();
-        for e in &self.entries {
-            *c.entry(e.status).or_insert(0) += 1;
-        }
-        c
     }
 
     // ---- start / resume -------------------------------------------------
@@ -243,26 +217,26 @@ impl<P: Provider> Coordinator<P> {
             resubmit_unknown: self.cfg.resubmit_unknown,
             lookup: self.workers.submitter.lookup,
         };
-        for (idx, step) in recover::plan(&self.entries, policy) {
+        for (idx, step) in recover::plan(&self.ledger.entries, policy) {
             match step {
                 Step::Settle => {
-                    self.entries[idx].holds_slot = true;
+                    self.ledger.entries[idx].holds_slot = true;
                     self.recovering += 1;
-                    let ext = match self.entries[idx].pending_key.take() {
+                    let ext = match self.ledger.entries[idx].pending_key.take() {
                         Some(key) => key.into_string(),
                         None => ids::external_task_id(
                             &self.batch_id,
-                            &self.items[idx].id,
-                            self.entries[idx].attempt,
+                            &self.ledger.items[idx].id,
+                            self.ledger.entries[idx].attempt,
                         ),
                     };
-                    self.workers.settle(idx, self.items[idx].kind, ext);
+                    self.workers.settle(idx, self.ledger.items[idx].kind, ext);
                 }
                 Step::Unusable => {
                     // It was counted against the bound at start: give that back.
-                    self.entries[idx].holds_slot = true;
-                    self.release(idx);
-                    self.fail(
+                    self.ledger.entries[idx].holds_slot = true;
+                    self.ledger.release(idx);
+                    self.ledger.fail(
                         idx,
                         None,
                         "the recorded task id is unusable (empty, too long or not printable); the task cannot be polled".into(),
@@ -270,21 +244,21 @@ impl<P: Provider> Coordinator<P> {
                     );
                 }
                 Step::Poll { timed_out } => {
-                    self.entries[idx].holds_slot = true;
+                    self.ledger.entries[idx].holds_slot = true;
                     if timed_out {
-                        self.transition(idx, Status::Submitted);
-                        self.write(Update::Status {
-                            id: self.items[idx].id.clone(),
+                        self.ledger.transition(idx, Status::Submitted);
+                        self.ledger.write(Update::Status {
+                            id: self.ledger.items[idx].id.clone(),
                             status: Status::Submitted,
                         });
                     }
-                    self.track_in_flight(idx, now);
+                    polled::track_in_flight(&mut self.ledger, &mut self.polls, &self.cfg, idx, now);
                     self.polls.schedule(idx, now);
                 }
                 Step::Unknown => {
-                    self.entries[idx].holds_slot = true;
-                    self.release(idx);
-                    self.mark_unknown(
+                    self.ledger.entries[idx].holds_slot = true;
+                    self.ledger.release(idx);
+                    self.ledger.mark_unknown(
                         idx,
                         "a create was sent before the last run stopped and this provider cannot look it up",
                     );
@@ -292,16 +266,16 @@ impl<P: Provider> Coordinator<P> {
                 Step::Download => self.start_downloads(idx),
                 Step::Verify => self.to_verify.push(idx),
                 Step::Retry => {
-                    let e = &mut self.entries[idx];
+                    let e = &mut self.ledger.entries[idx];
                     e.attempt += 1;
                     e.task_id = None;
                     e.videos.clear();
                     let attempt = e.attempt;
-                    self.write(Update::Retry {
-                        id: self.items[idx].id.clone(),
+                    self.ledger.write(Update::Retry {
+                        id: self.ledger.items[idx].id.clone(),
                         attempt,
                     });
-                    self.transition(idx, Status::Pending);
+                    self.ledger.transition(idx, Status::Pending);
                 }
             }
         }
@@ -311,35 +285,35 @@ impl<P: Provider> Coordinator<P> {
     /// (from a fresh URL if needed) — never created again.
     fn verify_downloaded(&mut self) {
         for idx in std::mem::take(&mut self.to_verify) {
-            let gone = recover::files_gone(&mut self.entries[idx].videos, &self.batch_dir);
+            let gone = recover::files_gone(&mut self.ledger.entries[idx].videos, &self.batch_dir);
             if gone.is_empty() {
                 // Done and verified: the store keeps its video records.
-                self.entries[idx].videos = Vec::new();
+                self.ledger.entries[idx].videos = Vec::new();
             } else {
                 // The state forgets the file before anything relies on it: a
                 // run that cannot download it again leaves it `succeeded`.
-                let id = self.items[idx].id.clone();
+                let id = self.ledger.items[idx].id.clone();
                 for n in gone {
-                    self.write(Update::VideoGone { id: id.clone(), n });
+                    self.ledger.write(Update::VideoGone { id: id.clone(), n });
                 }
-                self.transition(idx, Status::Succeeded);
+                self.ledger.transition(idx, Status::Succeeded);
                 self.start_downloads(idx);
             }
         }
     }
 
     fn start_submitter(&mut self) {
-        if self.submitter_started {
+        if self.ledger.submitter_started {
             return;
         }
-        self.submitter_started = true;
-        let order = (self.entries.iter().enumerate())
+        self.ledger.submitter_started = true;
+        let order = (self.ledger.entries.iter().enumerate())
             .filter(|(_, e)| e.status == Status::Pending)
             .map(|(i, e)| (i, e.attempt))
             .collect();
         self.workers.submit_loop(SubmitPlan {
             order,
-            items: self.items.clone(),
+            items: self.ledger.items.clone(),
             batch_id: self.batch_id.clone(),
             rate: limiter(self.cfg.submit_rate.per_second),
             budget: self.budget.clone(),
@@ -353,22 +327,22 @@ impl<P: Provider> Coordinator<P> {
         match msg {
             Msg::SubmitStarted(idx) => {
                 self.active_submits += 1;
-                self.entries[idx].holds_slot = true;
-                self.transition(idx, Status::Submitting);
+                self.ledger.entries[idx].holds_slot = true;
+                self.ledger.transition(idx, Status::Submitting);
             }
             Msg::Submitted(idx, outcome) => {
                 self.active_submits -= 1;
                 self.on_submitted(idx, outcome);
             }
-            Msg::SubmitterDone => self.submitter_done = true,
+            Msg::SubmitterDone => self.ledger.submitter_done = true,
             Msg::Held(idx, held) => self.on_held(idx, held),
             Msg::Recovered(idx, settled) => {
                 self.recovering -= 1;
                 self.on_recovered(idx, settled);
-                if self.recovering == 0 && !self.stop_submit.is_stopped() {
+                if self.recovering == 0 && !self.ledger.stop_submit.is_stopped() {
                     self.start_submitter();
                 } else if self.recovering == 0 {
-                    self.submitter_done = true;
+                    self.ledger.submitter_done = true;
                 }
             }
             Msg::Polled(idx, result) => {
@@ -379,7 +353,17 @@ impl<P: Provider> Coordinator<P> {
                         self.workers.submitter.setup.answered();
                         self.on_snapshot(idx, snap)
                     }
-                    Err(e) => self.on_poll_error(idx, e),
+                    Err(e) => {
+                        let setup = &self.workers.submitter.setup;
+                        polled::on_poll_error(
+                            &mut self.ledger,
+                            &mut self.polls,
+                            &self.cfg,
+                            setup,
+                            idx,
+                            e,
+                        )
+                    }
                 }
             }
             Msg::Listed {
@@ -398,22 +382,32 @@ impl<P: Provider> Coordinator<P> {
                 }
                 for idx in missing {
                     self.polls.missed(idx);
-                    if self.entries[idx].status.is_in_flight() {
+                    if self.ledger.entries[idx].status.is_in_flight() {
                         self.polls.schedule_at(idx, now);
                     }
                 }
                 if let Some(e) = error {
-                    self.on_sweep_error(e);
+                    polled::on_sweep_error(&mut self.ledger, &mut self.polls, e);
                 }
             }
             Msg::Refreshed(idx, result) => {
                 self.active_polls -= 1;
                 self.polls.set_busy(idx, false);
-                self.on_refreshed(idx, result);
+                let (l, q, w) = (&mut self.ledger, &mut self.downloads, &self.workers);
+                fetched::on_refreshed(l, q, w, &self.batch_dir, idx, result);
             }
             Msg::Fetched { idx, n, result } => {
                 self.downloads.finished(idx);
-                self.on_fetched(idx, n, result);
+                if fetched::on_fetched(
+                    &mut self.ledger,
+                    &mut self.downloads,
+                    &self.batch_dir,
+                    idx,
+                    n,
+                    result,
+                ) {
+                    self.refresh(idx);
+                }
                 self.pump_downloads();
             }
         }
@@ -431,8 +425,8 @@ impl<P: Provider> Coordinator<P> {
             ),
         };
         self.held[slot] += 1;
-        let id = self.items[idx].id.clone();
-        self.write(Update::Note {
+        let id = self.ledger.items[idx].id.clone();
+        self.ledger.write(Update::Note {
             id,
             code: None,
             message: why.into(),
@@ -440,372 +434,45 @@ impl<P: Provider> Coordinator<P> {
         });
     }
 
+    // ---- outcomes (see created, polled, fetched) -------------------------
+
     fn on_submitted(&mut self, idx: usize, outcome: SubmitOutcome) {
-        let id = self.items[idx].id.clone();
-        match outcome {
-            SubmitOutcome::Created {
-                task_id,
-                request_id,
-                snapshot,
-            } => {
-                self.write(Update::Created {
-                    id,
-                    task_id: task_id.clone(),
-                    request_id,
-                    at: now_ms(),
-                });
-                self.entries[idx].task_id = Some(task_id);
-                self.transition(idx, Status::Submitted);
-                let now = Instant::now();
-                self.track_in_flight(idx, now);
-                match snapshot {
-                    // Found after an ambiguous create: it may have moved on already.
-                    Some(snap) if snap.status != RemoteStatus::Submitted => {
-                        self.on_snapshot(idx, snap)
-                    }
-                    _ => self.polls.schedule(idx, now),
-                }
-            }
-            SubmitOutcome::NotCreated(e) => {
-                self.release(idx);
-                give_back(&self.budget, &self.estimates, idx);
-                self.write(Update::NotCreated {
-                    id,
-                    code: e.code,
-                    message: format!("not submitted: {}", e.message),
-                    request_id: e.request_id.clone(),
-                });
-                self.entries[idx].last_error = Some((e.code, e.message));
-                self.transition(idx, Status::Pending);
-            }
-            SubmitOutcome::Unknown(e) => {
-                // It may exist and cost: keep its reservation, never resend it.
-                self.release(idx);
-                self.mark_unknown(
-                    idx,
-                    &format!("the create's answer was lost ({})", e.message),
-                );
-            }
-            SubmitOutcome::Unsettled(e) => {
-                // Left `submitting` on disk: the next run settles it first.
-                self.release(idx);
-                self.entries[idx].last_error =
-                    Some((e.code, format!("create outcome unknown: {}", e.message)));
-            }
-            SubmitOutcome::Rejected(e) => {
-                self.release(idx);
-                give_back(&self.budget, &self.estimates, idx);
-                self.fail(idx, e.code, e.message, e.request_id);
-            }
-            SubmitOutcome::Fatal(e) => {
-                self.release(idx);
-                give_back(&self.budget, &self.estimates, idx);
-                self.write(Update::NotCreated {
-                    id,
-                    code: e.code,
-                    message: e.message.clone(),
-                    request_id: e.request_id.clone(),
-                });
-                self.transition(idx, Status::Pending);
-                // Polls go to the same broken address: end the run once
-                // the creates in the air have come back (as pending).
-                self.abort_for(&e);
-            }
-            SubmitOutcome::StateFailed(message) => {
-                self.release(idx);
-                give_back(&self.budget, &self.estimates, idx);
-                self.transition(idx, Status::Pending);
-                self.abort(format!("cannot write the state file: {message}"));
-                self.fatal_stop = true;
-            }
+        let (l, polls, cfg) = (&mut self.ledger, &mut self.polls, &self.cfg);
+        if created::on_submitted(l, polls, cfg, &self.budget, &self.estimates, idx, outcome) {
+            self.start_downloads(idx);
         }
     }
 
     fn on_recovered(&mut self, idx: usize, settled: Settled) {
-        let id = self.items[idx].id.clone();
-        match settled {
-            Settled::Found(snap) => {
-                self.on_submitted(
-                    idx,
-                    SubmitOutcome::Created {
-                        task_id: snap.task_id.clone(),
-                        request_id: snap.request_id.clone(),
-                        snapshot: Some(snap),
-                    },
-                );
-            }
-            Settled::Absent => {
-                self.release(idx);
-                self.write(Update::NotCreated {
-                    id,
-                    code: None,
-                    message: "earlier create was not made; resubmitting".into(),
-                    request_id: None,
-                });
-                self.transition(idx, Status::Pending);
-            }
-            Settled::Unknown(e) => {
-                self.release(idx);
-                self.entries[idx].last_error =
-                    Some((e.code, format!("create outcome unknown: {}", e.message)));
-            }
-            Settled::Fatal(e) => {
-                // Still `submitting` on disk: the next run settles it first.
-                self.release(idx);
-                self.abort_for(&e);
-            }
+        let (l, polls, cfg) = (&mut self.ledger, &mut self.polls, &self.cfg);
+        if created::on_recovered(l, polls, cfg, &self.budget, &self.estimates, idx, settled) {
+            self.start_downloads(idx);
         }
     }
 
     fn on_snapshot(&mut self, idx: usize, snap: TaskSnapshot) {
-        let now = Instant::now();
-        let id = self.items[idx].id.clone();
-        self.polls.answered(idx);
-        if !self.entries[idx].status.is_in_flight() {
-            return; // already settled (e.g. timed out while the answer was in the air)
-        }
-        match snap.status {
-            RemoteStatus::Submitted | RemoteStatus::Processing => {
-                let to = if snap.status == RemoteStatus::Processing {
-                    Status::Processing
-                } else {
-                    Status::Submitted
-                };
-                if self.entries[idx].status != to {
-                    self.write(Update::Status {
-                        id: id.clone(),
-                        status: to,
-                    });
-                    self.transition(idx, to);
-                }
-                if self.entries[idx].deadline.is_some_and(|d| now >= d) {
-                    self.time_out(idx);
-                } else {
-                    self.polls.schedule(idx, now);
-                }
-            }
-            RemoteStatus::Succeeded { videos, units } => {
-                self.release(idx);
-                self.in_flight_done(idx);
-                if let (Some(b), Some(est), Some(charged)) = (
-                    &self.budget,
-                    self.estimates.get(idx).copied().flatten(),
-                    units.as_deref().and_then(|u| u.trim().parse::<f64>().ok()),
-                ) {
-                    b.settle(est, charged);
-                }
-                if videos.is_empty() {
-                    self.fail(
-                        idx,
-                        None,
-                        "task succeeded but returned no video".into(),
-                        snap.request_id,
-                    );
-                    return;
-                }
-                let records: Vec<VideoRecord> = videos
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| VideoRecord {
-                        n: i as u32 + 1,
-                        video_id: Some(v.id),
-                        url: Some(v.url),
-                        duration: v.duration,
-                        ..VideoRecord::default()
-                    })
-                    .collect();
-                self.write(Update::Succeeded {
-                    id,
-                    units,
-                    videos: records.clone(),
-                    at: now_ms(),
-                });
-                self.entries[idx].videos = records;
-                self.transition(idx, Status::Succeeded);
-                self.start_downloads(idx);
-            }
-            RemoteStatus::Failed { message } => {
-                self.release(idx);
-                self.in_flight_done(idx);
-                self.fail(idx, None, message, snap.request_id);
-            }
+        let (l, polls, cfg) = (&mut self.ledger, &mut self.polls, &self.cfg);
+        if polled::on_snapshot(l, polls, cfg, &self.budget, &self.estimates, idx, snap) {
+            self.start_downloads(idx);
         }
     }
 
-    fn on_poll_error(&mut self, idx: usize, e: ProviderError) {
-        if self.workers.submitter.setup.observe(Some(e.class)) {
-            // Tasks in flight stay as they are on disk; the fixed rerun polls them.
-            self.abort(fatal_message(&e));
-            self.setup_stop = true;
-            return;
-        }
-        match e.class {
-            ErrorClass::AuthExpired | ErrorClass::BatchFatal => {
-                self.abort(fatal_message(&e));
-                self.fatal_stop = true;
-            }
-            _ => {
-                let errors = self.polls.failed(idx);
-                if errors >= MAX_POLL_ERRORS && e.class == ErrorClass::ItemInvalid {
-                    // The provider keeps saying the task does not exist.
-                    self.release(idx);
-                    self.in_flight_done(idx);
-                    self.fail(
-                        idx,
-                        e.code,
-                        format!("task can no longer be queried: {}", e.message),
-                        e.request_id,
-                    );
-                    return;
-                }
-                let now = Instant::now();
-                if self.entries[idx].deadline.is_some_and(|d| now >= d) {
-                    self.time_out(idx);
-                    return;
-                }
-                let d = backoff::delay(self.cfg.poll_interval, errors.min(6), e.retry_after);
-                self.polls.schedule_at(idx, now + d);
-            }
-        }
+    fn start_downloads(&mut self, idx: usize) {
+        let (l, q, w) = (&mut self.ledger, &mut self.downloads, &self.workers);
+        fetched::start(l, q, w, &self.batch_dir, idx);
     }
 
-    fn on_sweep_error(&mut self, e: ProviderError) {
-        if matches!(e.class, ErrorClass::AuthExpired | ErrorClass::BatchFatal) {
-            self.abort(fatal_message(&e));
-            self.fatal_stop = true;
-        } else if matches!(e.class, ErrorClass::ItemInvalid | ErrorClass::Setup) {
-            // A "not found" or a route the server does not know: it has no
-            // list endpoint.
-            self.polls.give_up_sweeps(&e.to_string());
-        }
-        // Otherwise the tasks it missed are queried one by one.
-    }
-
-    fn on_refreshed(&mut self, idx: usize, result: Result<TaskSnapshot, ProviderError>) {
-        let id = self.items[idx].id.clone();
-        match result {
-            Ok(TaskSnapshot {
-                status: RemoteStatus::Succeeded { videos, .. },
-                ..
-            }) => {
-                for (i, v) in videos.into_iter().enumerate() {
-                    let n = i as u32 + 1;
-                    if let Some(rec) = self.entries[idx].videos.iter_mut().find(|r| r.n == n) {
-                        rec.url = Some(v.url.clone());
-                        self.write(Update::VideoUrl {
-                            id: id.clone(),
-                            n,
-                            url: v.url,
-                        });
-                    }
-                }
-                self.start_downloads(idx);
-            }
-            Ok(other) => self.warn(
-                idx,
-                None,
-                format!("task no longer reports a video (status {:?})", other.status),
-            ),
-            Err(e) => self.warn(
-                idx,
-                e.code,
-                format!("could not refresh the video URL: {}", e.message),
-            ),
-        }
-    }
-
-    fn on_fetched(&mut self, idx: usize, n: u32, result: Result<Downloaded, DownloadError>) {
-        let id = self.items[idx].id.clone();
-        match result {
-            Ok(d) => {
-                let path = video_rel_path(&id, n, self.entries[idx].videos.len());
-                if let Some(v) = self.entries[idx].videos.iter_mut().find(|v| v.n == n) {
-                    v.path = Some(path.clone());
-                    v.bytes = Some(d.bytes);
-                    v.sha256 = Some(d.sha256.clone());
-                }
-                self.write(Update::Downloaded {
-                    id: id.clone(),
-                    n,
-                    path,
-                    bytes: d.bytes,
-                    sha256: d.sha256,
-                });
-            }
-            Err(DownloadError::Expired { status }) => {
-                if !self.downloads.url_expired(idx) {
-                    self.warn(
-                        idx,
-                        None,
-                        format!("video URL keeps failing (HTTP {status}); rerun to try again"),
-                    );
-                }
-            }
-            // An error page served as 200 is often an expired or hotlink-
-            // protected URL: one fresh URL per run, then the item keeps the error.
-            Err(DownloadError::NotAVideo { .. }) if self.downloads.not_a_video(idx) => {}
-            Err(e @ (DownloadError::NotAVideo { .. } | DownloadError::TooLarge { .. })) => {
-                self.warn(idx, None, format!("download refused: {e}"))
-            }
-            Err(DownloadError::Io { path, source })
-                if source.kind() == std::io::ErrorKind::StorageFull =>
-            {
-                // Every further video would fail the same way, and every
-                // further create would pay for one: stop submitting.
-                self.warn(
-                    idx,
-                    None,
-                    format!("download failed: the disk is full ({})", path.display()),
-                );
-                self.abort(format!(
-                    "the disk holding {} is full: free some space, then run the same command again (finished tasks are downloaded then, nothing is created again)",
-                    self.batch_dir.display()
-                ));
-                self.setup_stop = true;
-            }
-            Err(e) => self.warn(
-                idx,
-                None,
-                format!("download failed: {e}; rerun to resume it"),
-            ),
-        }
-        if self.downloads.downloading(idx) {
-            return;
-        }
-        if self.downloads.take_refresh(idx) {
-            self.refresh(idx);
-        } else if self.entries[idx].videos.iter().all(|v| v.sha256.is_some())
-            && self.entries[idx].status == Status::Succeeded
-        {
-            self.write(Update::Status {
-                id,
-                status: Status::Downloaded,
-            });
-            self.transition(idx, Status::Downloaded);
-            // The store has them; a finished item keeps no URLs in memory.
-            self.entries[idx].videos = Vec::new();
-        }
+    fn pump_downloads(&mut self) {
+        let (l, q, w) = (&mut self.ledger, &mut self.downloads, &self.workers);
+        fetched::pump(l, q, w, &self.batch_dir);
     }
 
     // ---- polling --------------------------------------------------------
 
-    fn track_in_flight(&mut self, idx: usize, now: Instant) {
-        if self.entries[idx].deadline.is_none() {
-            self.polls.track(idx, self.items[idx].kind);
-        }
-        self.entries[idx].deadline = Some(now + self.cfg.task_timeout);
-    }
-
-    fn in_flight_done(&mut self, idx: usize) {
-        if self.entries[idx].deadline.take().is_some() {
-            self.polls.untrack(idx);
-        }
-    }
-
     /// Send what the poll queue says is due: single queries, then sweeps.
     fn dispatch_due_polls(&mut self) {
         let now = Instant::now();
-        let (entries, items) = (&self.entries, &self.items);
+        let (entries, items) = (&self.ledger.entries, &self.ledger.items);
         let due = self
             .polls
             .take_due(now, |i| entries[i].status.is_in_flight(), |i| items[i].kind);
@@ -818,21 +485,23 @@ impl<P: Provider> Coordinator<P> {
     }
 
     fn query(&mut self, idx: usize) {
-        let Some(task_id) = self.entries[idx].task_id.clone() else {
+        let Some(task_id) = self.ledger.entries[idx].task_id.clone() else {
             return;
         };
         self.polls.set_busy(idx, true);
         self.active_polls += 1;
-        self.workers.query(idx, self.items[idx].kind, task_id);
+        self.workers
+            .query(idx, self.ledger.items[idx].kind, task_id);
     }
 
     fn refresh(&mut self, idx: usize) {
-        let Some(task_id) = self.entries[idx].task_id.clone() else {
+        let Some(task_id) = self.ledger.entries[idx].task_id.clone() else {
             return;
         };
         self.polls.set_busy(idx, true);
         self.active_polls += 1;
-        self.workers.refresh(idx, self.items[idx].kind, task_id);
+        self.workers
+            .refresh(idx, self.ledger.items[idx].kind, task_id);
     }
 
     /// One list sweep covers every in-flight task of `route`.
@@ -840,7 +509,7 @@ impl<P: Provider> Coordinator<P> {
         let Some(page_size) = self.polls.page_size() else {
             return;
         };
-        let entries = &self.entries;
+        let entries = &self.ledger.entries;
         let wanted = self.polls.start_sweep(
             route,
             now,
@@ -850,207 +519,6 @@ impl<P: Provider> Coordinator<P> {
         self.active_polls += 1;
         self.workers.sweep(route, wanted, page_size);
     }
-
-    fn time_out(&mut self, idx: usize) {
-        self.release(idx);
-        self.in_flight_done(idx);
-        let id = self.items[idx].id.clone();
-        let message = format!(
-            "still unfinished after {}; rerun to keep polling it",
-            humantime::format_duration(self.cfg.task_timeout)
-        );
-        self.write(Update::Note {
-            id: id.clone(),
-            code: None,
-            message: message.clone(),
-            request_id: None,
-        });
-        self.write(Update::Status {
-            id: id.clone(),
-            status: Status::TimedOut,
-        });
-        self.transition(idx, Status::TimedOut);
-        self.failures.push(Failure {
-            id,
-            status: Status::TimedOut,
-            code: None,
-            message,
-        });
-    }
-
-    // ---- downloads ------------------------------------------------------
-
-    /// Queue the item's missing videos and start what the pool has room for.
-    fn start_downloads(&mut self, idx: usize) {
-        let id = self.items[idx].id.clone();
-        let mut queued = 0;
-        for v in &self.entries[idx].videos {
-            if v.sha256.is_none() && v.url.is_some() {
-                self.downloads.push(idx, v.n);
-                queued += 1;
-            }
-        }
-        let e = &self.entries[idx];
-        if queued == 0
-            && !e.videos.is_empty()
-            && e.videos.iter().all(|v| v.sha256.is_some())
-            && e.status == Status::Succeeded
-        {
-            self.write(Update::Status {
-                id,
-                status: Status::Downloaded,
-            });
-            self.transition(idx, Status::Downloaded);
-        }
-        self.pump_downloads();
-    }
-
-    /// Start queued downloads while the pool has room.
-    fn pump_downloads(&mut self) {
-        while let Some((idx, n)) = self.downloads.pop() {
-            let count = self.entries[idx].videos.len();
-            let url = self.entries[idx]
-                .videos
-                .iter()
-                .find(|v| v.n == n)
-                .and_then(|v| v.url.clone());
-            let Some(url) = url else {
-                // Cannot happen (only videos with a URL are queued); keep the books straight.
-                self.downloads.dropped(idx);
-                continue;
-            };
-            let dest = self
-                .batch_dir
-                .join(video_rel_path(&self.items[idx].id, n, count));
-            self.downloads.started();
-            self.workers.fetch(idx, n, url, dest);
-        }
-    }
-
-    // ---- helpers --------------------------------------------------------
-
-    fn release(&mut self, idx: usize) {
-        if std::mem::take(&mut self.entries[idx].holds_slot) {
-            self.limit.release();
-        }
-    }
-
-    /// The create's outcome cannot be known: at most once, and honest about it.
-    fn mark_unknown(&mut self, idx: usize, why: &str) {
-        let message = format!(
-            "{why}: it may have been created and charged; not resubmitted (--resubmit-unknown sends it again)"
-        );
-        self.write(Update::Unknown {
-            id: self.items[idx].id.clone(),
-            message: message.clone(),
-        });
-        self.transition(idx, Status::Unknown);
-        self.failures.push(Failure {
-            id: self.items[idx].id.clone(),
-            status: Status::Unknown,
-            code: None,
-            message,
-        });
-    }
-
-    fn fail(&mut self, idx: usize, code: Option<i64>, message: String, request_id: Option<String>) {
-        let id = self.items[idx].id.clone();
-        self.write(Update::Failed {
-            id: id.clone(),
-            code,
-            message: message.clone(),
-            request_id,
-            at: now_ms(),
-        });
-        self.transition(idx, Status::Failed);
-        self.events.send(RunEvent::ItemFailed {
-            id: id.clone(),
-            code,
-            message: message.clone(),
-        });
-        self.failures.push(Failure {
-            id,
-            status: Status::Failed,
-            code,
-            message,
-        });
-    }
-
-    fn warn(&mut self, idx: usize, code: Option<i64>, message: String) {
-        let id = self.items[idx].id.clone();
-        self.write(Update::Note {
-            id: id.clone(),
-            code,
-            message: message.clone(),
-            request_id: None,
-        });
-        self.events.send(RunEvent::ItemWarning {
-            id: id.clone(),
-            message: message.clone(),
-        });
-        self.failures.push(Failure {
-            id,
-            status: self.entries[idx].status,
-            code,
-            message,
-        });
-    }
-
-    /// Stop the batch for an error no item gets past. A broken setup also
-    /// ends the run once the creates in the air have come back: polls go to
-    /// the same broken address.
-    fn abort_for(&mut self, e: &ProviderError) {
-        self.abort(fatal_message(e));
-        if matches!(e.class, ErrorClass::Setup | ErrorClass::Unreachable) {
-            self.setup_stop = true;
-        }
-    }
-
-    fn abort(&mut self, reason: String) {
-        if self.aborted.is_none() {
-            self.events.send(RunEvent::Aborting {
-                reason: reason.clone(),
-            });
-            self.aborted = Some(reason);
-        }
-        self.stop_submit.stop();
-        if !self.submitter_started {
-            self.submitter_started = true;
-            self.submitter_done = true;
-        }
-    }
-
-    fn write(&mut self, update: Update) {
-        if let Err(e) = self.writer.send(update) {
-            self.abort(format!("cannot write the state file: {e}"));
-            self.fatal_stop = true;
-        }
-    }
-
-    fn transition(&mut self, idx: usize, to: Status) {
-        let from = self.entries[idx].status;
-        if from != to {
-            self.entries[idx].status = to;
-            self.events.send(RunEvent::Transition {
-                id: self.items[idx].id.clone(),
-                from,
-                to,
-            });
-        }
-    }
-}
-
-/// What a batch-fatal error tells the user to fix: the setup advice for a
-/// broken setup, else the provider's hint for its error, else plain advice.
-pub(super) fn fatal_message(e: &ProviderError) -> String {
-    if matches!(e.class, ErrorClass::Setup | ErrorClass::Unreachable) {
-        return format!("{e} — {}", setup::hint(e.class));
-    }
-    let hint = e
-        .hint
-        .as_deref()
-        .unwrap_or("fix the cause, then rerun the same command to continue");
-    format!("{e} — {hint}")
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

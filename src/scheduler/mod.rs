@@ -18,7 +18,11 @@
 //!
 //! The parts, each owning its own fields:
 //!
-//! - `coordinator.rs`: the loop and the message handlers; owns the entries.
+//! - `coordinator.rs`: the loop and dispatch of the workers' messages.
+//! - `ledger.rs`: the entries, the writer, the events, the failures and the
+//!   abort; the steps that change them (write, transition, fail, ...).
+//! - `created.rs`, `polled.rs`, `fetched.rs`: what a create, a poll and a
+//!   download's outcome do, as functions over the ledger and their queue.
 //! - `workers.rs`: spawns every request and defines the `Msg` they send back.
 //! - `poll.rs`: the poll queue (due times, sweeps per route).
 //! - `fetch.rs`: the download queue (pool, fresh-URL budget) and file names.
@@ -31,11 +35,15 @@ mod backoff;
 mod budget;
 mod coordinator;
 mod counts;
+mod created;
 mod entry;
 mod fetch;
+mod fetched;
 pub mod ids;
+mod ledger;
 mod limit;
 mod poll;
+mod polled;
 mod recover;
 mod setup;
 mod submit;

@@ -1,0 +1,203 @@
+//! The ledger: what the run has recorded about every item, and the small
+//! steps that change it.
+//!
+//! Each step here keeps the entry, the state file, the event stream and the
+//! run's failures in step with one another (a transition is stored, shown and
+//! counted together), so the handlers only decide which step to take. It also
+//! keeps why the run stops: an abort reason, a fatal stop, a broken setup.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::Failure;
+use super::entry::Entry;
+use super::limit::{InFlight, Stop};
+use super::setup;
+use crate::events::{EventSender, RunEvent};
+use crate::manifest::Item;
+use crate::provider::{ErrorClass, ProviderError};
+use crate::state::{Status, Update, WriterHandle, now_ms};
+
+pub(super) struct Ledger {
+    pub(super) items: Arc<Vec<Item>>,
+    pub(super) entries: Vec<Entry>,
+    pub(super) writer: WriterHandle,
+    pub(super) events: EventSender,
+    /// Items failed or timed out in this run, and downloads left unfinished.
+    pub(super) failures: Vec<Failure>,
+    /// Why submitting stopped early, if it did.
+    pub(super) aborted: Option<String>,
+    /// Stop the run at once (the state cannot be written, auth is gone).
+    pub(super) fatal_stop: bool,
+    /// The setup is broken (wrong address, route, TLS): end the run as soon
+    /// as no create or recovery lookup is in the air.
+    pub(super) setup_stop: bool,
+    /// Stops creating: abort, or interrupt.
+    pub(super) stop_submit: Arc<Stop>,
+    pub(super) limit: Arc<InFlight>,
+    pub(super) submitter_started: bool,
+    pub(super) submitter_done: bool,
+}
+
+impl Ledger {
+    pub(super) fn new(
+        items: Arc<Vec<Item>>,
+        entries: Vec<Entry>,
+        writer: WriterHandle,
+        events: EventSender,
+        stop_submit: Arc<Stop>,
+        limit: Arc<InFlight>,
+    ) -> Self {
+        Ledger {
+            items,
+            entries,
+            writer,
+            events,
+            failures: Vec::new(),
+            aborted: None,
+            fatal_stop: false,
+            setup_stop: false,
+            stop_submit,
+            limit,
+            submitter_started: false,
+            submitter_done: false,
+        }
+    }
+
+    pub(super) fn counts(&self) -> BTreeMap<Status, u64> {
+        let mut c = BTreeMap::new();
+        for e in &self.entries {
+            *c.entry(e.status).or_insert(0) += 1;
+        }
+        c
+    }
+
+    pub(super) fn release(&mut self, idx: usize) {
+        if std::mem::take(&mut self.entries[idx].holds_slot) {
+            self.limit.release();
+        }
+    }
+
+    /// The create's outcome cannot be known: at most once, and honest about it.
+    pub(super) fn mark_unknown(&mut self, idx: usize, why: &str) {
+        let message = format!(
+            "{why}: it may have been created and charged; not resubmitted (--resubmit-unknown sends it again)"
+        );
+        self.write(Update::Unknown {
+            id: self.items[idx].id.clone(),
+            message: message.clone(),
+        });
+        self.transition(idx, Status::Unknown);
+        self.failures.push(Failure {
+            id: self.items[idx].id.clone(),
+            status: Status::Unknown,
+            code: None,
+            message,
+        });
+    }
+
+    pub(super) fn fail(
+        &mut self,
+        idx: usize,
+        code: Option<i64>,
+        message: String,
+        request_id: Option<String>,
+    ) {
+        let id = self.items[idx].id.clone();
+        self.write(Update::Failed {
+            id: id.clone(),
+            code,
+            message: message.clone(),
+            request_id,
+            at: now_ms(),
+        });
+        self.transition(idx, Status::Failed);
+        self.events.send(RunEvent::ItemFailed {
+            id: id.clone(),
+            code,
+            message: message.clone(),
+        });
+        self.failures.push(Failure {
+            id,
+            status: Status::Failed,
+            code,
+            message,
+        });
+    }
+
+    pub(super) fn warn(&mut self, idx: usize, code: Option<i64>, message: String) {
+        let id = self.items[idx].id.clone();
+        self.write(Update::Note {
+            id: id.clone(),
+            code,
+            message: message.clone(),
+            request_id: None,
+        });
+        self.events.send(RunEvent::ItemWarning {
+            id: id.clone(),
+            message: message.clone(),
+        });
+        self.failures.push(Failure {
+            id,
+            status: self.entries[idx].status,
+            code,
+            message,
+        });
+    }
+
+    /// Stop the batch for an error no item gets past. A broken setup also
+    /// ends the run once the creates in the air have come back: polls go to
+    /// the same broken address.
+    pub(super) fn abort_for(&mut self, e: &ProviderError) {
+        self.abort(fatal_message(e));
+        if matches!(e.class, ErrorClass::Setup | ErrorClass::Unreachable) {
+            self.setup_stop = true;
+        }
+    }
+
+    pub(super) fn abort(&mut self, reason: String) {
+        if self.aborted.is_none() {
+            self.events.send(RunEvent::Aborting {
+                reason: reason.clone(),
+            });
+            self.aborted = Some(reason);
+        }
+        self.stop_submit.stop();
+        if !self.submitter_started {
+            self.submitter_started = true;
+            self.submitter_done = true;
+        }
+    }
+
+    pub(super) fn write(&mut self, update: Update) {
+        if let Err(e) = self.writer.send(update) {
+            self.abort(format!("cannot write the state file: {e}"));
+            self.fatal_stop = true;
+        }
+    }
+
+    pub(super) fn transition(&mut self, idx: usize, to: Status) {
+        let from = self.entries[idx].status;
+        if from != to {
+            self.entries[idx].status = to;
+            self.events.send(RunEvent::Transition {
+                id: self.items[idx].id.clone(),
+                from,
+                to,
+            });
+        }
+    }
+}
+
+/// What a batch-fatal error tells the user to fix: the setup advice for a
+/// broken setup, else the provider's hint for its error, else plain advice.
+pub(super) fn fatal_message(e: &ProviderError) -> String {
+    if matches!(e.class, ErrorClass::Setup | ErrorClass::Unreachable) {
+        return format!("{e} — {}", setup::hint(e.class));
+    }
+    let hint = e
+        .hint
+        .as_deref()
+        .unwrap_or("fix the cause, then rerun the same command to continue");
+    format!("{e} — {hint}")
+}
