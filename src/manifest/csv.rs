@@ -93,6 +93,13 @@ pub(crate) fn read<R: Read>(
             }
         } else if v.passthrough && name == "model" {
             Some(Field::ModelName)
+        } else if let Some(meant) = super::validate::own_field_typo(name).filter(|_| v.passthrough)
+        {
+            v.problem(
+                loc,
+                format!("unknown column `{name}`; did you mean `{meant}`?"),
+            );
+            None
         } else if v.passthrough {
             // fal: the column is the model's input, sent as written.
             extra_columns.push((i, name.to_string()));

@@ -338,7 +338,62 @@ pub fn passthrough_reads(f: Field) -> bool {
     )
 }
 
+/// In a pass-through manifest, a key that is almost one of vidbatch's own
+/// (other case or spelling, two letters swapped: `Model`, `modle`, `ID`,
+/// `promtp`) is a typo, not a model input: the item would silently go out
+/// without its model or prompt. Returns the field meant.
+pub fn own_field_typo(key: &str) -> Option<&'static str> {
+    const OWN: [&str; 5] = ["id", "model", "prompt", "image", "image_tail"];
+    let folded: String = key
+        .chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect();
+    OWN.into_iter().find(|own| {
+        let target: String = own.chars().filter(|c| *c != '_').collect();
+        key != *own && (folded == target || one_swap(&folded, &target))
+    })
+}
+
+/// `a` is `b` with two neighbouring letters swapped.
+fn one_swap(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+    diff.len() == 2
+        && diff[1] == diff[0] + 1
+        && a[diff[0]] == b[diff[1]]
+        && a[diff[1]] == b[diff[0]]
+}
+
 /// Styles whose model names are the provider's own, not Kling's enum.
 pub fn free_form_models(style: &str) -> bool {
     style != "kling"
+}
+
+#[cfg(test)]
+mod typo_tests {
+    use super::own_field_typo;
+
+    #[test]
+    fn near_misses_of_our_own_fields_are_typos_and_model_inputs_are_not() {
+        assert_eq!(own_field_typo("modle"), Some("model"));
+        assert_eq!(own_field_typo("Model"), Some("model"));
+        assert_eq!(own_field_typo("ID"), Some("id"));
+        assert_eq!(own_field_typo("promtp"), Some("prompt"));
+        assert_eq!(own_field_typo("Image-Tail"), Some("image_tail"));
+        for input in [
+            "model",
+            "mode",
+            "images",
+            "image_url",
+            "resolution",
+            "num_frames",
+            "seed",
+        ] {
+            assert_eq!(own_field_typo(input), None, "{input}");
+        }
+    }
 }

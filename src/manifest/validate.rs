@@ -36,7 +36,7 @@ use crate::provider::kling::catalog::{self, Durations};
 pub use super::camera::check_camera;
 pub use super::fields::{
     Field, ImageSpec, MAX_PROMPT_CHARS, PROVIDER_STYLES, Partial, Raw, describe, field_names,
-    free_form_models, likely_field, passthrough_reads,
+    free_form_models, likely_field, own_field_typo, passthrough_reads,
 };
 pub use super::identity::{MAX_ID_BYTES, MAX_ID_CHARS, check_id};
 pub use super::origin::Origin;

@@ -331,11 +331,16 @@ fn read_fields(
             f => f,
         };
         match field {
-            None if v.passthrough => {
-                if !val.is_null() {
+            None if v.passthrough => match validate::own_field_typo(k) {
+                Some(meant) => v.problem(
+                    origin.with_pos(key.pos).at(Some(k)),
+                    format!("unknown field `{k}`; did you mean `{meant}`?"),
+                ),
+                None if !val.is_null() => {
                     p.extra.insert(k.to_string(), to_json(val));
                 }
-            }
+                None => {}
+            },
             Some(Field::Id) if is_defaults => v.problem(
                 origin.with_pos(key.pos).at(Some("id")),
                 "`id` cannot be a default: every item needs its own (or none, for a content-derived id)",

@@ -367,6 +367,19 @@ async fn any_other_field_is_the_models_input_passed_through_as_written() {
     let result = output(run_fal(&m, &out, &emu, &[])).await;
     assert_exit(&result, 0);
     assert_eq!(count(&out, "downloaded"), 2);
+    // Our own fields are still checked: a typo is not a model input.
+    let typo = dir.path().join("typo.yaml");
+    std::fs::write(
+        &typo,
+        "provider: fal\nitems:\n  - prompt: a fox\n    modle: fal-ai/veo3\n",
+    )
+    .unwrap();
+    let err = vidbatch::manifest::load(&typo).unwrap_err();
+    let said = format!("{err} {err:?}");
+    assert!(
+        said.contains("did you mean `model`") && said.contains("typo.yaml:4:5"),
+        "{said}"
+    );
     // A Kling manifest still refuses fields it does not know.
     let kling = dir.path().join("kling.yaml");
     std::fs::write(&kling, "items:\n  - prompt: a fox\n    resolution: 1080p\n").unwrap();
