@@ -312,13 +312,13 @@ pub fn resolve(
     let stem = manifest_stem(&manifest.path);
     let base_name = match &cli.batch {
         Some(name) => {
-            check_batch_name(name).map_err(|m| err("--batch", m))?;
+            crate::batch::check_name(name).map_err(|m| err("--batch", m))?;
             name.clone()
         }
         None => stem,
     };
     let batch_name = if cli.new_batch {
-        format!("{base_name}-{}", utc_stamp())
+        crate::batch::new_name(&base_name)
     } else {
         base_name
     };
@@ -406,30 +406,6 @@ fn manifest_stem(manifest: &Path) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "batch".into())
-}
-
-/// A batch name names a folder (with `--new-batch`) and goes into the state.
-fn check_batch_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty() || name.chars().count() > 100 {
-        return Err("a batch name must have 1 to 100 characters".into());
-    }
-    if name.starts_with('.')
-        || name.chars().any(|c| {
-            c.is_control() || matches!(c, '/' | '\\' | ':' | '<' | '>' | '"' | '|' | '?' | '*')
-        })
-    {
-        return Err(format!(
-            "`{name}` cannot be a batch name (it names a folder: no / \\ : < > \" | ? *, no leading dot)"
-        ));
-    }
-    Ok(())
-}
-
-/// `20261202T031500Z`, for `--new-batch` names.
-fn utc_stamp() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .replace(['-', ':'], "")
 }
 
 #[cfg(test)]

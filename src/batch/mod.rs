@@ -75,6 +75,31 @@ pub fn batch_key(name: &str) -> String {
     hex::encode(&digest[..6])
 }
 
+/// A batch name names a folder (with `--new-batch`) and goes into the state.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() || name.chars().count() > 100 {
+        return Err("a batch name must have 1 to 100 characters".into());
+    }
+    if name.starts_with('.')
+        || name.chars().any(|c| {
+            c.is_control() || matches!(c, '/' | '\\' | ':' | '<' | '>' | '"' | '|' | '?' | '*')
+        })
+    {
+        return Err(format!(
+            "`{name}` cannot be a batch name (it names a folder: no / \\ : < > \" | ? *, no leading dot)"
+        ));
+    }
+    Ok(())
+}
+
+/// The name `--new-batch` gives: `<base>-20261202T031500Z` (UTC, now).
+pub fn new_name(base: &str) -> String {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "");
+    format!("{base}-{stamp}")
+}
+
 /// Open `dir` for a run of batch `name` (`explicit`: the user named it).
 pub fn open(dir: &Path, name: &str, explicit: bool, new_batch: bool) -> Result<Opened, BatchError> {
     let lock_existed = dir.join(".lock").exists();

@@ -45,6 +45,7 @@ pub use limits::{
     DEFAULT_DEADLINE, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_VIDEO_BYTES, DEFAULT_MIN_SPEED, Limits,
     MinSpeed, format_size, parse_size,
 };
+pub use verify::looks_like_video;
 
 /// A finished download.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -456,24 +457,6 @@ impl Downloader {
     }
 }
 
-/// Whether the file at `path` starts like a video (the check a download
-/// passed), for telling a saved video from something else left under its name.
-/// [`is_video_file`] for synchronous callers (a resume's file checks): the
-/// first bytes of `path` are a video container's. False when unreadable.
-pub fn looks_like_video(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(verify::SNIFF_LEN);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(verify::SNIFF_LEN as u64).read_to_end(&mut head))
-        .is_ok()
-        && verify::container(&head).is_some()
-}
-
-pub async fn is_video_file(path: &Path) -> Result<bool, DownloadError> {
-    let head = file::read_head(path, verify::SNIFF_LEN).await?;
-    Ok(verify::container(&head).is_some())
-}
-
 fn not_a_video(content_type: Option<&str>, head: &[u8]) -> AttemptError {
     AttemptError::Final(DownloadError::NotAVideo {
         detail: verify::refusal(content_type, head),
@@ -546,18 +529,6 @@ fn strip_query(text: &str) -> String {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
-
-    #[tokio::test]
-    async fn saved_files_are_told_apart_by_their_first_bytes() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let video = dir.path().join("v.mp4");
-        std::fs::write(&video, b"\0\0\0\x10ftypisom\0\0\0\0moov").expect("write");
-        let page = dir.path().join("p.mp4");
-        std::fs::write(&page, b"<html>Access denied</html>").expect("write");
-        assert!(is_video_file(&video).await.unwrap_or(false));
-        assert!(!is_video_file(&page).await.unwrap_or(true));
-        assert!(is_video_file(&dir.path().join("gone.mp4")).await.is_err());
-    }
 
     #[test]
     fn content_range_forms() {

@@ -124,9 +124,33 @@ fn printable(text: &str, max: usize) -> (String, bool) {
     (out, false)
 }
 
+/// Whether the saved file at `path` starts like a video (the check a
+/// download passed): a resume uses it to tell a video from an error page an
+/// older build saved under its name. False when unreadable.
+pub fn looks_like_video(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(SNIFF_LEN as u64).read_to_end(&mut head))
+        .is_ok()
+        && container(&head).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_files_are_told_apart_by_their_first_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let video = dir.path().join("v.mp4");
+        std::fs::write(&video, b"\0\0\0\x10ftypisom\0\0\0\0moov").expect("write");
+        let page = dir.path().join("p.mp4");
+        std::fs::write(&page, b"<html>Access denied</html>").expect("write");
+        assert!(looks_like_video(&video));
+        assert!(!looks_like_video(&page));
+        assert!(!looks_like_video(&dir.path().join("gone.mp4")));
+    }
 
     fn mp4_head(kind: &[u8; 4]) -> Vec<u8> {
         let mut v = 32u32.to_be_bytes().to_vec();
