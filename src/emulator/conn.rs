@@ -182,3 +182,64 @@ impl Connected<IncomingStream<'_, KillListener>> for ConnCtl {
         stream.io().ctl.clone()
     }
 }
+
+/// A loopback server running in the background; both emulators (Kling's and
+/// fal's) run on it. Dropping it starts a graceful stop; [`Running::shutdown`]
+/// stops it and waits (at most 5 s: a client holding a download open must not
+/// hang the caller).
+pub(crate) struct Running {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Bind `127.0.0.1:port` (0: any free port).
+    pub(crate) async fn bind(port: u16) -> io::Result<TcpListener> {
+        TcpListener::bind(("127.0.0.1", port)).await
+    }
+
+    /// Serve `app` on `listener` with killable connections; `what` names the
+    /// server in a log line if it ends with an error.
+    pub(crate) fn spawn(
+        listener: TcpListener,
+        app: axum::Router,
+        what: &'static str,
+    ) -> io::Result<Running> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(
+            KillListener::new(listener),
+            app.into_make_service_with_connect_info::<ConnCtl>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        let join = tokio::spawn(async move {
+            if let Err(err) = serve.await {
+                tracing::warn!("{what} server ended with an error: {err}");
+            }
+        });
+        Ok(Running {
+            addr,
+            stop: Some(stop),
+            join,
+        })
+    }
+
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    pub(crate) async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.join)
+            .await
+            .is_err()
+        {
+            self.join.abort();
+        }
+    }
+}

@@ -60,9 +60,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
 pub use stats::{RecordedRequest, Stats};
 
 /// When a task turns from `submitted` to `processing`.
@@ -308,16 +305,14 @@ impl EmulatorConfig {
 /// A running emulator. Dropping it stops the server gracefully in the
 /// background; [`EmulatorHandle::shutdown`] stops it and waits.
 pub struct EmulatorHandle {
-    addr: SocketAddr,
+    server: conn::Running,
     shared: Arc<server::Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    join: JoinHandle<()>,
 }
 
 impl fmt::Debug for EmulatorHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmulatorHandle")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr())
             .finish_non_exhaustive()
     }
 }
@@ -327,45 +322,27 @@ pub async fn start(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
     config
         .validate()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+    let listener = conn::Running::bind(config.port).await?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(server::Shared::new(config, addr));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let app = server::router(shared.clone());
-    let serve = axum::serve(
-        conn::KillListener::new(listener),
-        app.into_make_service_with_connect_info::<conn::ConnCtl>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stopped.await;
-    });
-    let join = tokio::spawn(async move {
-        if let Err(err) = serve.await {
-            tracing::warn!("emulator server ended with an error: {err}");
-        }
-    });
-    Ok(EmulatorHandle {
-        addr,
-        shared,
-        stop: Some(stop),
-        join,
-    })
+    let server = conn::Running::spawn(listener, server::router(shared.clone()), "emulator")?;
+    Ok(EmulatorHandle { server, shared })
 }
 
 impl EmulatorHandle {
     /// Official-style root, e.g. `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// Gateway-style root; a client appends `/kling/videos/...`.
     pub fn gateway_base_url(&self) -> String {
-        format!("http://{}/v1/ai/emulator", self.addr)
+        format!("http://{}/v1/ai/emulator", self.server.addr())
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Same data as `GET /__emulator/stats`.
@@ -386,16 +363,7 @@ impl EmulatorHandle {
     }
 
     /// Stop accepting, let open exchanges finish (up to 5 s), then stop.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // A client holding a download open must not hang the caller forever.
-        if tokio::time::timeout(Duration::from_secs(5), &mut self.join)
-            .await
-            .is_err()
-        {
-            self.join.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }

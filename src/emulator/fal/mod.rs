@@ -53,9 +53,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
 pub use super::stats::RecordedRequest;
 pub use stats::FalStats;
 
@@ -206,16 +203,14 @@ impl FalConfig {
 /// A running fal emulator. Dropping it stops the server in the background;
 /// [`FalHandle::shutdown`] stops it and waits.
 pub struct FalHandle {
-    addr: SocketAddr,
+    server: super::conn::Running,
     shared: Arc<server::Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    join: JoinHandle<()>,
 }
 
 impl fmt::Debug for FalHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FalHandle")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr())
             .finish_non_exhaustive()
     }
 }
@@ -225,40 +220,23 @@ pub async fn start(config: FalConfig) -> std::io::Result<FalHandle> {
     config
         .validate()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+    let listener = super::conn::Running::bind(config.port).await?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(server::Shared::new(config, addr));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let app = server::router(shared.clone());
-    let serve = axum::serve(
-        super::conn::KillListener::new(listener),
-        app.into_make_service_with_connect_info::<super::conn::ConnCtl>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stopped.await;
-    });
-    let join = tokio::spawn(async move {
-        if let Err(err) = serve.await {
-            tracing::warn!("fal emulator server ended with an error: {err}");
-        }
-    });
-    Ok(FalHandle {
-        addr,
-        shared,
-        stop: Some(stop),
-        join,
-    })
+    let server =
+        super::conn::Running::spawn(listener, server::router(shared.clone()), "fal emulator")?;
+    Ok(FalHandle { server, shared })
 }
 
 impl FalHandle {
     /// The queue root, e.g. `http://127.0.0.1:PORT` (stands for `https://queue.fal.run`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Same data as `GET /__emulator/stats`.
@@ -272,15 +250,7 @@ impl FalHandle {
     }
 
     /// Stop accepting, let open exchanges finish (up to 5 s), then stop.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if tokio::time::timeout(Duration::from_secs(5), &mut self.join)
-            .await
-            .is_err()
-        {
-            self.join.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }
