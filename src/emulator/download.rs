@@ -32,7 +32,7 @@ use super::faults;
 use super::server::{Answer, Shared, json_response, plain};
 use super::stats::Counters;
 use super::tasks::Status;
-use super::video::{self, CHUNK, Cut, Layout, RangeReq, VideoStream};
+use super::video::{self, CHUNK, Cut, Layout, VideoStream};
 
 const ROUTE: &str = "GET /videos/{file}";
 const CDN_ROUTE: &str = "GET /cdn/videos/{file}";
@@ -117,26 +117,19 @@ pub(super) fn serve(
         return video_answer(route, StatusCode::OK, None, endless(layout), false);
     }
     let len = layout.len();
-    let range = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
-    let (start, end, status) = match video::parse_range(range, len) {
-        RangeReq::Full => (0, len, StatusCode::OK),
-        RangeReq::Part(s, e) => (s, e, StatusCode::PARTIAL_CONTENT),
-        RangeReq::Unsatisfiable => {
+    let (start, end, status) = match video::requested_span(req.headers(), len) {
+        Ok(span) => span,
+        Err(content_range) => {
             drop(st);
             let mut answer = plain(
                 route,
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range not satisfiable\n",
             );
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                answer
-                    .response
-                    .headers_mut()
-                    .insert(header::CONTENT_RANGE, v);
-            }
+            answer
+                .response
+                .headers_mut()
+                .insert(header::CONTENT_RANGE, content_range);
             return answer;
         }
     };

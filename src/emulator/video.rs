@@ -167,6 +167,25 @@ pub(crate) enum RangeReq {
     Unsatisfiable,
 }
 
+/// The bytes a download request asks for: `(start, end, 200 or 206)`, or
+/// the `Content-Range: bytes */len` value a 416 answer carries. Both
+/// emulators serve their videos through this.
+pub(crate) fn requested_span(
+    headers: &axum::http::HeaderMap,
+    len: u64,
+) -> Result<(u64, u64, axum::http::StatusCode), axum::http::HeaderValue> {
+    use axum::http::{StatusCode, header};
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    match parse_range(range, len) {
+        RangeReq::Full => Ok((0, len, StatusCode::OK)),
+        RangeReq::Part(s, e) => Ok((s, e, StatusCode::PARTIAL_CONTENT)),
+        RangeReq::Unsatisfiable => {
+            Err(axum::http::HeaderValue::from_str(&format!("bytes */{len}"))
+                .unwrap_or(axum::http::HeaderValue::from_static("bytes */0")))
+        }
+    }
+}
+
 /// Single ranges `bytes=N-`, `bytes=N-M` and `bytes=-N`; anything else is
 /// ignored (whole file), as RFC 9110 allows.
 pub(crate) fn parse_range(header: Option<&str>, len: u64) -> RangeReq {

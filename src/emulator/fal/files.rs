@@ -14,7 +14,7 @@ use axum::response::Response;
 use super::super::conn::ConnCtl;
 use super::super::faults;
 use super::super::server::{Answer, now_ms};
-use super::super::video::{self, Cut, Layout, RangeReq, VideoStream};
+use super::super::video::{self, Cut, Layout, VideoStream};
 use super::queue::{Outcome, Status};
 use super::server::{Shared, detail};
 use super::stats::Counters;
@@ -41,26 +41,19 @@ pub(super) fn serve(shared: &Arc<Shared>, conn: &ConnCtl, file: &str, req: &Requ
     let id = r.id.clone();
     let layout = Layout::new(&id, cfg.video_pad_bytes);
     let len = layout.len();
-    let range = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
-    let (start, end, status) = match video::parse_range(range, len) {
-        RangeReq::Full => (0, len, StatusCode::OK),
-        RangeReq::Part(s, e) => (s, e, StatusCode::PARTIAL_CONTENT),
-        RangeReq::Unsatisfiable => {
+    let (start, end, status) = match video::requested_span(req.headers(), len) {
+        Ok(span) => span,
+        Err(content_range) => {
             drop(st);
             let mut answer = detail(
                 ROUTE,
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "Range not satisfiable",
             );
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                answer
-                    .response
-                    .headers_mut()
-                    .insert(header::CONTENT_RANGE, v);
-            }
+            answer
+                .response
+                .headers_mut()
+                .insert(header::CONTENT_RANGE, content_range);
             return answer;
         }
     };
