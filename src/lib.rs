@@ -14,6 +14,7 @@
 //!
 //! Module map (by domain):
 //! - [`manifest`]: raw YAML/CSV -> validated [`manifest::Item`]s, located problems.
+//! - [`job`]: what the engine submits, in no provider's shape.
 //! - [`batch`]: opening a batch folder; its identity; rebuilding a lost state.
 //! - [`settings`]: CLI > environment > manifest > defaults, resolved in one place.
 //! - [`provider`]: the [`provider::Provider`] trait; [`provider::kling`] implements it.
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod download;
 pub mod emulator;
 pub mod events;
+pub mod job;
 pub mod manifest;
 pub mod provider;
 pub mod report;

@@ -246,10 +246,17 @@ async fn run_batch(
             .map(manifest::cost::item_units)
             .collect(),
     });
+    // Each item in its provider's request shape; the engine sees only jobs.
+    let jobs = manifest
+        .items
+        .iter()
+        .map(|item| provider.job(item))
+        .collect();
+    drop(manifest);
     let outcome = scheduler::run(EngineInput {
         provider,
         downloader,
-        items: manifest.items,
+        items: jobs,
         records,
         batch_id,
         batch_dir: batch_dir.clone(),

@@ -130,6 +130,7 @@ mod tests {
             camera_control: None,
             sound: None,
             extra: None,
+            extra_files: Vec::new(),
         }
     }
 

@@ -127,6 +127,8 @@ pub struct Partial {
     pub(super) from_defaults: u16,
     /// Where each field's value was written (YAML), by `Field` index.
     pub(super) at: [Option<Pos>; Field::ALL.len()],
+    /// Where each pass-through field's value was written (YAML).
+    pub(super) extra_at: Vec<(String, Pos)>,
 }
 
 impl Partial {

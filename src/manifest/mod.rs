@@ -20,6 +20,7 @@ mod identity;
 pub mod image;
 mod origin;
 pub mod params;
+pub mod passthrough;
 mod settings_grammar;
 mod suggest;
 pub mod validate;
@@ -27,39 +28,9 @@ mod yaml;
 mod yaml_blocks;
 pub mod yaml_tree;
 
-/// Which Kling endpoint an item goes to.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Text2Video,
-    Image2Video,
-}
-
-impl Kind {
-    /// The name used in manifests, the state file, reports and the Kling URL path.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Text2Video => "text2video",
-            Kind::Image2Video => "image2video",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "text2video" => Some(Kind::Text2Video),
-            "image2video" => Some(Kind::Image2Video),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// What an item makes a video from (text, or an image); defined with the
+/// job the engine submits.
+pub use crate::job::Kind;
 
 /// An input image: a local file (already checked: exists, JPEG/PNG, size and
 /// dimensions within Kling's limits) or a URL passed through to the provider.
@@ -124,6 +95,9 @@ pub struct Item {
     /// Fields a pass-through provider (fal) sends as the model's input as
     /// written: everything the manifest does not itself know. `None` for Kling.
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Local images named in `extra` (pass-through image fields), checked;
+    /// read and encoded only when the request is sent.
+    pub extra_files: Vec<crate::job::JobFile>,
 }
 
 /// The `provider:` block of a YAML manifest (all optional; CLI and environment win).
@@ -295,6 +269,7 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestEr
         .unwrap_or_default();
 
     let mut v = validate::Validator::new(false);
+    v.base_dir = base_dir.clone();
     let mut style_override = None;
     if let Some(style) = &opts.provider_style {
         if validate::PROVIDER_STYLES.contains(&style.as_str()) {

@@ -97,6 +97,7 @@ mod tests {
             }),
             sound: None,
             extra: None,
+            extra_files: Vec::new(),
         }
     }
 

@@ -53,6 +53,8 @@ pub struct Validator {
     /// model's input, passed through; `model` names the model.
     pub passthrough: bool,
     pub images: ImageChecker,
+    /// The manifest's folder: relative paths in pass-through fields are read from here.
+    pub base_dir: std::path::PathBuf,
     pub problems: Vec<Problem>,
     defaults: Partial,
     ids: Ids,
@@ -356,6 +358,17 @@ impl Validator {
             None => {}
         }
 
+        let (extra_files, file_problems) =
+            super::passthrough::local_files(&p.extra, &self.base_dir);
+        for (field, message) in file_problems {
+            let written = p.extra_at.iter().find(|(k, _)| *k == field);
+            let origin = match written {
+                Some((_, pos)) => origin.with_pos(*pos),
+                None => origin,
+            };
+            self.problem(origin.at(Some(&field)), message);
+        }
+
         if self.problems.len() > before || p.bad != 0 {
             return None;
         }
@@ -375,6 +388,7 @@ impl Validator {
             camera_control: p.camera_control,
             sound: p.sound,
             extra: (!p.extra.is_empty()).then_some(p.extra),
+            extra_files,
         })
     }
 }

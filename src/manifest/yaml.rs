@@ -338,6 +338,7 @@ fn read_fields(
                 ),
                 None if !val.is_null() => {
                     p.extra.insert(k.to_string(), to_json(val));
+                    p.extra_at.push((k.to_string(), val.pos));
                 }
                 None => {}
             },

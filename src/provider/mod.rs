@@ -14,7 +14,7 @@ pub mod registry;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::manifest::{Item, Kind};
+use crate::job::{Job, Kind};
 
 /// Longest task handle vidbatch stores. A handle is opaque to the engine:
 /// Kling's is its task id (which its provider holds to 256 bytes), a queue
@@ -159,10 +159,12 @@ pub trait Provider: Send + Sync + 'static {
     /// What this API can do.
     fn capabilities(&self) -> Capabilities;
 
-    /// Create a task for `item`, tagged with `external_task_id` (the idempotency key).
+    /// Create a task for `job` (which this provider built, see
+    /// [`registry::AnyProvider::job`]), tagged with `external_task_id` (the
+    /// idempotency key, where the API takes one).
     fn create(
         &self,
-        item: &Item,
+        job: &Job,
         external_task_id: &str,
     ) -> impl Future<Output = Result<Created, ProviderError>> + Send;
 

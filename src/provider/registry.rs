@@ -5,7 +5,8 @@
 //! method forwards to the chosen provider, so the engine (and its tests with
 //! a scripted provider) stay generic and no provider name reaches it.
 
-use crate::manifest::{Item, Kind};
+use crate::job::{Job, Kind};
+use crate::manifest::Item;
 use crate::provider::fal::FalProvider;
 use crate::provider::kling::KlingProvider;
 use crate::provider::{
@@ -19,6 +20,16 @@ pub enum AnyProvider {
     Fal(FalProvider),
 }
 
+impl AnyProvider {
+    /// The job for a validated manifest item, in this provider's request shape.
+    pub fn job(&self, item: &Item) -> Job {
+        match self {
+            AnyProvider::Kling(_) => crate::provider::kling::job(item),
+            AnyProvider::Fal(p) => p.job(item),
+        }
+    }
+}
+
 impl Provider for AnyProvider {
     fn capabilities(&self) -> Capabilities {
         match self {
@@ -27,10 +38,10 @@ impl Provider for AnyProvider {
         }
     }
 
-    async fn create(&self, item: &Item, external_task_id: &str) -> Result<Created, ProviderError> {
+    async fn create(&self, job: &Job, external_task_id: &str) -> Result<Created, ProviderError> {
         match self {
-            AnyProvider::Kling(p) => p.create(item, external_task_id).await,
-            AnyProvider::Fal(p) => p.create(item, external_task_id).await,
+            AnyProvider::Kling(p) => p.create(job, external_task_id).await,
+            AnyProvider::Fal(p) => p.create(job, external_task_id).await,
         }
     }
 

@@ -14,12 +14,12 @@ use super::entry::Entry;
 use super::limit::{InFlight, Stop};
 use super::setup;
 use crate::events::{EventSender, RunEvent};
-use crate::manifest::Item;
+use crate::job::Job;
 use crate::provider::{ErrorClass, ProviderError};
 use crate::state::{Status, Update, WriterHandle, now_ms};
 
 pub(super) struct Ledger {
-    pub(super) items: Arc<Vec<Item>>,
+    pub(super) items: Arc<Vec<Job>>,
     pub(super) entries: Vec<Entry>,
     pub(super) writer: WriterHandle,
     pub(super) events: EventSender,
@@ -41,7 +41,7 @@ pub(super) struct Ledger {
 
 impl Ledger {
     pub(super) fn new(
-        items: Arc<Vec<Item>>,
+        items: Arc<Vec<Job>>,
         entries: Vec<Entry>,
         writer: WriterHandle,
         events: EventSender,

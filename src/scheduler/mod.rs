@@ -55,7 +55,7 @@ use std::sync::Arc;
 
 use crate::download::Downloader;
 use crate::events::EventSender;
-use crate::manifest::Item;
+use crate::job::Job;
 use crate::provider::Provider;
 use crate::settings::EngineSettings;
 use crate::state::{ItemRecord, Status, WriterHandle};
@@ -118,8 +118,8 @@ impl RunOutcome {
 pub struct EngineInput<P> {
     pub provider: Arc<P>,
     pub downloader: Downloader,
-    /// The manifest's items, in order.
-    pub items: Vec<Item>,
+    /// The manifest's items as jobs for the provider, in manifest order.
+    pub items: Vec<Job>,
     /// The store's records (after syncing the manifest), any order.
     pub records: Vec<ItemRecord>,
     pub batch_id: String,

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::entry::Entry;
-use crate::manifest::Item;
+use crate::job::Job;
 use crate::state::{ItemRecord, Status, VideoRecord};
 
 /// The entries of a run and what earlier runs committed.
@@ -28,7 +28,7 @@ pub(super) struct Loaded {
 /// Entries for `items`, in manifest order, from the store's `records` (any
 /// order; moved, not copied: on 100k items the video records are tens of
 /// megabytes). `estimates` are the items' estimated units, when known.
-pub(super) fn load(items: &[Item], records: Vec<ItemRecord>, estimates: &[Option<f64>]) -> Loaded {
+pub(super) fn load(items: &[Job], records: Vec<ItemRecord>, estimates: &[Option<f64>]) -> Loaded {
     let mut by_id: HashMap<String, ItemRecord> =
         records.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut already_spent = 0.0;

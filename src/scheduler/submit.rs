@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::events::{EventSender, RunEvent};
-use crate::manifest::{Item, Kind};
+use crate::job::{Job, Kind};
 use crate::provider::{ErrorClass, Provider, ProviderError, TaskSnapshot};
 use crate::state::{Update, WriterHandle};
 
@@ -75,7 +75,7 @@ pub struct Submitter<P> {
 
 impl<P: Provider> Submitter<P> {
     /// Submit `item` as creation `attempt` under `external_task_id`.
-    pub async fn submit(&self, item: &Item, external_task_id: &str, attempt: u32) -> SubmitOutcome {
+    pub async fn submit(&self, item: &Job, external_task_id: &str, attempt: u32) -> SubmitOutcome {
         let intent = Update::Intent {
             id: item.id.clone(),
             external_task_id: external_task_id.to_string(),
@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_refusal_that_may_mean_the_key_exists_is_looked_up_first() {
-        assert!(may_mean_already_exists(&err(Some(1201), 400, "bad")));
+        assert!(may_mean_already_exists(&err(Some(42), 400, "bad")));
         assert!(may_mean_already_exists(&err(None, 409, "conflict")));
         assert!(may_mean_already_exists(&err(
             None,

@@ -23,7 +23,7 @@ use super::counts::{Request, RequestCounts};
 use super::ids;
 use super::submit::{Settled, SubmitOutcome, Submitter};
 use crate::download::{DownloadError, Downloaded, Downloader};
-use crate::manifest::{Item, Kind};
+use crate::job::{Job, Kind};
 use crate::provider::{Provider, ProviderError, TaskSnapshot};
 
 /// The endpoint a task's queries and sweeps go to. Today that is the
@@ -79,7 +79,7 @@ pub(super) fn give_back(budget: &Option<Arc<Budget>>, estimates: &[Option<f64>],
 pub(super) struct SubmitPlan {
     /// Pending items in manifest order, with the attempt each is created as.
     pub(super) order: Vec<(usize, u32)>,
-    pub(super) items: Arc<Vec<Item>>,
+    pub(super) items: Arc<Vec<Job>>,
     pub(super) batch_id: String,
     pub(super) rate: Arc<DirectLimiter>,
     pub(super) budget: Option<Arc<Budget>>,

@@ -53,7 +53,13 @@ fn item(prompt: Option<&str>, model: Option<&str>) -> Item {
         camera_control: None,
         sound: None,
         extra: None,
+        extra_files: Vec::new(),
     }
+}
+
+/// The job the provider built from this item, with the configured default model.
+fn job(item: &Item) -> vidbatch::job::Job {
+    vidbatch::provider::fal::wire::job(item, Some(T2V))
 }
 
 /// Poll (bounded) until the task is terminal.
@@ -72,7 +78,9 @@ async fn settled(p: &FalProvider, task_id: &str) -> TaskSnapshot {
 async fn text_to_video_runs_to_a_video_that_downloads() {
     let emu = start(fast()).await;
     let p = provider(&emu);
-    let created = p.create(&item(Some("a cat surfing"), None), "ext-1").await;
+    let created = p
+        .create(&job(&item(Some("a cat surfing"), None)), "ext-1")
+        .await;
     let created = created.expect("create");
     let handle = Handle::decode(&created.task_id).expect("handle");
     assert_eq!(created.request_id.as_deref(), Some(handle.id.as_str()));
@@ -99,7 +107,7 @@ async fn a_local_png_goes_as_a_data_uri_to_an_image_to_video_model() {
     i2v.image = Some(ImageRef::Path(png));
     // The emulator refuses an image_url that is neither a URL nor a
     // decodable data:image URI, so acceptance shows the encoding.
-    let created = p.create(&i2v, "ext-2").await.expect("create");
+    let created = p.create(&job(&i2v), "ext-2").await.expect("create");
     let snap = settled(&p, &created.task_id).await;
     assert!(
         matches!(snap.status, RemoteStatus::Succeeded { .. }),
@@ -113,7 +121,7 @@ async fn a_local_png_goes_as_a_data_uri_to_an_image_to_video_model() {
 async fn status_urls_come_from_the_handle_under_the_app_root() {
     let emu = start(fast()).await;
     let p = provider(&emu);
-    let created = p.create(&item(Some("x"), Some(T2V)), "e").await;
+    let created = p.create(&job(&item(Some("x"), Some(T2V))), "e").await;
     let handle = Handle::decode(&created.expect("create").task_id).expect("handle");
     let root = format!(
         "{}/fal-ai/kling-video/requests/{}",
@@ -146,7 +154,7 @@ async fn over_concurrency_requests_queue_and_cancel_only_while_queued() {
     let mut ids = Vec::new();
     for n in 0..3 {
         let it = item(Some(&format!("prompt {n}")), None);
-        ids.push(p.create(&it, "e").await.expect("create").task_id);
+        ids.push(p.create(&job(&it), "e").await.expect("create").task_id);
     }
     let first = p.query(Kind::Text2Video, &ids[0]).await.expect("query");
     assert_eq!(first.status, RemoteStatus::Processing);
@@ -172,7 +180,7 @@ async fn over_concurrency_requests_queue_and_cancel_only_while_queued() {
 async fn a_missing_prompt_is_item_invalid_naming_the_field() {
     let emu = start(fast()).await;
     let e = provider(&emu)
-        .create(&item(None, None), "e")
+        .create(&job(&item(None, None)), "e")
         .await
         .expect_err("422");
     assert_eq!(e.class, ErrorClass::ItemInvalid);
@@ -195,7 +203,7 @@ async fn an_item_without_a_model_is_item_invalid() {
         default_model: None,
     });
     let e = p
-        .create(&item(Some("x"), None), "e")
+        .create(&p.job(&item(Some("x"), None)), "e")
         .await
         .expect_err("no model");
     assert_eq!(e.class, ErrorClass::ItemInvalid);
@@ -208,7 +216,9 @@ async fn an_item_without_a_model_is_item_invalid() {
 async fn a_runner_failure_is_failed_with_fals_message() {
     let emu = start(fast()).await;
     let p = provider(&emu);
-    let created = p.create(&item(Some("please FAIL_ME"), None), "e").await;
+    let created = p
+        .create(&job(&item(Some("please FAIL_ME"), None)), "e")
+        .await;
     let snap = settled(&p, &created.expect("create").task_id).await;
     let RemoteStatus::Failed { message } = snap.status else {
         panic!("not failed: {snap:?}");
@@ -226,7 +236,7 @@ async fn a_429_is_retry_later_with_retry_after() {
     })
     .await;
     let e = provider(&emu)
-        .create(&item(Some("x"), None), "e")
+        .create(&job(&item(Some("x"), None)), "e")
         .await
         .expect_err("429");
     assert_eq!(e.class, ErrorClass::RetryLater);
@@ -242,7 +252,7 @@ async fn a_submit_cut_off_after_sending_is_ambiguous() {
     })
     .await;
     let e = provider(&emu)
-        .create(&item(Some("x"), None), "e")
+        .create(&job(&item(Some("x"), None)), "e")
         .await
         .expect_err("dropped");
     assert_eq!(e.class, ErrorClass::Ambiguous, "{e:?}");
@@ -258,7 +268,7 @@ async fn a_5xx_submit_is_ambiguous_and_a_5xx_status_is_retried() {
     })
     .await;
     let e = provider(&emu)
-        .create(&item(Some("x"), None), "e")
+        .create(&job(&item(Some("x"), None)), "e")
         .await
         .expect_err("500");
     assert_eq!(e.class, ErrorClass::Ambiguous);
@@ -270,7 +280,10 @@ async fn a_5xx_submit_is_ambiguous_and_a_5xx_status_is_retried() {
     })
     .await;
     let p = provider(&emu);
-    let created = p.create(&item(Some("x"), None), "e").await.expect("create");
+    let created = p
+        .create(&job(&item(Some("x"), None)), "e")
+        .await
+        .expect("create");
     let e = p
         .query(Kind::Text2Video, &created.task_id)
         .await
@@ -287,7 +300,7 @@ async fn a_wrong_key_is_batch_fatal_without_the_key() {
     })
     .await;
     let e = provider_with_key(&emu, "wrong-key-1234")
-        .create(&item(Some("x"), None), "e")
+        .create(&job(&item(Some("x"), None)), "e")
         .await
         .expect_err("401");
     assert_eq!(e.class, ErrorClass::BatchFatal);
@@ -297,7 +310,7 @@ async fn a_wrong_key_is_batch_fatal_without_the_key() {
     );
     assert!(!format!("{e:?} {e}").contains("wrong-key-1234"), "{e:?}");
     let ok = provider_with_key(&emu, "the-right-key")
-        .create(&item(Some("x"), None), "e")
+        .create(&job(&item(Some("x"), None)), "e")
         .await;
     assert!(ok.is_ok(), "{ok:?}");
     emu.shutdown().await;
@@ -315,7 +328,7 @@ async fn a_closed_port_is_unreachable_and_a_foreign_handle_is_item_invalid() {
         default_model: Some(T2V.into()),
     });
     let e = p
-        .create(&item(Some("x"), None), "e")
+        .create(&job(&item(Some("x"), None)), "e")
         .await
         .expect_err("closed");
     assert_eq!(e.class, ErrorClass::Unreachable, "{e:?}");

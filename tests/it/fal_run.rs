@@ -349,7 +349,7 @@ async fn any_other_field_is_the_models_input_passed_through_as_written() {
         boat.model_name.as_deref(),
         Some("fal-ai/wan/v2.2-a14b/text-to-video")
     );
-    let input = vidbatch::provider::fal::wire::input(boat, None, None);
+    let input = vidbatch::provider::fal::wire::job(boat, None).body;
     assert_eq!(input["prompt"], "a paper boat");
     assert_eq!(input["resolution"], "720p", "from defaults");
     assert_eq!(input["num_frames"], 81, "numbers stay numbers");
@@ -358,7 +358,7 @@ async fn any_other_field_is_the_models_input_passed_through_as_written() {
     let other = &manifest.items[1];
     assert_eq!(other.model_name.as_deref(), Some("fal-ai/veo3"));
     assert_eq!(
-        vidbatch::provider::fal::wire::input(other, None, None)["resolution"],
+        vidbatch::provider::fal::wire::job(other, None).body["resolution"],
         "1080p"
     );
     // And it runs.
@@ -384,4 +384,55 @@ async fn any_other_field_is_the_models_input_passed_through_as_written() {
     let kling = dir.path().join("kling.yaml");
     std::fs::write(&kling, "items:\n  - prompt: a fox\n    resolution: 1080p\n").unwrap();
     assert!(vidbatch::manifest::load(&kling).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_file_in_a_models_image_field_is_sent_as_a_data_uri() {
+    // `image_url` is the model's own field, not ours: a local path there is
+    // read, checked and inlined. The emulator accepts only an http(s) URL or
+    // a decodable data:image URI, so a raw path would fail with 422.
+    let emu = fal(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/images/gradient.png"),
+        dir.path().join("first.png"),
+    )
+    .unwrap();
+    let m = dir.path().join("i2v.yaml");
+    std::fs::write(
+        &m,
+        "provider: fal\nmodel: fal-ai/kling-video/v2.1/standard/image-to-video\nitems:\n  - id: drift\n    prompt: the colours drift\n    image_url: first.png\n    tail_image_url: https://example.com/last.png\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let result = output(run_fal(&m, &out, &emu, &[])).await;
+    assert_exit(&result, 0);
+    assert_eq!(statuses(&out), ["downloaded"]);
+    assert_eq!(emu.stats().submits_accepted, 1);
+}
+
+#[test]
+fn a_missing_local_file_in_a_models_image_field_is_a_located_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("i2v.yaml");
+    std::fs::write(
+        &m,
+        "provider: fal\nmodel: fal-ai/kling-video/v2.1/pro/image-to-video\nitems:\n  - id: drift\n    prompt: p\n    image_url: https://example.com/a.png\n    end_image_url: frames/missing.png\n",
+    )
+    .unwrap();
+    let result = Command::new(bin())
+        .env_clear()
+        .arg("validate")
+        .arg(&m)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_exit(&result, 2);
+    let said = said(&result);
+    assert!(
+        said.contains("i2v.yaml:7")
+            && said.contains("end_image_url")
+            && said.contains("missing.png"),
+        "{said}"
+    );
 }

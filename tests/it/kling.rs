@@ -216,6 +216,7 @@ fn t2v_item() -> Item {
         camera_control: None,
         sound: Some("off".into()),
         extra: None,
+        extra_files: Vec::new(),
     }
 }
 
@@ -294,7 +295,7 @@ async fn official_create_query_list_send_exact_requests() {
     let provider = official(&base);
 
     let created = provider
-        .create(&t2v_item(), "b1-cat-0")
+        .create(&vidbatch::provider::kling::job(&t2v_item()), "b1-cat-0")
         .await
         .expect("create");
     assert_eq!(created.task_id, "867283741759111202");
@@ -392,7 +393,10 @@ async fn gateway_create_query_list_with_local_image() {
     item.image = Some(ImageRef::Path(image_path.clone()));
     item.image_tail = Some(ImageRef::Url("https://example.com/last.jpg".into()));
 
-    let created = provider.create(&item, "b2-img-0").await.expect("create");
+    let created = provider
+        .create(&vidbatch::provider::kling::job(&item), "b2-img-0")
+        .await
+        .expect("create");
     assert_eq!(created.task_id, "900000000000000001");
     let snap = provider
         .query(Kind::Image2Video, "900000000000000001")
@@ -445,7 +449,7 @@ async fn unreadable_local_image_is_item_invalid_and_sends_nothing() {
         "/nonexistent/vidbatch/first.png",
     )));
     let e = gateway(&base)
-        .create(&item, "x")
+        .create(&vidbatch::provider::kling::job(&item), "x")
         .await
         .expect_err("unreadable image");
     assert_eq!(e.class, ErrorClass::ItemInvalid);
@@ -473,7 +477,7 @@ async fn business_codes_classify_by_code_not_status() {
     for &(status, code, class) in cases {
         let (base, _mock) = serve(move |_, _| json_reply(status, error_body(code, "nope"))).await;
         let e = official(&base)
-            .create(&t2v_item(), "e")
+            .create(&vidbatch::provider::kling::job(&t2v_item()), "e")
             .await
             .expect_err("error");
         assert_eq!(e.class, class, "code {code}");
@@ -489,7 +493,10 @@ async fn code_5000_is_ambiguous_for_create_but_retry_for_query() {
     let (base, _mock) = serve(|_, _| json_reply(500, error_body(5000, "internal"))).await;
     let p = official(&base);
     assert_eq!(
-        p.create(&t2v_item(), "e").await.expect_err("create").class,
+        p.create(&vidbatch::provider::kling::job(&t2v_item()), "e")
+            .await
+            .expect_err("create")
+            .class,
         ErrorClass::Ambiguous
     );
     assert_eq!(
@@ -534,7 +541,10 @@ async fn non_json_bodies_classify_by_status_without_secrets() {
     })
     .await;
     let p = gateway(&base);
-    let e = p.create(&t2v_item(), "e").await.expect_err("502");
+    let e = p
+        .create(&vidbatch::provider::kling::job(&t2v_item()), "e")
+        .await
+        .expect_err("502");
     assert_eq!(e.class, ErrorClass::Ambiguous);
     assert_eq!(e.http_status, Some(502));
     assert!(
@@ -567,7 +577,7 @@ async fn retry_after_header_is_passed_on() {
     })
     .await;
     let e = official(&base)
-        .create(&t2v_item(), "e")
+        .create(&vidbatch::provider::kling::job(&t2v_item()), "e")
         .await
         .expect_err("429");
     assert_eq!(e.class, ErrorClass::RetryLater);
@@ -578,7 +588,10 @@ async fn retry_after_header_is_passed_on() {
 async fn dropped_connection_after_sending_is_ambiguous_for_create_only() {
     let (base, count) = silent_server(false).await;
     let p = official(&base);
-    let e = p.create(&t2v_item(), "e").await.expect_err("dropped");
+    let e = p
+        .create(&vidbatch::provider::kling::job(&t2v_item()), "e")
+        .await
+        .expect_err("dropped");
     assert_eq!(e.class, ErrorClass::Ambiguous, "{e}");
     assert!(
         *count.lock().expect("lock") >= 1,
@@ -600,7 +613,10 @@ async fn timeout_after_sending_create_is_ambiguous() {
         },
         request_timeout: Duration::from_millis(300),
     });
-    let e = p.create(&t2v_item(), "e").await.expect_err("timeout");
+    let e = p
+        .create(&vidbatch::provider::kling::job(&t2v_item()), "e")
+        .await
+        .expect_err("timeout");
     assert_eq!(e.class, ErrorClass::Ambiguous, "{e}");
 }
 
@@ -609,7 +625,10 @@ async fn connection_refused_is_unreachable_even_for_create() {
     // Nothing was sent: safe to retry, and a sign of a wrong address if the
     // API never answered in this run (the engine decides).
     let p = official(&dead_url().await);
-    let e = p.create(&t2v_item(), "e").await.expect_err("refused");
+    let e = p
+        .create(&vidbatch::provider::kling::job(&t2v_item()), "e")
+        .await
+        .expect_err("refused");
     assert_eq!(e.class, ErrorClass::Unreachable, "{e}");
     assert!(!e.message.contains(SK));
 }
@@ -625,7 +644,7 @@ async fn expired_token_is_resigned_once_then_succeeds() {
     })
     .await;
     let created = official(&base)
-        .create(&t2v_item(), "e")
+        .create(&vidbatch::provider::kling::job(&t2v_item()), "e")
         .await
         .expect("second try succeeds");
     assert_eq!(created.task_id, "555");

@@ -66,7 +66,7 @@ async fn run_engine(
     let outcome = scheduler::run(EngineInput {
         provider,
         downloader: Downloader::new(reqwest::Client::new(), 3, Duration::from_millis(20)),
-        items,
+        items: items.iter().map(vidbatch::provider::kling::job).collect(),
         records,
         batch_id,
         batch_dir: dir.to_path_buf(),

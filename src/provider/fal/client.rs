@@ -13,9 +13,9 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER
 use serde_json::Value;
 
 use super::FalProvider;
-use super::image::optional_image;
+use super::image::data_uri_of;
 use super::wire::{self, Handle, QueueStatus};
-use crate::manifest::{Item, Kind};
+use crate::job::{Job, Kind};
 use crate::provider::http::{
     MAX_BODY_BYTES, encode_segment, is_tls_failure, parse_retry_after, read_capped, redact,
     strip_query,
@@ -331,11 +331,10 @@ impl Provider for FalProvider {
     }
 
     /// `external_task_id` is not sent: fal has no field for it.
-    async fn create(&self, item: &Item, _external_task_id: &str) -> Result<Created, ProviderError> {
-        let model = item
-            .model_name
+    async fn create(&self, job: &Job, _external_task_id: &str) -> Result<Created, ProviderError> {
+        let model = job
+            .target
             .as_deref()
-            .or(self.config.default_model.as_deref())
             .ok_or_else(|| error(ErrorClass::ItemInvalid, "no fal model for this item"))?;
         let url = self.submit_url(model).ok_or_else(|| {
             error(
@@ -343,14 +342,8 @@ impl Provider for FalProvider {
                 format!("fal model {model:?} has an empty path segment"),
             )
         })?;
-        let (image, tail) = match item.kind {
-            Kind::Image2Video => (
-                optional_image(item.image.as_ref()).await?,
-                optional_image(item.image_tail.as_ref()).await?,
-            ),
-            Kind::Text2Video => (None, None),
-        };
-        let body = serde_json::to_vec(&wire::input(item, image, tail)).map_err(|e| {
+        let input = job.body_with_files(data_uri_of).await?;
+        let body = serde_json::to_vec(&input).map_err(|e| {
             error(
                 ErrorClass::ItemInvalid,
                 format!("cannot encode request body: {e}"),

@@ -1,21 +1,18 @@
-//! Images as fal takes them: a URL as is, a local PNG/JPEG as a data URI
-//! (fal accepts data URIs in `image_url`), bounded in size so one item cannot
+//! Images as fal takes them: a local PNG/JPEG as a data URI (fal accepts
+//! data URIs wherever a model takes an image URL; URLs never get here), bounded in size so one item cannot
 //! make a request of hundreds of megabytes.
 
 use super::client::error;
 use super::wire;
-use crate::manifest::ImageRef;
+use crate::job::JobFile;
 use crate::provider::{ErrorClass, ProviderError};
 
 /// Largest local image sent as a data URI.
 const MAX_IMAGE_BYTES: u64 = 20 * 1024 * 1024;
 
-/// An image as fal takes it: a URL as is, a local PNG/JPEG as a data URI.
-async fn image_value(image: &ImageRef) -> Result<String, ProviderError> {
-    let path = match image {
-        ImageRef::Url(url) => return Ok(url.clone()),
-        ImageRef::Path(path) => path,
-    };
+/// A local PNG/JPEG as fal takes it in an image field: a data URI.
+pub(super) async fn data_uri_of(file: JobFile) -> Result<String, ProviderError> {
+    let path = &file.path;
     let unreadable = |e: &dyn std::fmt::Display| {
         error(
             ErrorClass::ItemInvalid,
@@ -42,13 +39,4 @@ async fn image_value(image: &ImageRef) -> Result<String, ProviderError> {
             format!("image {} is neither PNG nor JPEG", path.display()),
         )
     })
-}
-
-pub(super) async fn optional_image(
-    image: Option<&ImageRef>,
-) -> Result<Option<String>, ProviderError> {
-    match image {
-        Some(i) => image_value(i).await.map(Some),
-        None => Ok(None),
-    }
 }

@@ -58,6 +58,12 @@ pub struct FalProvider {
 }
 
 impl FalProvider {
+    /// The job for a validated item: its model (the item's, else the
+    /// manifest's default) and the model input.
+    pub fn job(&self, item: &crate::manifest::Item) -> crate::job::Job {
+        wire::job(item, self.config.default_model.as_deref())
+    }
+
     /// A provider with its own HTTP client, built like Kling's: rustls with
     /// the platform and bundled roots, 10 s connect timeout, pooled
     /// keep-alive, and **no redirects** (a submit re-sent wherever a server

@@ -7,7 +7,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::manifest::Item;
+use crate::job::{Job, JobFile};
+use crate::manifest::{ImageRef, Item, Kind};
 use crate::provider::{RemoteStatus, Video, usable_task_id};
 
 /// Longest URL accepted from fal into a handle.
@@ -115,9 +116,29 @@ impl Handle {
     }
 }
 
-/// The model input built from an item; images already resolved to a URL or
-/// a data URI. fal has no idempotency key, so nothing of ours rides along.
-pub fn input(item: &Item, image_url: Option<String>, tail_image_url: Option<String>) -> Value {
+/// The job for a validated item: the model path, and the model input with
+/// image URLs in place and local images left as files (sent as data URIs).
+/// fal has no idempotency key, so nothing of ours rides along.
+pub fn job(item: &Item, default_model: Option<&str>) -> Job {
+    let mut files = item.extra_files.clone();
+    let mut image = |field: &str, image: Option<&ImageRef>| match image? {
+        ImageRef::Url(url) => Some(Value::from(url.as_str())),
+        ImageRef::Path(path) => {
+            files.push(JobFile {
+                field: field.to_owned(),
+                index: None,
+                path: path.clone(),
+            });
+            None
+        }
+    };
+    let (first, tail) = match item.kind {
+        Kind::Image2Video => (
+            image("image_url", item.image.as_ref()),
+            image("tail_image_url", item.image_tail.as_ref()),
+        ),
+        Kind::Text2Video => (None, None),
+    };
     let mut map = Map::new();
     let mut put = |k: &str, v: Option<Value>| {
         if let Some(v) = v {
@@ -132,15 +153,22 @@ pub fn input(item: &Item, image_url: Option<String>, tail_image_url: Option<Stri
     put("duration", item.duration.clone().map(Value::from));
     put("aspect_ratio", item.aspect_ratio.clone().map(Value::from));
     put("cfg_scale", item.cfg_scale.map(Value::from));
-    put("image_url", image_url.map(Value::from));
-    put("tail_image_url", tail_image_url.map(Value::from));
-    // Everything else the manifest passed through, as written.
+    put("image_url", first);
+    put("tail_image_url", tail);
+    // Everything else the manifest passed through, as written (local images
+    // among it are replaced by their files when the request is sent).
     if let Some(extra) = &item.extra {
         for (k, v) in extra {
             map.insert(k.clone(), v.clone());
         }
     }
-    Value::Object(map)
+    Job {
+        id: item.id.clone(),
+        kind: item.kind,
+        target: item.model_name.clone().or(default_model.map(str::to_owned)),
+        body: map,
+        files,
+    }
 }
 
 /// `data:image/png|jpeg;base64,…` for an image file's bytes, by magic bytes.
@@ -399,10 +427,18 @@ mod tests {
             camera_control: None,
             sound: None,
             extra: None,
+            extra_files: Vec::new(),
         };
-        let body = input(&item, Some("https://e.x/a.png".into()), None);
+        let item = Item {
+            kind: Kind::Image2Video,
+            image: Some(ImageRef::Url("https://e.x/a.png".into())),
+            ..item
+        };
+        let job = job(&item, None);
+        assert_eq!(job.target.as_deref(), Some("fal-ai/x/image-to-video"));
+        assert!(job.files.is_empty());
         assert_eq!(
-            body,
+            Value::Object(job.body),
             json!({"prompt":"a cat","negative_prompt":"blur","duration":"5",
                    "aspect_ratio":"16:9","cfg_scale":0.5,"image_url":"https://e.x/a.png"})
         );

@@ -17,9 +17,9 @@ use serde_json::Value;
 
 use super::codes::{self, Op};
 use super::lookup::adoptable;
-use super::wire::{self, CreateBody, Envelope};
+use super::wire::{self, Envelope};
 use super::{Credentials, KlingProvider, Style};
-use crate::manifest::{ImageRef, Item, Kind};
+use crate::job::{Job, JobFile, Kind};
 use crate::provider::http::{
     MAX_BODY_BYTES, encode_segment, is_tls_failure, parse_retry_after, read_capped, redact,
     strip_query,
@@ -324,23 +324,14 @@ fn credentials_rejected(e: ProviderError) -> ProviderError {
 
 /// An image as Kling takes it: a URL as is, a local file as raw base64
 /// (standard alphabet, padded, no `data:` prefix), read at submit time.
-async fn image_value(image: &ImageRef) -> Result<String, ProviderError> {
-    match image {
-        ImageRef::Url(url) => Ok(url.clone()),
-        ImageRef::Path(path) => match tokio::fs::read(path).await {
-            Ok(bytes) => Ok(base64::engine::general_purpose::STANDARD.encode(bytes)),
-            Err(e) => Err(error(
-                ErrorClass::ItemInvalid,
-                format!("cannot read image {}: {e}", path.display()),
-            )),
-        },
-    }
-}
-
-async fn optional_image(image: Option<&ImageRef>) -> Result<Option<String>, ProviderError> {
-    match image {
-        Some(i) => image_value(i).await.map(Some),
-        None => Ok(None),
+/// A local image as Kling takes it: raw base64, no `data:` prefix.
+async fn base64_of(file: JobFile) -> Result<String, ProviderError> {
+    match tokio::fs::read(&file.path).await {
+        Ok(bytes) => Ok(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        Err(e) => Err(error(
+            ErrorClass::ItemInvalid,
+            format!("cannot read image {}: {e}", file.path.display()),
+        )),
     }
 }
 
@@ -356,15 +347,9 @@ impl Provider for KlingProvider {
         }
     }
 
-    async fn create(&self, item: &Item, external_task_id: &str) -> Result<Created, ProviderError> {
-        let (image, image_tail) = match item.kind {
-            Kind::Image2Video => (
-                optional_image(item.image.as_ref()).await?,
-                optional_image(item.image_tail.as_ref()).await?,
-            ),
-            Kind::Text2Video => (None, None),
-        };
-        let body = CreateBody::new(item, external_task_id, image, image_tail);
+    async fn create(&self, job: &Job, external_task_id: &str) -> Result<Created, ProviderError> {
+        let mut body = job.body_with_files(base64_of).await?;
+        body.insert("external_task_id".into(), external_task_id.into());
         let body = serde_json::to_vec(&body).map_err(|e| {
             error(
                 ErrorClass::ItemInvalid,
@@ -375,7 +360,7 @@ impl Provider for KlingProvider {
             .call(
                 Op::Create,
                 Method::POST,
-                &self.collection_url(item.kind),
+                &self.collection_url(job.kind),
                 &[],
                 Some(Bytes::from(body)),
             )
@@ -513,19 +498,16 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("i.png");
         std::fs::write(&path, [0x89, b'P', b'N', b'G', 0]).expect("write");
-        let v = image_value(&ImageRef::Path(path.clone()))
-            .await
-            .expect("read");
+        let file = |path: &std::path::Path| JobFile {
+            field: "image".into(),
+            index: None,
+            path: path.to_path_buf(),
+        };
+        let v = base64_of(file(&path)).await.expect("read");
         assert_eq!(v, "iVBORwA="); // standard alphabet, padded
         assert!(!v.starts_with("data:"));
-        let v = image_value(&ImageRef::Url("https://e.x/a.jpg".into()))
-            .await
-            .expect("url");
-        assert_eq!(v, "https://e.x/a.jpg");
         let missing = dir.join("missing.png");
-        let e = image_value(&ImageRef::Path(missing.clone()))
-            .await
-            .expect_err("missing");
+        let e = base64_of(file(&missing)).await.expect_err("missing");
         assert_eq!(e.class, ErrorClass::ItemInvalid);
         assert!(
             e.message.contains(&missing.display().to_string()),

@@ -13,6 +13,8 @@ pub mod codes;
 mod lookup;
 pub mod wire;
 
+pub use wire::job;
+
 use std::sync::Arc;
 use std::time::Duration;
 

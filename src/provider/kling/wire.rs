@@ -9,9 +9,10 @@
 //! `serde_json::Value` so one odd field never loses a whole task.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::manifest::{CameraControl, Item, Kind};
+use crate::job::{Job, JobFile};
+use crate::manifest::{CameraControl, ImageRef, Item, Kind};
 use crate::provider::{RemoteStatus, TaskSnapshot, Video};
 
 /// The body of `POST /v1/videos/{text2video|image2video}`.
@@ -74,6 +75,43 @@ impl<'a> CreateBody<'a> {
             sound: item.sound.as_deref(),
             external_task_id,
         }
+    }
+}
+
+/// The job for a validated item: Kling's create body without the key, with
+/// image URLs in place and local images left as files (sent as raw base64
+/// when the request goes out).
+pub fn job(item: &Item) -> Job {
+    let mut files = Vec::new();
+    let mut image = |field: &str, image: Option<&ImageRef>| match image? {
+        ImageRef::Url(url) => Some(url.clone()),
+        ImageRef::Path(path) => {
+            files.push(JobFile {
+                field: field.to_owned(),
+                index: None,
+                path: path.clone(),
+            });
+            None
+        }
+    };
+    let (first, tail) = match item.kind {
+        Kind::Image2Video => (
+            image("image", item.image.as_ref()),
+            image("image_tail", item.image_tail.as_ref()),
+        ),
+        Kind::Text2Video => (None, None),
+    };
+    let mut body = match serde_json::to_value(CreateBody::new(item, "", first, tail)) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    body.remove("external_task_id");
+    Job {
+        id: item.id.clone(),
+        kind: item.kind,
+        target: None,
+        body,
+        files,
     }
 }
 
@@ -299,6 +337,7 @@ mod tests {
             camera_control: None,
             sound: Some("on".into()),
             extra: None,
+            extra_files: Vec::new(),
         }
     }
 

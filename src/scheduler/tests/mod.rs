@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::*;
-use crate::manifest::{Item, Kind};
+use crate::job::{Job, Kind};
 use crate::provider::{
     Capabilities, Created, ErrorClass, ProviderError, RemoteStatus, TaskSnapshot, Video,
 };
@@ -133,7 +133,7 @@ impl Provider for Fake {
         }
     }
 
-    async fn create(&self, item: &Item, ext: &str) -> Result<Created, ProviderError> {
+    async fn create(&self, item: &Job, ext: &str) -> Result<Created, ProviderError> {
         let mut s = self.s.lock().unwrap();
         s.create_posts.push(ext.to_string());
         if s.by_ext.contains_key(ext) {
@@ -149,7 +149,7 @@ impl Provider for Fake {
         let make = |s: &mut FakeState| {
             s.next += 1;
             let id = format!("{:018}", s.next);
-            let fails = item.prompt.as_deref().is_some_and(|p| p.contains("FAIL"));
+            let fails = prompt_of(item).is_some_and(|p| p.contains("FAIL"));
             s.tasks
                 .insert(id.clone(), (ext.to_string(), item.kind, 0, fails));
             s.by_ext.insert(ext.to_string(), id.clone());
@@ -254,24 +254,18 @@ async fn file_server() -> String {
     format!("http://{addr}")
 }
 
-fn t2v(id: &str, prompt: &str) -> Item {
-    Item {
-        id: id.into(),
-        origin: format!("test:{id}"),
-        kind: Kind::Text2Video,
-        prompt: Some(prompt.into()),
-        negative_prompt: None,
-        image: None,
-        image_tail: None,
-        model_name: None,
-        mode: None,
-        duration: None,
-        aspect_ratio: None,
-        cfg_scale: None,
-        camera_control: None,
-        sound: None,
-        extra: None,
-    }
+fn t2v(id: &str, prompt: &str) -> Job {
+    let mut job = Job::new(id, Kind::Text2Video);
+    job.body.insert("prompt".into(), prompt.into());
+    job
+}
+
+/// The prompt a test job carries.
+fn prompt_of(job: &Job) -> Option<String> {
+    job.body
+        .get("prompt")
+        .and_then(|p| p.as_str())
+        .map(str::to_owned)
 }
 
 fn fast() -> EngineSettings {
@@ -300,7 +294,7 @@ impl Harness {
         }
     }
 
-    async fn run(&self, fake: Arc<Fake>, items: Vec<Item>, settings: EngineSettings) -> RunOutcome {
+    async fn run(&self, fake: Arc<Fake>, items: Vec<Job>, settings: EngineSettings) -> RunOutcome {
         self.run_with(fake, items, settings, Arc::new(Stop::default()))
             .await
     }
@@ -308,7 +302,7 @@ impl Harness {
     async fn run_with(
         &self,
         fake: Arc<Fake>,
-        items: Vec<Item>,
+        items: Vec<Job>,
         settings: EngineSettings,
         interrupt: Arc<Stop>,
     ) -> RunOutcome {
@@ -321,7 +315,7 @@ impl Harness {
                 id: it.id.clone(),
                 seq: i as u64,
                 kind: "text2video".into(),
-                prompt: it.prompt.clone(),
+                prompt: prompt_of(it),
                 params_hash: "h".into(),
                 ..NewItem::default()
             })
@@ -350,7 +344,7 @@ impl Harness {
     }
 }
 
-fn items(n: usize) -> Vec<Item> {
+fn items(n: usize) -> Vec<Job> {
     (0..n)
         .map(|i| t2v(&format!("item{i}"), &format!("prompt {i}")))
         .collect()
