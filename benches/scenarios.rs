@@ -1050,6 +1050,7 @@ fn build_half_done_state(batch: &Path, n: usize) -> BenchResult<()> {
             id: id.clone(),
             external_task_id: format!("bench-{i}"),
             attempt: 1,
+            account: None,
         })?;
         send(Update::Created {
             id: id.clone(),

@@ -47,6 +47,9 @@ pub enum RunEvent {
     Backoff { reason: String, delay: Duration },
     /// Submitting stopped for good; what is in flight still finishes.
     Aborting { reason: String },
+    /// One account of a pool gets nothing new (balance, auth, setup); the
+    /// others go on. Named, never keyed.
+    AccountDrained { account: String, reason: String },
     /// Ctrl-C seen: state is being flushed.
     Interrupted,
 }

@@ -254,7 +254,7 @@ async fn run_batch(
         .collect();
     drop(manifest);
     let outcome = scheduler::run(EngineInput {
-        provider,
+        accounts: vec![scheduler::Account::only(provider, &settings.engine)],
         downloader,
         items: jobs,
         records,

@@ -439,6 +439,7 @@ mod tests {
             at_start: counts(at_start),
             requests: Requests::default(),
             cap: None,
+            drained: Vec::new(),
         }
     }
 

@@ -10,6 +10,7 @@
 //! requests the [`Workers`]'; the coordinator counts the work outstanding and
 //! decides when the run ends.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,12 +21,13 @@ use super::budget::{Budget, Held};
 use super::counts::RequestCounts;
 use super::fetch::DownloadQueue;
 use super::ids;
-use super::ledger::Ledger;
+use super::ledger::{AccountLedger, Ledger};
 use super::limit::{InFlight, Stop};
 use super::poll::PollQueue;
 use super::recover::{self, Step};
 use super::setup;
 use super::submit::{Settled, SubmitOutcome, Submitter};
+use super::pool::Pool;
 use super::workers::{Msg, Route, SubmitPlan, Workers, limiter};
 use super::{CapOutcome, EngineInput, RunOutcome};
 use super::{created, fetched, polled};
@@ -45,6 +47,8 @@ pub(super) struct Coordinator<P> {
     rx: mpsc::UnboundedReceiver<Msg>,
     batch_id: String,
     batch_dir: PathBuf,
+    /// Sum of the accounts' in-flight bounds.
+    total_concurrency: usize,
     cfg: EngineSettings,
     interrupt: Arc<Stop>,
     // Work outstanding; the run ends when all are zero and submitting is done.
@@ -60,7 +64,9 @@ pub(super) struct Coordinator<P> {
 }
 
 impl<P: Provider> Coordinator<P> {
-    pub(super) fn new(input: EngineInput<P>) -> Self {
+    /// The coordinator of `input`, or the outcome of a run that cannot
+    /// start (tasks of an account the run was not given).
+    pub(super) fn new(input: EngineInput<P>) -> Result<Self, RunOutcome> {
         let estimates = Arc::new(
             input
                 .spend
@@ -68,42 +74,67 @@ impl<P: Provider> Coordinator<P> {
                 .map(|s| s.estimates.clone())
                 .unwrap_or_default(),
         );
-        let loaded = recover::load(&input.items, input.records, &estimates);
+        let names: Vec<Option<String>> = input.accounts.iter().map(|a| a.name.clone()).collect();
+        let loaded = recover::load(&input.items, input.records, &estimates, &names);
+        if input.accounts.is_empty() || !loaded.missing_accounts.is_empty() {
+            return Err(cannot_start(&loaded.entries, &loaded.missing_accounts));
+        }
         let cfg = input.settings;
-        // Tasks from an earlier run that may hold account slots count against the bound.
-        let limit = Arc::new(InFlight::new(cfg.concurrency, loaded.holding_slots));
         let budget = input
             .spend
             .as_ref()
             .map(|s| Arc::new(Budget::new(s.max_units, loaded.already_spent)));
         let stop_submit = Arc::new(Stop::default());
         let requests = Arc::new(RequestCounts::default());
-        let submitter = Arc::new(Submitter {
-            requests: requests.clone(),
-            provider: input.provider.clone(),
-            writer: input.writer.clone(),
-            events: input.events.clone(),
-            limit: limit.clone(),
-            stop: stop_submit.clone(),
-            retry_base: cfg.retry_base,
-            setup: Arc::new(setup::SetupWatch::default()),
-            lookup: input.provider.capabilities().lookup_by_key,
-        });
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let (mut submitters, mut rates, mut ledgers) = (Vec::new(), Vec::new(), Vec::new());
+        let mut total_concurrency = 0;
+        for (a, account) in input.accounts.into_iter().enumerate() {
+            // Tasks from an earlier run that may hold account slots count against its bound.
+            let limit = Arc::new(InFlight::sharing(
+                account.concurrency,
+                loaded.holding_slots.get(a).copied().unwrap_or(0),
+                notify.clone(),
+            ));
+            let stop = Arc::new(Stop::default());
+            total_concurrency += account.concurrency;
+            ledgers.push(AccountLedger {
+                name: account.name.clone(),
+                limit: limit.clone(),
+                stop: stop.clone(),
+                takes_new: account.takes_new,
+                drained: None,
+            });
+            rates.push(limiter(account.submit_rate));
+            submitters.push(Arc::new(Submitter {
+                name: account.name,
+                takes_new: account.takes_new,
+                requests: requests.clone(),
+                lookup: account.provider.capabilities().lookup_by_key,
+                provider: account.provider,
+                writer: input.writer.clone(),
+                events: input.events.clone(),
+                limit,
+                stop,
+                retry_base: cfg.retry_base,
+                setup: Arc::new(setup::SetupWatch::default()),
+            }));
+        }
+        let page_size = submitters[0].provider.capabilities().list_page_size;
         // Polls have their own budget so they never eat into submissions: enough
         // for every in-flight task to be asked twice per poll interval.
-        let poll_per_sec =
-            (2.0 * cfg.concurrency as f64 / cfg.poll_interval.as_secs_f64()).clamp(20.0, 2000.0);
+        let poll_per_sec = (2.0 * total_concurrency as f64 / cfg.poll_interval.as_secs_f64())
+            .clamp(20.0, 2000.0);
         let (tx, rx) = mpsc::unbounded_channel();
         let n = loaded.entries.len();
-        let page_size = input.provider.capabilities().list_page_size;
-        Coordinator {
+        Ok(Coordinator {
             ledger: Ledger::new(
                 Arc::new(input.items),
                 loaded.entries,
                 input.writer,
                 input.events,
                 stop_submit,
-                limit,
+                ledgers,
             ),
             polls: PollQueue::new(
                 n,
@@ -114,9 +145,12 @@ impl<P: Provider> Coordinator<P> {
             ),
             downloads: DownloadQueue::new(n, cfg.download_concurrency),
             workers: Workers {
-                provider: input.provider,
                 downloader: input.downloader,
-                submitter,
+                pool: Arc::new(Pool {
+                    accounts: submitters,
+                    rates,
+                    notify,
+                }),
                 rate: limiter(poll_per_sec),
                 slots: Arc::new(Semaphore::new(POLL_CONCURRENCY)),
                 requests,
@@ -125,6 +159,7 @@ impl<P: Provider> Coordinator<P> {
             rx,
             batch_id: input.batch_id,
             batch_dir: input.batch_dir,
+            total_concurrency,
             cfg,
             interrupt: input.interrupt,
             recovering: 0,
@@ -134,7 +169,7 @@ impl<P: Provider> Coordinator<P> {
             budget,
             estimates,
             held: [0; 2],
-        }
+        })
     }
 
     pub(super) async fn run(mut self) -> RunOutcome {
@@ -143,7 +178,7 @@ impl<P: Provider> Coordinator<P> {
             total: self.ledger.entries.len() as u64,
             counts: at_start.clone().into_iter().collect(),
             batch_dir: self.batch_dir.clone(),
-            concurrency: self.cfg.concurrency,
+            concurrency: self.total_concurrency,
             in_flight_since: (self.ledger.entries.iter().zip(self.ledger.items.iter()))
                 .filter(|(e, _)| matches!(e.status, Status::Submitted | Status::Processing))
                 .filter_map(|(e, it)| Some((it.id.clone(), e.submitted_at?)))
@@ -195,6 +230,7 @@ impl<P: Provider> Coordinator<P> {
             }),
             at_start,
             requests: self.workers.requests.snapshot(),
+            drained: self.ledger.drained(),
         }
     }
 
@@ -215,22 +251,30 @@ impl<P: Provider> Coordinator<P> {
         let policy = recover::Policy {
             retry_failed: self.cfg.retry_failed,
             resubmit_unknown: self.cfg.resubmit_unknown,
-            lookup: self.workers.submitter.lookup,
+            lookup: self.workers.pool.accounts[0].lookup,
         };
         for (idx, step) in recover::plan(&self.ledger.entries, policy) {
             match step {
                 Step::Settle => {
                     self.ledger.entries[idx].holds_slot = true;
                     self.recovering += 1;
-                    let ext = match self.ledger.entries[idx].pending_key.take() {
+                    let e = &mut self.ledger.entries[idx];
+                    let ext = match e.pending_key.take() {
                         Some(key) => key.into_string(),
                         None => ids::external_task_id(
                             &self.batch_id,
                             &self.ledger.items[idx].id,
-                            self.ledger.entries[idx].attempt,
+                            e.attempt,
                         ),
                     };
-                    self.workers.settle(idx, self.ledger.items[idx].kind, ext);
+                    // Its key is known only to the account that sent it.
+                    let accounts = if e.account_unknown {
+                        (0..self.ledger.accounts.len() as u16).collect()
+                    } else {
+                        vec![e.account]
+                    };
+                    self.workers
+                        .settle(idx, self.ledger.items[idx].kind, accounts, ext);
                 }
                 Step::Unusable => {
                     // It was counted against the bound at start: give that back.
@@ -315,9 +359,9 @@ impl<P: Provider> Coordinator<P> {
             order,
             items: self.ledger.items.clone(),
             batch_id: self.batch_id.clone(),
-            rate: limiter(self.cfg.submit_rate.per_second),
             budget: self.budget.clone(),
             estimates: self.estimates.clone(),
+            stop: self.ledger.stop_submit.clone(),
         });
     }
 
@@ -325,9 +369,12 @@ impl<P: Provider> Coordinator<P> {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::SubmitStarted(idx) => {
+            Msg::SubmitStarted(idx, account) => {
                 self.active_submits += 1;
-                self.ledger.entries[idx].holds_slot = true;
+                let e = &mut self.ledger.entries[idx];
+                e.holds_slot = true;
+                e.account = account;
+                e.account_unknown = false;
                 self.ledger.transition(idx, Status::Submitting);
             }
             Msg::Submitted(idx, outcome) => {
@@ -336,8 +383,9 @@ impl<P: Provider> Coordinator<P> {
             }
             Msg::SubmitterDone => self.ledger.submitter_done = true,
             Msg::Held(idx, held) => self.on_held(idx, held),
-            Msg::Recovered(idx, settled) => {
+            Msg::Recovered(idx, account, settled) => {
                 self.recovering -= 1;
+                self.move_to_account(idx, account);
                 self.on_recovered(idx, settled);
                 if self.recovering == 0 && !self.ledger.stop_submit.is_stopped() {
                     self.start_submitter();
@@ -350,11 +398,13 @@ impl<P: Provider> Coordinator<P> {
                 self.polls.set_busy(idx, false);
                 match result {
                     Ok(snap) => {
-                        self.workers.submitter.setup.answered();
+                        let account = self.ledger.account_of(idx);
+                        self.workers.pool.accounts[account].setup.answered();
                         self.on_snapshot(idx, snap)
                     }
                     Err(e) => {
-                        let setup = &self.workers.submitter.setup;
+                        let account = self.ledger.account_of(idx);
+                        let setup = &self.workers.pool.accounts[account].setup;
                         polled::on_poll_error(
                             &mut self.ledger,
                             &mut self.polls,
@@ -387,7 +437,7 @@ impl<P: Provider> Coordinator<P> {
                     }
                 }
                 if let Some(e) = error {
-                    polled::on_sweep_error(&mut self.ledger, &mut self.polls, e);
+                    polled::on_sweep_error(&mut self.ledger, &mut self.polls, route.0 as usize, e);
                 }
             }
             Msg::Refreshed(idx, result) => {
@@ -475,7 +525,11 @@ impl<P: Provider> Coordinator<P> {
         let (entries, items) = (&self.ledger.entries, &self.ledger.items);
         let due = self
             .polls
-            .take_due(now, |i| entries[i].status.is_in_flight(), |i| items[i].kind);
+            .take_due(
+                now,
+                |i| entries[i].status.is_in_flight(),
+                |i| (entries[i].account, items[i].kind),
+            );
         for idx in due.queries {
             self.query(idx);
         }
@@ -490,8 +544,8 @@ impl<P: Provider> Coordinator<P> {
         };
         self.polls.set_busy(idx, true);
         self.active_polls += 1;
-        self.workers
-            .query(idx, self.ledger.items[idx].kind, task_id);
+        let route = (self.ledger.entries[idx].account, self.ledger.items[idx].kind);
+        self.workers.query(idx, route, task_id);
     }
 
     fn refresh(&mut self, idx: usize) {
@@ -500,8 +554,8 @@ impl<P: Provider> Coordinator<P> {
         };
         self.polls.set_busy(idx, true);
         self.active_polls += 1;
-        self.workers
-            .refresh(idx, self.ledger.items[idx].kind, task_id);
+        let route = (self.ledger.entries[idx].account, self.ledger.items[idx].kind);
+        self.workers.refresh(idx, route, task_id);
     }
 
     /// One list sweep covers every in-flight task of `route`.
@@ -518,6 +572,57 @@ impl<P: Provider> Coordinator<P> {
         );
         self.active_polls += 1;
         self.workers.sweep(route, wanted, page_size);
+    }
+}
+
+impl<P: Provider> Coordinator<P> {
+    /// A create settled in another account than the entry was counted in
+    /// (a rebuilt state asks every account): its slot moves with it.
+    fn move_to_account(&mut self, idx: usize, account: u16) {
+        let e = &mut self.ledger.entries[idx];
+        e.account_unknown = false;
+        if e.account == account {
+            return;
+        }
+        if e.holds_slot {
+            self.ledger.accounts[e.account as usize].limit.release();
+            self.ledger.accounts[account as usize].limit.take_over();
+        }
+        e.account = account;
+    }
+}
+
+/// The outcome of a run that cannot start: the state names accounts whose
+/// tasks this run could not poll or settle.
+fn cannot_start(entries: &[super::entry::Entry], missing: &BTreeSet<String>) -> RunOutcome {
+    let mut counts = std::collections::BTreeMap::new();
+    for e in entries {
+        *counts.entry(e.status).or_insert(0) += 1;
+    }
+    let names: Vec<String> = missing
+        .iter()
+        .map(|n| match n.as_str() {
+            "" => "the default account (the provider's usual credential variables)".to_string(),
+            n => format!("`{n}`"),
+        })
+        .collect();
+    let aborted = if names.is_empty() {
+        "no account to send requests with".to_string()
+    } else {
+        format!(
+            "tasks of this batch were created with {}, which this run does not have: add it back (--accounts) so they are polled with the credentials that created them; nothing was sent",
+            names.join(", ")
+        )
+    };
+    RunOutcome {
+        at_start: counts.clone(),
+        counts,
+        aborted: Some(aborted),
+        interrupted: false,
+        failures: Vec::new(),
+        requests: Default::default(),
+        cap: None,
+        drained: Vec::new(),
     }
 }
 

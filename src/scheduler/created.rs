@@ -95,9 +95,20 @@ pub(super) fn on_submitted(
                 request_id: e.request_id.clone(),
             });
             l.transition(idx, Status::Pending);
-            // Polls go to the same broken address: end the run once
-            // the creates in the air have come back (as pending).
-            l.abort_for(&e);
+            // This account gets nothing new (the submit loop hands the item
+            // to another one, if any is left); with none left, the batch
+            // stops once the creates in the air have come back.
+            let account = l.account_of(idx);
+            l.drain(account, &e);
+        }
+        SubmitOutcome::FatalUnsettled(e) => {
+            // Still `submitting` on disk, under this account: the next run
+            // settles it there first.
+            l.release(idx);
+            l.entries[idx].last_error =
+                Some((e.code, format!("create outcome unknown: {}", e.message)));
+            let account = l.account_of(idx);
+            l.drain(account, &e);
         }
         SubmitOutcome::StateFailed(message) => {
             l.release(idx);
@@ -156,7 +167,8 @@ pub(super) fn on_recovered(
         Settled::Fatal(e) => {
             // Still `submitting` on disk: the next run settles it first.
             l.release(idx);
-            l.abort_for(&e);
+            let account = l.account_of(idx);
+            l.drain(account, &e);
         }
     }
     false

@@ -16,8 +16,14 @@ pub(super) struct Entry {
     pub(super) status: Status,
     pub(super) attempt: u32,
     pub(super) task_id: Option<String>,
-    /// Holds one of our in-flight slots.
+    /// Holds one of our in-flight slots (in its account's bound).
     pub(super) holds_slot: bool,
+    /// The account whose credentials sent the current attempt (index into
+    /// the run's accounts).
+    pub(super) account: u16,
+    /// The state names no account for an unsettled create (a rebuilt state):
+    /// recovery asks every account.
+    pub(super) account_unknown: bool,
     /// When the task times out; `Some` exactly while it is tracked as in
     /// flight (by the poll queue).
     pub(super) deadline: Option<Instant>,

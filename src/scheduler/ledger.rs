@@ -34,9 +34,24 @@ pub(super) struct Ledger {
     pub(super) setup_stop: bool,
     /// Stops creating: abort, or interrupt.
     pub(super) stop_submit: Arc<Stop>,
-    pub(super) limit: Arc<InFlight>,
+    /// Each account's bound and drain switch, by account index.
+    pub(super) accounts: Vec<AccountLedger>,
     pub(super) submitter_started: bool,
     pub(super) submitter_done: bool,
+}
+
+/// What the ledger keeps about one account of the run.
+pub(super) struct AccountLedger {
+    /// `None`: the batch's only (unnamed) account.
+    pub(super) name: Option<String>,
+    pub(super) limit: Arc<InFlight>,
+    /// Drains the account: no new creates go to it.
+    pub(super) stop: Arc<Stop>,
+    /// It may be given new items (a default account kept only to finish
+    /// tasks it created earlier may not).
+    pub(super) takes_new: bool,
+    /// Why it was drained, once it was.
+    pub(super) drained: Option<String>,
 }
 
 impl Ledger {
@@ -46,7 +61,7 @@ impl Ledger {
         writer: WriterHandle,
         events: EventSender,
         stop_submit: Arc<Stop>,
-        limit: Arc<InFlight>,
+        accounts: Vec<AccountLedger>,
     ) -> Self {
         Ledger {
             items,
@@ -58,7 +73,7 @@ impl Ledger {
             fatal_stop: false,
             setup_stop: false,
             stop_submit,
-            limit,
+            accounts,
             submitter_started: false,
             submitter_done: false,
         }
@@ -74,8 +89,52 @@ impl Ledger {
 
     pub(super) fn release(&mut self, idx: usize) {
         if std::mem::take(&mut self.entries[idx].holds_slot) {
-            self.limit.release();
+            let account = self.entries[idx].account as usize;
+            self.accounts[account].limit.release();
         }
+    }
+
+    /// The account of item `idx`'s current task.
+    pub(super) fn account_of(&self, idx: usize) -> usize {
+        self.entries[idx].account as usize
+    }
+
+    /// Some account still takes new items.
+    pub(super) fn any_live(&self) -> bool {
+        self.accounts
+            .iter()
+            .any(|a| a.takes_new && !a.stop.is_stopped())
+    }
+
+    /// Account `a` hit an error no item gets past (balance, auth, a broken
+    /// setup): it gets nothing new, its tasks in flight still finish. When it
+    /// was the last account taking new items, the batch stops as it always
+    /// did for one account. `true`: other accounts go on.
+    pub(super) fn drain(&mut self, a: usize, e: &ProviderError) -> bool {
+        let account = &mut self.accounts[a];
+        account.stop.stop();
+        account.limit.wake();
+        if account.drained.is_none() {
+            let reason = fatal_message(e);
+            account.drained = Some(reason.clone());
+            if let Some(name) = account.name.clone() {
+                self.events
+                    .send(RunEvent::AccountDrained { account: name, reason });
+            }
+        }
+        if self.any_live() {
+            return true;
+        }
+        self.abort_for(e);
+        false
+    }
+
+    /// Drained accounts and why, by name (for the summary).
+    pub(super) fn drained(&self) -> Vec<(String, String)> {
+        self.accounts
+            .iter()
+            .filter_map(|a| Some((a.name.clone()?, a.drained.clone()?)))
+            .collect()
     }
 
     /// The create's outcome cannot be known: at most once, and honest about it.
@@ -163,6 +222,10 @@ impl Ledger {
             self.aborted = Some(reason);
         }
         self.stop_submit.stop();
+        for account in &self.accounts {
+            account.stop.stop();
+            account.limit.wake();
+        }
         if !self.submitter_started {
             self.submitter_started = true;
             self.submitter_done = true;

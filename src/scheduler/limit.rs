@@ -7,8 +7,9 @@
 //! account, so the limit drops to what we actually hold; each later successful
 //! create probes one slot higher again, back up to the configured bound (AIMD).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -52,20 +53,44 @@ struct Counts {
 #[derive(Debug)]
 pub struct InFlight {
     counts: Mutex<Counts>,
-    notify: Notify,
+    /// Woken on every release or growth; shared by the accounts of a pool,
+    /// so the submit loop waits for a slot in *any* of them.
+    notify: Arc<Notify>,
 }
 
 impl InFlight {
     /// `already`: tasks from an earlier run still in flight (they count too).
     pub fn new(max: usize, already: usize) -> InFlight {
+        InFlight::sharing(max, already, Arc::new(Notify::new()))
+    }
+
+    /// A bound that wakes `notify` when a slot may have come free.
+    pub fn sharing(max: usize, already: usize, notify: Arc<Notify>) -> InFlight {
         InFlight {
             counts: Mutex::new(Counts {
                 in_flight: already,
                 limit: max.max(1),
                 max: max.max(1),
             }),
-            notify: Notify::new(),
+            notify,
         }
+    }
+
+    /// Take a slot if one is free now.
+    pub fn try_acquire(&self) -> bool {
+        let mut c = self.lock();
+        if c.in_flight < c.limit {
+            c.in_flight += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Slots free now (0 when full).
+    pub fn free(&self) -> usize {
+        let c = self.lock();
+        c.limit.saturating_sub(c.in_flight)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -78,12 +103,8 @@ impl InFlight {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut c = self.lock();
-                if c.in_flight < c.limit {
-                    c.in_flight += 1;
-                    return true;
-                }
+            if self.try_acquire() {
+                return true;
             }
             if stop.is_stopped() {
                 return false;
@@ -93,6 +114,23 @@ impl InFlight {
                 _ = stop.stopped() => return false,
             }
         }
+    }
+
+    /// Give back a slot just taken by [`try_acquire`](Self::try_acquire)
+    /// without waking anyone (nothing new came free).
+    pub fn untake(&self) {
+        let mut c = self.lock();
+        c.in_flight = c.in_flight.saturating_sub(1);
+    }
+
+    /// Count a task that moved here from another account's bound.
+    pub fn take_over(&self) {
+        self.lock().in_flight += 1;
+    }
+
+    /// Wake whoever waits for a slot (e.g. to notice an account was drained).
+    pub fn wake(&self) {
+        self.notify.notify_waiters();
     }
 
     /// Give a slot back (the task ended, or was never created).

@@ -27,6 +27,7 @@
 //! - `poll.rs`: the poll queue (due times, sweeps per route).
 //! - `fetch.rs`: the download queue (pool, fresh-URL budget) and file names.
 //! - `recover.rs`: what resuming does about each item (pure) and file checks.
+//! - `pool.rs`: which account sends the next create (account pools).
 //! - `submit.rs`, `limit.rs`, `budget.rs`, `setup.rs`, `ids.rs`,
 //!   `counts.rs`, `backoff.rs`: one create, the in-flight bound, the spend
 //!   cap, broken-setup detection, keys, request counts, retry delays.
@@ -44,6 +45,7 @@ mod ledger;
 mod limit;
 mod poll;
 mod polled;
+mod pool;
 mod recover;
 mod setup;
 mod submit;
@@ -92,6 +94,8 @@ pub struct RunOutcome {
     pub requests: Requests,
     /// The spend cap, when one was set, and what it held back.
     pub cap: Option<CapOutcome>,
+    /// Accounts of a pool that were drained, by name, and why.
+    pub drained: Vec<(String, String)>,
 }
 
 /// What `--max-units` did in a run.
@@ -114,9 +118,38 @@ impl RunOutcome {
     }
 }
 
+/// One account the run may use: its provider (holding its credentials),
+/// its own in-flight bound and submit rate.
+pub struct Account<P> {
+    /// Its name in the accounts file, stored with every task it creates;
+    /// `None`: the batch's only (unnamed) account.
+    pub name: Option<String>,
+    pub provider: Arc<P>,
+    pub concurrency: usize,
+    /// Creates per second.
+    pub submit_rate: f64,
+    /// New items may go to it; `false`: it only finishes the tasks it
+    /// created in earlier runs.
+    pub takes_new: bool,
+}
+
+impl<P> Account<P> {
+    /// The one unnamed account of a batch without a pool.
+    pub fn only(provider: Arc<P>, settings: &EngineSettings) -> Self {
+        Account {
+            name: None,
+            provider,
+            concurrency: settings.concurrency,
+            submit_rate: settings.submit_rate.per_second,
+            takes_new: true,
+        }
+    }
+}
+
 /// What the engine is given.
 pub struct EngineInput<P> {
-    pub provider: Arc<P>,
+    /// The accounts, at least one.
+    pub accounts: Vec<Account<P>>,
     pub downloader: Downloader,
     /// The manifest's items as jobs for the provider, in manifest order.
     pub items: Vec<Job>,
@@ -144,7 +177,10 @@ pub struct Spend {
 
 /// Run the batch to the end (or to an abort or interrupt).
 pub async fn run<P: Provider>(input: EngineInput<P>) -> RunOutcome {
-    coordinator::Coordinator::new(input).run().await
+    match coordinator::Coordinator::new(input) {
+        Ok(coordinator) => coordinator.run().await,
+        Err(outcome) => outcome,
+    }
 }
 
 #[cfg(test)]

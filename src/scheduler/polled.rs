@@ -114,7 +114,17 @@ pub(super) fn on_poll_error(
     idx: usize,
     e: ProviderError,
 ) {
-    if setup.observe(Some(e.class)) {
+    let account = l.account_of(idx);
+    let account_failed = setup.observe(Some(e.class))
+        || matches!(e.class, ErrorClass::AuthExpired | ErrorClass::BatchFatal);
+    if account_failed && l.accounts.len() > 1 && l.drain(account, &e) {
+        // Other accounts go on; this task stays as it is on disk and the
+        // next run polls it with its own account again.
+        l.release(idx);
+        in_flight_done(l, polls, idx);
+        return;
+    }
+    if account_failed && matches!(e.class, ErrorClass::Setup | ErrorClass::Unreachable) {
         // Tasks in flight stay as they are on disk; the fixed rerun polls them.
         l.abort(fatal_message(&e));
         l.setup_stop = true;
@@ -151,8 +161,19 @@ pub(super) fn on_poll_error(
 }
 
 /// A list sweep failed; the tasks it missed are queried one by one.
-pub(super) fn on_sweep_error(l: &mut Ledger, polls: &mut PollQueue<Route>, e: ProviderError) {
-    if matches!(e.class, ErrorClass::AuthExpired | ErrorClass::BatchFatal) {
+pub(super) fn on_sweep_error(
+    l: &mut Ledger,
+    polls: &mut PollQueue<Route>,
+    account: usize,
+    e: ProviderError,
+) {
+    let fatal = matches!(e.class, ErrorClass::AuthExpired | ErrorClass::BatchFatal);
+    if fatal && l.accounts.len() > 1 && l.drain(account, &e) {
+        // Other accounts go on; this one's tasks are queried one by one and
+        // left for the next run as their queries fail.
+        return;
+    }
+    if fatal {
         l.abort(fatal_message(&e));
         l.fatal_stop = true;
     } else if matches!(e.class, ErrorClass::ItemInvalid | ErrorClass::Setup) {
@@ -172,7 +193,7 @@ pub(super) fn track_in_flight(
     now: Instant,
 ) {
     if l.entries[idx].deadline.is_none() {
-        polls.track(idx, l.items[idx].kind);
+        polls.track(idx, (l.entries[idx].account, l.items[idx].kind));
     }
     l.entries[idx].deadline = Some(now + cfg.task_timeout);
 }

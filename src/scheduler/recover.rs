@@ -21,14 +21,30 @@ pub(super) struct Loaded {
     pub(super) entries: Vec<Entry>,
     /// Units charged (or else estimated) for every task earlier runs created.
     pub(super) already_spent: f64,
-    /// Tasks from earlier runs that may hold account slots.
-    pub(super) holding_slots: usize,
+    /// Tasks from earlier runs that may hold account slots, per account.
+    pub(super) holding_slots: Vec<usize>,
+    /// Accounts that created tasks still to settle, poll or refresh, and
+    /// that this run does not have (`""`: the unnamed default account).
+    pub(super) missing_accounts: std::collections::BTreeSet<String>,
 }
 
 /// Entries for `items`, in manifest order, from the store's `records` (any
 /// order; moved, not copied: on 100k items the video records are tens of
 /// megabytes). `estimates` are the items' estimated units, when known.
-pub(super) fn load(items: &[Job], records: Vec<ItemRecord>, estimates: &[Option<f64>]) -> Loaded {
+///
+/// `accounts` are the run's account names by index (`None`: the unnamed
+/// default account). A record names the account whose credentials created
+/// its task; one the run does not have is reported in
+/// [`Loaded::missing_accounts`] (its task could only be polled, or its
+/// create settled, with those credentials).
+pub(super) fn load(
+    items: &[Job],
+    records: Vec<ItemRecord>,
+    estimates: &[Option<f64>],
+    accounts: &[Option<String>],
+) -> Loaded {
+    let default = accounts.iter().position(Option::is_none);
+    let mut missing_accounts = std::collections::BTreeSet::new();
     let mut by_id: HashMap<String, ItemRecord> =
         records.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut already_spent = 0.0;
@@ -56,24 +72,45 @@ pub(super) fn load(items: &[Job], records: Vec<ItemRecord>, estimates: &[Option<
             if e.status == Status::Submitting {
                 e.pending_key = r.external_task_id.map(String::into_boxed_str);
             }
+            let bound = e.status == Status::Submitting
+                || (e.task_id.is_some() && e.status != Status::Downloaded);
+            match (&r.account, default) {
+                (Some(name), _) => match accounts.iter().position(|a| a.as_ref() == Some(name)) {
+                    Some(a) => e.account = a as u16,
+                    None if bound => {
+                        missing_accounts.insert(name.clone());
+                    }
+                    None => {}
+                },
+                (None, Some(a)) => e.account = a as u16,
+                // A pool without the default account: an unsettled create
+                // of unknown account is looked up in every account.
+                (None, None) if e.status == Status::Submitting => e.account_unknown = true,
+                (None, None) if bound => {
+                    missing_accounts.insert(String::new());
+                }
+                (None, None) => {}
+            }
             e.submitted_at = r.submitted_at;
         }
         entries.push(e);
     }
     drop(by_id);
-    let holding_slots = entries
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.status,
-                Status::Submitting | Status::Submitted | Status::Processing | Status::TimedOut
-            )
-        })
-        .count();
+    let mut holding_slots = vec![0; accounts.len().max(1)];
+    for e in &entries {
+        if matches!(
+            e.status,
+            Status::Submitting | Status::Submitted | Status::Processing | Status::TimedOut
+        ) && let Some(n) = holding_slots.get_mut(e.account as usize)
+        {
+            *n += 1;
+        }
+    }
     Loaded {
         entries,
         already_spent,
         holding_slots,
+        missing_accounts,
     }
 }
 

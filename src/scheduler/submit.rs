@@ -48,19 +48,29 @@ pub enum SubmitOutcome {
     Unknown(ProviderError),
     /// The API rejected the item itself: it fails, the batch goes on.
     Rejected(ProviderError),
-    /// The API rejected the account or credentials: stop submitting.
+    /// The API rejected the account or credentials on the create itself
+    /// (definitely not created): the account is drained, the item pending.
     Fatal(ProviderError),
+    /// The account failed while an ambiguous create was being looked up: the
+    /// item stays `submitting` under this account (the next run settles it
+    /// there, never elsewhere: another account does not know its key), and
+    /// the account is drained.
+    FatalUnsettled(ProviderError),
     /// The state file could not record the intent: nothing was sent.
     StateFailed(String),
 }
 
-/// Everything a submission needs, shared by all of them.
+/// One account, and everything a submission through it needs.
 pub struct Submitter<P> {
+    /// The account's name in the accounts file; `None`: the only account.
+    pub name: Option<String>,
+    /// New items may go to it (else it only finishes its earlier tasks).
+    pub takes_new: bool,
     pub provider: Arc<P>,
     pub writer: WriterHandle,
     pub events: EventSender,
     pub limit: Arc<InFlight>,
-    /// Stop creating (abort or Ctrl-C).
+    /// Stop creating through this account (drained, abort or Ctrl-C).
     pub stop: Arc<Stop>,
     pub retry_base: Duration,
     /// Tells a broken setup (every request failing the same way) from a bad item.
@@ -80,6 +90,7 @@ impl<P: Provider> Submitter<P> {
             id: item.id.clone(),
             external_task_id: external_task_id.to_string(),
             attempt,
+            account: self.name.clone(),
         };
         if let Err(e) = self.writer.send_durable(intent).await {
             return SubmitOutcome::StateFailed(e.to_string());
@@ -173,7 +184,7 @@ impl<P: Provider> Submitter<P> {
                         }
                     }
                     Settled::Unknown(e) => return SubmitOutcome::Unsettled(e),
-                    Settled::Fatal(e) => return SubmitOutcome::Fatal(e),
+                    Settled::Fatal(e) => return SubmitOutcome::FatalUnsettled(e),
                 },
                 ErrorClass::Setup | ErrorClass::Unreachable => {
                     // Not (yet) a pattern: maybe this item, maybe a blip.

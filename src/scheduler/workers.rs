@@ -13,32 +13,37 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use super::budget::{Budget, Held};
 use super::counts::{Request, RequestCounts};
 use super::ids;
-use super::submit::{Settled, SubmitOutcome, Submitter};
+use super::limit::Stop;
+use super::pool::Pool;
+use super::submit::{Settled, SubmitOutcome};
 use crate::download::{DownloadError, Downloaded, Downloader};
 use crate::job::{Job, Kind};
 use crate::provider::{Provider, ProviderError, TaskSnapshot};
 
-/// The endpoint a task's queries and sweeps go to. Today that is the
-/// provider's endpoint kind of the item; the poll queue treats it as an
+/// Where a task's queries and sweeps go: its account (by index) and the
+/// provider's endpoint kind of the item. The poll queue treats it as an
 /// opaque key, so nothing assumes how many there are.
-pub(super) type Route = Kind;
+pub(super) type Route = (u16, Kind);
 
 /// What a worker reports.
 pub(super) enum Msg {
-    SubmitStarted(usize),
+    /// A create of item `.0` through account `.1` is about to be sent.
+    SubmitStarted(usize, u16),
     Submitted(usize, SubmitOutcome),
     SubmitterDone,
     /// The spend cap kept this item back; it stays pending.
     Held(usize, Held),
-    Recovered(usize, Settled),
+    /// What settling item `.0`'s unsettled create found, and in which account.
+    Recovered(usize, u16, Settled),
     Polled(usize, Result<TaskSnapshot, ProviderError>),
     Listed {
         route: Route,
@@ -81,15 +86,16 @@ pub(super) struct SubmitPlan {
     pub(super) order: Vec<(usize, u32)>,
     pub(super) items: Arc<Vec<Job>>,
     pub(super) batch_id: String,
-    pub(super) rate: Arc<DirectLimiter>,
     pub(super) budget: Option<Arc<Budget>>,
     pub(super) estimates: Arc<Vec<Option<f64>>>,
+    /// Stops the loop (abort, interrupt).
+    pub(super) stop: Arc<Stop>,
 }
 
 pub(super) struct Workers<P> {
-    pub(super) provider: Arc<P>,
     pub(super) downloader: Downloader,
-    pub(super) submitter: Arc<Submitter<P>>,
+    /// The run's accounts: one [`Submitter`](super::submit::Submitter) each.
+    pub(super) pool: Arc<Pool<P>>,
     /// Polls' own budget, so they never eat into submissions.
     pub(super) rate: Arc<DirectLimiter>,
     /// Concurrent status requests.
@@ -99,79 +105,124 @@ pub(super) struct Workers<P> {
 }
 
 impl<P: Provider> Workers<P> {
-    /// The submit loop: for each pending item, the spend cap, an in-flight
-    /// slot, then a rate permit, then one submission task.
+    /// The submit loop: for each pending item, the spend cap, then an
+    /// account with a free slot and a rate permit, then one submission task.
+    /// An item refused for its account's sake (balance, auth) is handed back
+    /// to the loop while other accounts take new items; so the loop ends
+    /// only once its own submissions have come back.
     pub(super) fn submit_loop(&self, plan: SubmitPlan) {
-        let sub = self.submitter.clone();
+        let pool = self.pool.clone();
         let tx = self.tx.clone();
         let SubmitPlan {
             order,
             items,
             batch_id,
-            rate,
             budget,
             estimates,
+            stop,
         } = plan;
         tokio::spawn(async move {
-            for &(idx, attempt) in &order {
-                if sub.stop.is_stopped() {
+            let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<(usize, u32)>();
+            let outstanding = Arc::new(AtomicUsize::new(0));
+            let came_back = Arc::new(Notify::new());
+            let mut order = order.into_iter();
+            let mut turn = 0usize;
+            loop {
+                if stop.is_stopped() {
                     break;
                 }
+                let next = match requeue_rx.try_recv() {
+                    Ok(x) => Some(x),
+                    Err(_) => order.next(),
+                };
+                let (idx, attempt) = match next {
+                    Some(x) => x,
+                    // A submission that comes back hands its item back
+                    // before it stops counting: seeing none outstanding
+                    // and none handed back means the loop is done.
+                    None if outstanding.load(Ordering::SeqCst) == 0 => match requeue_rx.try_recv() {
+                        Ok(x) => x,
+                        Err(_) => break,
+                    },
+                    None => {
+                        tokio::select! {
+                            _ = came_back.notified() => continue,
+                            _ = stop.stopped() => break,
+                        }
+                    }
+                };
                 if let Some(b) = &budget
                     && let Err(held) = b.try_reserve(estimates.get(idx).copied().flatten())
                 {
                     let _ = tx.send(Msg::Held(idx, held));
                     continue;
                 }
-                if !sub.limit.acquire(&sub.stop).await {
+                let Some(a) = pool.acquire(&stop, &mut turn).await else {
                     give_back(&budget, &estimates, idx);
                     break;
-                }
-                let ready = tokio::select! {
-                    biased;
-                    _ = sub.stop.stopped() => false,
-                    _ = rate.until_ready() => true,
                 };
-                if !ready || sub.stop.is_stopped() {
+                let sub = pool.accounts[a].clone();
+                if stop.is_stopped() || tx.send(Msg::SubmitStarted(idx, a as u16)).is_err() {
                     sub.limit.release();
                     give_back(&budget, &estimates, idx);
                     break;
                 }
-                if tx.send(Msg::SubmitStarted(idx)).is_err() {
-                    sub.limit.release();
-                    give_back(&budget, &estimates, idx);
-                    break;
-                }
-                let (sub, items, tx) = (sub.clone(), items.clone(), tx.clone());
+                outstanding.fetch_add(1, Ordering::SeqCst);
+                let (pool, items, tx) = (pool.clone(), items.clone(), tx.clone());
+                let (requeue_tx, outstanding, came_back) =
+                    (requeue_tx.clone(), outstanding.clone(), came_back.clone());
                 let ext = ids::external_task_id(&batch_id, &items[idx].id, attempt);
                 tokio::spawn(async move {
                     let outcome = sub.submit(&items[idx], &ext, attempt).await;
+                    // Definitely not created, for the account's sake: drain
+                    // it here too (the coordinator records why), so the
+                    // item goes to an account that still takes new items.
+                    let requeue = matches!(outcome, SubmitOutcome::Fatal(_)) && {
+                        sub.stop.stop();
+                        sub.limit.wake();
+                        pool.any_live()
+                    };
                     let _ = tx.send(Msg::Submitted(idx, outcome));
+                    if requeue {
+                        let _ = requeue_tx.send((idx, attempt));
+                    }
+                    outstanding.fetch_sub(1, Ordering::SeqCst);
+                    came_back.notify_one();
                 });
             }
             let _ = tx.send(Msg::SubmitterDone);
         });
     }
 
-    /// Settle a create a crash left unanswered, by its key. A rebuilt state
-    /// settles every item: a bounded number at a time, at the polling pace,
-    /// not 100,000 requests at once.
-    pub(super) fn settle(&self, idx: usize, route: Route, ext: String) {
-        let sub = self.submitter.clone();
+    /// Settle a create a crash left unanswered, by its key, in `accounts`
+    /// (its own; every account when the state does not say). A rebuilt
+    /// state settles every item: a bounded number at a time, at the polling
+    /// pace, not 100,000 requests at once.
+    pub(super) fn settle(&self, idx: usize, kind: Kind, accounts: Vec<u16>, ext: String) {
+        let pool = self.pool.clone();
         let tx = self.tx.clone();
         let (slots, rate) = (self.slots.clone(), self.rate.clone());
         tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
-            rate.until_ready().await;
-            let settled = sub.settle(route, &ext).await;
-            let _ = tx.send(Msg::Recovered(idx, settled));
+            let mut outcome = (accounts.first().copied().unwrap_or(0), Settled::Absent);
+            for a in accounts {
+                rate.until_ready().await;
+                match pool.accounts[a as usize].settle(kind, &ext).await {
+                    Settled::Absent => {}
+                    found => {
+                        outcome = (a, found);
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send(Msg::Recovered(idx, outcome.0, outcome.1));
         });
     }
 
-    /// Ask about one task.
+    /// Ask about one task, with the credentials of its account.
     pub(super) fn query(&self, idx: usize, route: Route, task_id: String) {
         let (provider, rate, slots, tx) = (
-            self.provider.clone(),
+            self.pool.accounts[route.0 as usize].provider.clone(),
             self.rate.clone(),
             self.slots.clone(),
             self.tx.clone(),
@@ -181,19 +232,20 @@ impl<P: Provider> Workers<P> {
             let _permit = slots.acquire_owned().await;
             rate.until_ready().await;
             requests.count(Request::Query);
-            let result = provider.query(route, &task_id).await;
+            let result = provider.query(route.1, &task_id).await;
             let _ = tx.send(Msg::Polled(idx, result));
         });
     }
 
     /// Ask a finished task again, for fresh video URLs.
     pub(super) fn refresh(&self, idx: usize, route: Route, task_id: String) {
-        let (provider, rate, tx) = (self.provider.clone(), self.rate.clone(), self.tx.clone());
+        let provider = self.pool.accounts[route.0 as usize].provider.clone();
+        let (rate, tx) = (self.rate.clone(), self.tx.clone());
         let requests = self.requests.clone();
         tokio::spawn(async move {
             rate.until_ready().await;
             requests.count(Request::Query);
-            let result = provider.query(route, &task_id).await;
+            let result = provider.query(route.1, &task_id).await;
             let _ = tx.send(Msg::Refreshed(idx, result));
         });
     }
@@ -201,7 +253,8 @@ impl<P: Provider> Workers<P> {
     /// One list sweep of `route`: page through the newest tasks until every
     /// one `wanted` (task id → item) is seen, or the pages run out.
     pub(super) fn sweep(&self, route: Route, mut wanted: HashMap<String, usize>, page_size: u32) {
-        let (provider, rate, tx) = (self.provider.clone(), self.rate.clone(), self.tx.clone());
+        let provider = self.pool.accounts[route.0 as usize].provider.clone();
+        let (rate, tx) = (self.rate.clone(), self.tx.clone());
         // Allow for tasks of ours that finished recently and others' tasks.
         let max_pages = (wanted.len() as u32 / page_size + 3).min(MAX_SWEEP_PAGES);
         let requests = self.requests.clone();
@@ -211,7 +264,7 @@ impl<P: Provider> Workers<P> {
             for page in 1..=max_pages {
                 rate.until_ready().await;
                 requests.count(Request::List);
-                match provider.list(route, page, page_size).await {
+                match provider.list(route.1, page, page_size).await {
                     Ok(tasks) => {
                         let short = (tasks.len() as u32) < page_size;
                         for snap in tasks {

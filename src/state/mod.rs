@@ -141,6 +141,9 @@ pub struct ItemRecord {
     pub params: Option<String>,
     /// Units the price table estimates for this item (`None`: not priced).
     pub est_units: Option<f64>,
+    /// The account (by name) whose credentials sent the current attempt's
+    /// create; `None`: the batch's only account, or never sent.
+    pub account: Option<String>,
     pub videos: Vec<VideoRecord>,
 }
 
@@ -318,20 +321,22 @@ pub fn for_each_item<E: From<StateError>>(
     mut f: impl FnMut(ItemRecord) -> Result<(), E>,
 ) -> Result<(), E> {
     // Schema 1 files (read-only readers do not migrate) lack the v2 columns.
-    let v2 = schema::version(conn).map_err(StateError::from)? >= 2;
+    let version = schema::version(conn).map_err(StateError::from)?;
+    let v2 = version >= 2;
     let sql = format!(
         "SELECT i.id, i.seq, i.kind, CASE WHEN ?1 THEN i.prompt END, i.params_hash, i.status,
                 i.attempt, i.submit_requests, i.external_task_id, i.task_id, i.units,
                 i.error_code, i.error_message, i.request_id, i.submitted_at, i.finished_at,
                 v.n, v.video_id, v.url, v.duration, v.path, v.bytes, v.sha256,
-                i.updated_at, {}
+                i.updated_at, {}, {}
          FROM items i LEFT JOIN videos v ON v.item_id = i.id
          ORDER BY i.seq, i.id, v.n",
         if v2 {
             "i.params, i.est_units"
         } else {
             "NULL, NULL"
-        }
+        },
+        if version >= 3 { "i.account" } else { "NULL" }
     );
     let mut stmt = conn.prepare(&sql).map_err(StateError::from)?;
     let mut rows = stmt.query([prompts]).map_err(StateError::from)?;
@@ -365,6 +370,7 @@ pub fn for_each_item<E: From<StateError>>(
                 updated_at: r.get(23).map_err(StateError::from)?,
                 params: r.get(24).map_err(StateError::from)?,
                 est_units: r.get(25).map_err(StateError::from)?,
+                account: r.get(26).map_err(StateError::from)?,
                 videos: Vec::new(),
             });
         }

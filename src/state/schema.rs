@@ -12,7 +12,7 @@ use rusqlite::{Connection, params};
 use super::StateError;
 
 /// The schema this build writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -55,6 +55,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE items ADD COLUMN params TEXT;
      ALTER TABLE items ADD COLUMN est_units REAL;
      DELETE FROM meta WHERE key = 'manifest_fingerprint';",
+    // 2 -> 3: the account (by its name in the accounts file) whose
+    // credentials created the item's current task; NULL: the batch's only
+    // (default) account. Polls, lookups and URL refreshes use it.
+    "ALTER TABLE items ADD COLUMN account TEXT;",
 ];
 
 /// Bring a writable connection to [`VERSION`], creating the batch id on

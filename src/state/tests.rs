@@ -50,6 +50,7 @@ async fn intent_is_durable_before_the_ack_and_visible_to_a_reader() {
         id: "a".into(),
         external_task_id: "vb-x-a-1".into(),
         attempt: 1,
+        account: None,
     })
     .await
     .unwrap();
@@ -69,6 +70,7 @@ async fn a_full_life_is_recorded_with_videos() {
         id: "a".into(),
         external_task_id: "e".into(),
         attempt: 1,
+        account: None,
     })
     .unwrap();
     h.send(Update::Created {
@@ -130,6 +132,7 @@ async fn resyncing_a_submitted_item_keeps_its_parameters() {
         id: "a".into(),
         external_task_id: "e".into(),
         attempt: 1,
+        account: None,
     })
     .unwrap();
     let mut edited = item("a", 3);

@@ -25,6 +25,8 @@ pub enum Update {
         id: String,
         external_task_id: String,
         attempt: u32,
+        /// The account whose credentials send it (`None`: the only one).
+        account: Option<String>,
     },
     /// The provider created the task (or we found the one an ambiguous create made).
     Created {
@@ -377,12 +379,13 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
             id,
             external_task_id,
             attempt,
+            account,
         } => {
             tx.prepare_cached(
                 "UPDATE items SET status = 'submitting', external_task_id = ?2, attempt = ?3,
-                   submit_requests = submit_requests + 1, updated_at = ?4 WHERE id = ?1",
+                   submit_requests = submit_requests + 1, updated_at = ?4, account = ?5 WHERE id = ?1",
             )?
-            .execute(params![id, external_task_id, attempt, now])?;
+            .execute(params![id, external_task_id, attempt, now, account])?;
         }
         Update::Created {
             id,

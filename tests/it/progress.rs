@@ -63,8 +63,16 @@ async fn run_engine(
         },
         request_timeout: Duration::from_secs(10),
     }));
+    let settings = EngineSettings {
+        concurrency: 2,
+        submit_rate: Rate { per_second: 50.0 },
+        poll_interval: Duration::from_millis(100),
+        max_poll_interval: Duration::from_millis(100),
+        retry_base: Duration::from_millis(20),
+        ..EngineSettings::default()
+    };
     let outcome = scheduler::run(EngineInput {
-        provider,
+        accounts: vec![scheduler::Account::only(provider, &settings)],
         downloader: Downloader::new(reqwest::Client::new(), 3, Duration::from_millis(20)),
         items: items.iter().map(vidbatch::provider::kling::job).collect(),
         records,
@@ -72,14 +80,7 @@ async fn run_engine(
         batch_dir: dir.to_path_buf(),
         writer: writer.clone(),
         events,
-        settings: EngineSettings {
-            concurrency: 2,
-            submit_rate: Rate { per_second: 50.0 },
-            poll_interval: Duration::from_millis(100),
-            max_poll_interval: Duration::from_millis(100),
-            retry_base: Duration::from_millis(20),
-            ..EngineSettings::default()
-        },
+        settings,
         interrupt,
         spend: None,
     })

@@ -350,6 +350,14 @@ pub async fn report(
                 );
                 true
             }
+            RunEvent::AccountDrained { account, reason } => {
+                emit(
+                    mode,
+                    bar.as_ref(),
+                    &format!("account `{account}` gets nothing new, the others go on: {reason}"),
+                );
+                true
+            }
             RunEvent::Interrupted => {
                 emit(
                     mode,

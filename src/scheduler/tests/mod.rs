@@ -324,7 +324,7 @@ impl Harness {
         let records = state::load_items(&state::open_ro(self.dir.path()).unwrap()).unwrap();
         let downloader = Downloader::new(reqwest::Client::new(), 3, Duration::from_millis(2));
         run(EngineInput {
-            provider: fake,
+            accounts: vec![Account::only(fake, &settings)],
             downloader,
             items,
             records,

@@ -33,6 +33,7 @@ async fn resume_settles_interrupted_creates_before_submitting_anything_new() {
                 id: id.into(),
                 external_task_id: ext,
                 attempt: 1,
+                account: None,
             })
             .await
             .unwrap();
