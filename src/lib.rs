@@ -19,6 +19,7 @@
 //! - [`settings`]: CLI > environment > manifest > defaults, resolved in one place.
 //! - [`provider`]: the [`provider::Provider`] trait; [`provider::kling`] implements it.
 //! - [`state`]: the SQLite state file, its single writer, recovery data.
+//! - [`accounts`]: the accounts file of a pool (names of credential variables, limits).
 //! - [`scheduler`]: pacing, in-flight bound, exactly-once submit, polling, downloads.
 //! - [`download`]: streaming, resumable, verified downloads.
 //! - [`events`]: [`events::RunEvent`], the engine -> reporter contract.
@@ -27,6 +28,7 @@
 //! - [`emulator`]: a local Kling-compatible server for demos, tests and benchmarks.
 //! - [`cli`]: the commands; the only place with `anyhow` and exit codes.
 
+pub mod accounts;
 pub mod batch;
 pub mod cli;
 pub mod download;

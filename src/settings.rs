@@ -86,6 +86,9 @@ pub struct Overrides {
     pub max_video_size: Option<String>,
     pub download_timeout: Option<String>,
     pub download_min_speed: Option<String>,
+    /// An accounts file was given: the usual credential variables are
+    /// optional (they only finish tasks created with them earlier).
+    pub pool: bool,
 }
 
 /// Which API family the batch talks to.
@@ -118,7 +121,9 @@ pub struct RunSettings {
     pub max_units: Option<f64>,
     pub style: Style,
     pub base_url: String,
-    pub credentials: Credentials,
+    /// The usual credential variables; `None` only with an accounts file
+    /// (`Overrides::pool`) when they are not set.
+    pub credentials: Option<Credentials>,
     pub engine: EngineSettings,
     pub request_timeout: Duration,
     /// Size cap, minimum throughput and deadline of each video download.
@@ -219,22 +224,25 @@ pub fn resolve(
 
     let credentials = match (api, emulator) {
         // The in-process emulator is started with these very keys.
-        (Api::Kling, true) => Credentials::Jwt {
+        (Api::Kling, true) => Ok(Credentials::Jwt {
             access_key: "emulator-ak".into(),
             secret_key: "emulator-sk".into(),
-        },
-        (Api::Kling, false) => crate::provider::kling::credentials_from_env(style, env)
-            .map_err(|m| err("environment", m))?,
-        (Api::Fal, true) => Credentials::ApiKey("emulator-fal-key".into()),
+        }),
+        (Api::Kling, false) => crate::provider::kling::credentials_from_env(style, env),
+        (Api::Fal, true) => Ok(Credentials::ApiKey("emulator-fal-key".into())),
         (Api::Fal, false) => match env("FAL_KEY").filter(|k| !k.trim().is_empty()) {
-            Some(key) => Credentials::ApiKey(key),
-            None => {
-                return Err(err(
-                    "environment",
-                    "the fal provider needs FAL_KEY (sent as `Authorization: Key …`), or try offline with --emulator",
-                ));
-            }
+            Some(key) => Ok(Credentials::ApiKey(key)),
+            None => Err(
+                "the fal provider needs FAL_KEY (sent as `Authorization: Key …`), or try offline with --emulator"
+                    .to_string(),
+            ),
         },
+    };
+    // With an accounts file the usual variables are optional.
+    let credentials = match credentials {
+        Ok(c) => Some(c),
+        Err(_) if cli.pool => None,
+        Err(m) => return Err(err("environment", m)),
     };
 
     let rate_src = |cli_val: &Option<String>, manifest_val: &Option<String>, name: &str| {
@@ -501,7 +509,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.base_url, "https://gw/v1/ai/x", "trailing slash trimmed");
-        assert!(matches!(s.credentials, Credentials::ApiKey(_)));
+        assert!(matches!(s.credentials, Some(Credentials::ApiKey(_))));
     }
 
     #[test]

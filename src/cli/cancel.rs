@@ -22,6 +22,10 @@ use crate::state::{self, Status};
 pub struct CancelArgs {
     /// Batch folder (holds state.db), e.g. output/example
     pub dir: PathBuf,
+    /// The accounts file the batch ran with (each task is cancelled with the
+    /// account that created it)
+    #[arg(long, env = "VIDBATCH_ACCOUNTS", value_name = "FILE")]
+    pub accounts: Option<PathBuf>,
 }
 
 pub fn run(args: &CancelArgs) -> anyhow::Result<Exit> {
@@ -35,23 +39,35 @@ pub fn run(args: &CancelArgs) -> anyhow::Result<Exit> {
         },
         ..Manifest::default()
     };
-    let settings = settings::resolve(
-        &manifest,
-        &Overrides::default(),
-        &|k| std::env::var(k).ok(),
-        false,
-    )?;
-    let provider = super::run::build_provider(&settings);
+    let pool = super::pool::load(args.accounts.as_deref())?;
+    let overrides = Overrides {
+        pool: pool.is_some(),
+        ..Overrides::default()
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let settings = settings::resolve(&manifest, &overrides, &env, false)?;
     let mut tasks = Vec::new();
+    let mut records = Vec::new();
     state::for_each_item(&conn, false, |r| {
         if matches!(r.status(), Status::Submitted | Status::Processing)
             && let (Some(task), Some(kind)) = (r.task_id.clone(), Kind::parse(&r.kind))
         {
-            tasks.push((r.id.clone(), kind, task));
+            tasks.push((r.id.clone(), r.account.clone(), kind, task));
+            records.push(r);
         }
         Ok::<(), anyhow::Error>(())
     })?;
     drop(conn);
+    // Each task with the account that created it.
+    let accounts = super::pool::accounts(&settings, pool.as_deref(), &records, &env)?;
+    drop(records);
+    let provider_of = |account: &Option<String>| {
+        accounts
+            .iter()
+            .find(|a| &a.name == account)
+            .map(|a| a.provider.clone())
+    };
+    let provider = accounts[0].provider.clone();
     if !provider.capabilities().cancel {
         crate::outln!(
             "{name} has no cancel: the {} task(s) already created run to the end (and are charged); nothing was sent",
@@ -65,7 +81,10 @@ pub fn run(args: &CancelArgs) -> anyhow::Result<Exit> {
         .context("cannot start the async runtime")?;
     let (mut cancelled, mut started, mut errors) = (0u64, 0u64, 0u64);
     runtime.block_on(async {
-        for (id, kind, task) in &tasks {
+        for (id, account, kind, task) in &tasks {
+            let Some(provider) = provider_of(account) else {
+                continue;
+            };
             match provider.cancel(*kind, task).await {
                 Ok(CancelOutcome::Cancelled) => {
                     cancelled += 1;

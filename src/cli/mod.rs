@@ -10,6 +10,7 @@ pub mod completions;
 pub mod emulate;
 pub mod ls;
 pub mod plan;
+mod pool;
 pub mod report;
 pub mod run;
 pub mod status;
@@ -217,6 +218,7 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
     if err
         .downcast_ref::<crate::manifest::ManifestError>()
         .is_some()
+        || err.downcast_ref::<crate::accounts::AccountsError>().is_some()
         || err
             .downcast_ref::<crate::settings::SettingsError>()
             .is_some()

@@ -12,9 +12,6 @@ use crate::batch::{self, changes};
 use crate::download::Downloader;
 use crate::events::EventSender;
 use crate::manifest::{self, Manifest};
-use crate::provider::fal::{FalConfig, FalProvider};
-use crate::provider::kling::{KlingConfig, KlingProvider};
-use crate::provider::registry::AnyProvider;
 use crate::report::{self, progress};
 use crate::scheduler::{self, EngineInput, RunOutcome, Stop};
 use crate::settings::{self, Overrides, RunSettings};
@@ -96,6 +93,15 @@ pub struct RunArgs {
     /// estimated-plus-charged total past N; items held back stay pending (exit 1)
     #[arg(long, env = "VIDBATCH_MAX_UNITS", value_name = "N")]
     pub max_units: Option<f64>,
+    /// Spread the batch over several accounts of the provider, named in FILE with the
+    /// environment variables holding their credentials (see README: Account pools)
+    #[arg(
+        long,
+        env = "VIDBATCH_ACCOUNTS",
+        value_name = "FILE",
+        conflicts_with = "emulator"
+    )]
+    pub accounts: Option<PathBuf>,
 }
 
 pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
@@ -104,6 +110,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         provider_style: args.provider.clone(),
     };
     let manifest = manifest::load_with(&args.manifest, &options)?;
+    let pool = super::pool::load(args.accounts.as_deref())?;
     let overrides = Overrides {
         output: args.output.clone(),
         base_url: args.base_url.clone(),
@@ -123,6 +130,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         max_video_size: args.max_video_size.clone(),
         download_timeout: args.download_timeout.clone(),
         download_min_speed: args.download_min_speed.clone(),
+        pool: pool.is_some(),
     };
     let settings = settings::resolve(
         &manifest,
@@ -138,6 +146,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     let exit = runtime.block_on(run_batch(
         manifest,
         settings,
+        pool,
         args.emulator,
         progress::Mode::detect(quiet),
         &mut writer_thread,
@@ -156,6 +165,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
 async fn run_batch(
     manifest: Manifest,
     mut settings: RunSettings,
+    pool: Option<Vec<crate::accounts::AccountSpec>>,
     emulator: bool,
     mode: progress::Mode,
     writer_thread: &mut Option<Writer>,
@@ -214,7 +224,9 @@ async fn run_batch(
     } else {
         None
     };
-    let provider = Arc::new(build_provider(&settings));
+    let accounts = super::pool::accounts(&settings, pool.as_deref(), &records, &|k| {
+        std::env::var(k).ok()
+    })?;
     // Which API and where: `vidbatch cancel` talks to the same one (never a secret).
     for (key, value) in [
         ("provider", provider_name(&settings)),
@@ -250,11 +262,11 @@ async fn run_batch(
     let jobs = manifest
         .items
         .iter()
-        .map(|item| provider.job(item))
+        .map(|item| accounts[0].provider.job(item))
         .collect();
     drop(manifest);
     let outcome = scheduler::run(EngineInput {
-        accounts: vec![scheduler::Account::only(provider, &settings.engine)],
+        accounts,
         downloader,
         items: jobs,
         records,
@@ -372,27 +384,6 @@ fn provider_name(settings: &RunSettings) -> String {
         (settings::Api::Kling, crate::provider::kling::Style::Gateway) => "kling-gateway",
     }
     .to_string()
-}
-
-/// The provider `settings` chose, with its credentials.
-pub(crate) fn build_provider(settings: &RunSettings) -> AnyProvider {
-    match settings.api {
-        settings::Api::Kling => AnyProvider::Kling(KlingProvider::new(KlingConfig {
-            base_url: settings.base_url.clone(),
-            style: settings.style,
-            credentials: settings.credentials.clone(),
-            request_timeout: settings.request_timeout,
-        })),
-        settings::Api::Fal => AnyProvider::Fal(FalProvider::new(FalConfig {
-            base_url: settings.base_url.clone(),
-            key: match &settings.credentials {
-                crate::provider::kling::Credentials::ApiKey(k) => k.clone(),
-                crate::provider::kling::Credentials::Jwt { .. } => String::new(),
-            },
-            request_timeout: settings.request_timeout,
-            default_model: None,
-        })),
-    }
 }
 
 /// Ctrl-C, SIGTERM (`docker stop`, systemd, `timeout`) and SIGHUP all stop

@@ -36,6 +36,8 @@ struct StatusJson {
     first_submitted_at: Option<String>,
     last_finished_at: Option<String>,
     last_updated_at: Option<String>,
+    /// Items per account of a pool (by name) and status; `{}` without a pool.
+    by_account: std::collections::BTreeMap<String, std::collections::BTreeMap<&'static str, u64>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,6 +71,14 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
             first_submitted_at: o.first_submitted_at.map(rfc3339),
             last_finished_at: o.last_finished_at.map(rfc3339),
             last_updated_at: o.last_updated_at.map(rfc3339),
+            by_account: o
+                .by_account
+                .iter()
+                .map(|(a, counts)| {
+                    let counts = counts.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+                    (a.clone(), counts)
+                })
+                .collect(),
         };
         crate::outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(Exit::Success);
@@ -86,6 +96,13 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
     }
     if o.in_flight() > 0 {
         crate::outln!("in flight: {}", o.in_flight());
+    }
+    for (account, counts) in &o.by_account {
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(s, n)| format!("{n} {}", s.as_str()))
+            .collect();
+        crate::outln!("account {account}: {}", parts.join(", "));
     }
     crate::outln!(
         "units: {} charged ({} item(s)), {} estimated",

@@ -22,7 +22,7 @@ mod origin;
 pub mod params;
 pub mod passthrough;
 mod settings_grammar;
-mod suggest;
+pub(crate) mod suggest;
 pub mod validate;
 mod yaml;
 mod yaml_blocks;

@@ -34,6 +34,8 @@ pub const COLUMNS: &[&str] = &[
     "submitted_at",
     "finished_at",
     "prompt",
+    // Added with account pools; last, so positions of the others hold.
+    "account",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +124,7 @@ impl ReportWriter {
             r.submitted_at.map(rfc3339).unwrap_or_default(),
             r.finished_at.map(rfc3339).unwrap_or_default(),
             r.prompt.clone().unwrap_or_default(),
+            r.account.clone().unwrap_or_default(),
         ];
         self.record(row.into_iter().map(neutralise))
     }

@@ -24,6 +24,9 @@ pub struct Row<'a> {
     pub est_units: Option<f64>,
     pub task_id: Option<&'a str>,
     pub external_task_id: Option<&'a str>,
+    /// The account (by name, from the accounts file) whose credentials sent
+    /// the create; `null`: the batch's only account.
+    pub account: Option<&'a str>,
     /// Create requests sent for this item, all attempts.
     pub attempts: u32,
     /// `final_unit_deduction` as the provider wrote it.
@@ -77,6 +80,7 @@ impl<'a> Row<'a> {
             est_units: r.est_units,
             task_id: r.task_id.as_deref(),
             external_task_id: r.external_task_id.as_deref(),
+            account: r.account.as_deref(),
             attempts: r.submit_requests,
             units: r.units.as_deref(),
             units_charged: r.units_charged(),

@@ -70,6 +70,9 @@ pub struct Summary {
     pub result: &'static str,
     pub interrupted: bool,
     pub aborted: Option<String>,
+    /// Accounts of a pool that got nothing new after an error of their own
+    /// (balance, auth), by name, and why.
+    pub drained_accounts: Vec<DrainedAccount>,
     /// The run found nothing to submit, poll or download.
     pub nothing_to_do: bool,
     pub items: u64,
@@ -90,6 +93,12 @@ pub struct Summary {
     pub batch: BatchNotes,
     /// `--max-units`, when set: the cap, what the batch committed, what it held back.
     pub spend_cap: Option<crate::scheduler::CapOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DrainedAccount {
+    pub account: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +207,14 @@ fn build(run: &FinishedRun<'_>, written: &Written) -> Summary {
         result,
         interrupted: o.interrupted,
         aborted: o.aborted.clone(),
+        drained_accounts: o
+            .drained
+            .iter()
+            .map(|(account, reason)| DrainedAccount {
+                account: account.clone(),
+                reason: reason.clone(),
+            })
+            .collect(),
         nothing_to_do: nothing_to_do(o),
         items: o.counts.values().sum(),
         by_status: by_status(&o.counts),
@@ -324,6 +341,12 @@ pub fn human(s: &Summary, o: &RunOutcome, t: &Totals) -> String {
             "{unknown} item(s) unknown: their create may have reached the provider (and been \
              charged) but it cannot be looked up, so they are not resent; run again with \
              --resubmit-unknown to send them again (a second paid task each if the first was made)"
+        ));
+    }
+    for d in &s.drained_accounts {
+        w(format!(
+            "account `{}` was drained (its tasks in flight finished, it got nothing new): {}",
+            d.account, d.reason
         ));
     }
     if let Some(reason) = &s.aborted {

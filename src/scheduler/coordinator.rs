@@ -24,10 +24,10 @@ use super::ids;
 use super::ledger::{AccountLedger, Ledger};
 use super::limit::{InFlight, Stop};
 use super::poll::PollQueue;
+use super::pool::Pool;
 use super::recover::{self, Step};
 use super::setup;
 use super::submit::{Settled, SubmitOutcome, Submitter};
-use super::pool::Pool;
 use super::workers::{Msg, Route, SubmitPlan, Workers, limiter};
 use super::{CapOutcome, EngineInput, RunOutcome};
 use super::{created, fetched, polled};
@@ -66,7 +66,7 @@ pub(super) struct Coordinator<P> {
 impl<P: Provider> Coordinator<P> {
     /// The coordinator of `input`, or the outcome of a run that cannot
     /// start (tasks of an account the run was not given).
-    pub(super) fn new(input: EngineInput<P>) -> Result<Self, RunOutcome> {
+    pub(super) fn new(input: EngineInput<P>) -> Result<Self, Box<RunOutcome>> {
         let estimates = Arc::new(
             input
                 .spend
@@ -77,7 +77,10 @@ impl<P: Provider> Coordinator<P> {
         let names: Vec<Option<String>> = input.accounts.iter().map(|a| a.name.clone()).collect();
         let loaded = recover::load(&input.items, input.records, &estimates, &names);
         if input.accounts.is_empty() || !loaded.missing_accounts.is_empty() {
-            return Err(cannot_start(&loaded.entries, &loaded.missing_accounts));
+            return Err(Box::new(cannot_start(
+                &loaded.entries,
+                &loaded.missing_accounts,
+            )));
         }
         let cfg = input.settings;
         let budget = input
@@ -123,8 +126,8 @@ impl<P: Provider> Coordinator<P> {
         let page_size = submitters[0].provider.capabilities().list_page_size;
         // Polls have their own budget so they never eat into submissions: enough
         // for every in-flight task to be asked twice per poll interval.
-        let poll_per_sec = (2.0 * total_concurrency as f64 / cfg.poll_interval.as_secs_f64())
-            .clamp(20.0, 2000.0);
+        let poll_per_sec =
+            (2.0 * total_concurrency as f64 / cfg.poll_interval.as_secs_f64()).clamp(20.0, 2000.0);
         let (tx, rx) = mpsc::unbounded_channel();
         let n = loaded.entries.len();
         Ok(Coordinator {
@@ -523,13 +526,11 @@ impl<P: Provider> Coordinator<P> {
     fn dispatch_due_polls(&mut self) {
         let now = Instant::now();
         let (entries, items) = (&self.ledger.entries, &self.ledger.items);
-        let due = self
-            .polls
-            .take_due(
-                now,
-                |i| entries[i].status.is_in_flight(),
-                |i| (entries[i].account, items[i].kind),
-            );
+        let due = self.polls.take_due(
+            now,
+            |i| entries[i].status.is_in_flight(),
+            |i| (entries[i].account, items[i].kind),
+        );
         for idx in due.queries {
             self.query(idx);
         }
@@ -544,7 +545,10 @@ impl<P: Provider> Coordinator<P> {
         };
         self.polls.set_busy(idx, true);
         self.active_polls += 1;
-        let route = (self.ledger.entries[idx].account, self.ledger.items[idx].kind);
+        let route = (
+            self.ledger.entries[idx].account,
+            self.ledger.items[idx].kind,
+        );
         self.workers.query(idx, route, task_id);
     }
 
@@ -554,7 +558,10 @@ impl<P: Provider> Coordinator<P> {
         };
         self.polls.set_busy(idx, true);
         self.active_polls += 1;
-        let route = (self.ledger.entries[idx].account, self.ledger.items[idx].kind);
+        let route = (
+            self.ledger.entries[idx].account,
+            self.ledger.items[idx].kind,
+        );
         self.workers.refresh(idx, route, task_id);
     }
 

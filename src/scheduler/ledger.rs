@@ -118,8 +118,10 @@ impl Ledger {
             let reason = fatal_message(e);
             account.drained = Some(reason.clone());
             if let Some(name) = account.name.clone() {
-                self.events
-                    .send(RunEvent::AccountDrained { account: name, reason });
+                self.events.send(RunEvent::AccountDrained {
+                    account: name,
+                    reason,
+                });
             }
         }
         if self.any_live() {

@@ -179,7 +179,7 @@ pub struct Spend {
 pub async fn run<P: Provider>(input: EngineInput<P>) -> RunOutcome {
     match coordinator::Coordinator::new(input) {
         Ok(coordinator) => coordinator.run().await,
-        Err(outcome) => outcome,
+        Err(outcome) => *outcome,
     }
 }
 

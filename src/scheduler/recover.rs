@@ -55,6 +55,7 @@ pub(super) fn load(
             ..Entry::default()
         };
         if let Some(r) = by_id.remove(item.id.as_str()) {
+            let bound = r.needs_its_account();
             // What earlier runs committed: the charge, else the estimate.
             if r.task_id.is_some() || r.status() == Status::Submitting {
                 already_spent += r
@@ -72,8 +73,6 @@ pub(super) fn load(
             if e.status == Status::Submitting {
                 e.pending_key = r.external_task_id.map(String::into_boxed_str);
             }
-            let bound = e.status == Status::Submitting
-                || (e.task_id.is_some() && e.status != Status::Downloaded);
             match (&r.account, default) {
                 (Some(name), _) => match accounts.iter().position(|a| a.as_ref() == Some(name)) {
                     Some(a) => e.account = a as u16,

@@ -140,10 +140,12 @@ impl<P: Provider> Workers<P> {
                     // A submission that comes back hands its item back
                     // before it stops counting: seeing none outstanding
                     // and none handed back means the loop is done.
-                    None if outstanding.load(Ordering::SeqCst) == 0 => match requeue_rx.try_recv() {
-                        Ok(x) => x,
-                        Err(_) => break,
-                    },
+                    None if outstanding.load(Ordering::SeqCst) == 0 => {
+                        match requeue_rx.try_recv() {
+                            Ok(x) => x,
+                            Err(_) => break,
+                        }
+                    }
                     None => {
                         tokio::select! {
                             _ = came_back.notified() => continue,

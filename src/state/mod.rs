@@ -152,6 +152,13 @@ impl ItemRecord {
         self.status.unwrap_or(Status::Pending)
     }
 
+    /// Its task can only be settled, polled or refreshed with the account
+    /// that created it: an unsettled create, or a task not yet downloaded.
+    pub fn needs_its_account(&self) -> bool {
+        let status = self.status();
+        status == Status::Submitting || (self.task_id.is_some() && status != Status::Downloaded)
+    }
+
     /// Units charged, where the provider's `final_unit_deduction` is a number.
     pub fn units_charged(&self) -> Option<f64> {
         self.units

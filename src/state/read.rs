@@ -26,6 +26,8 @@ pub struct Overview {
     pub first_submitted_at: Option<i64>,
     pub last_finished_at: Option<i64>,
     pub last_updated_at: Option<i64>,
+    /// Items per named account (of a pool) and status; empty without a pool.
+    pub by_account: Vec<(String, Vec<(Status, u64)>)>,
 }
 
 impl Overview {
@@ -90,6 +92,26 @@ pub fn overview(conn: &Connection) -> Result<Overview, StateError> {
         }
     }
     let created_at = super::meta(conn, "created_at")?.and_then(|v| v.parse().ok());
+    let mut by_account: Vec<(String, Vec<(Status, u64)>)> = Vec::new();
+    if schema >= 3 {
+        let mut stmt = conn.prepare(
+            "SELECT account, status, COUNT(*) FROM items WHERE account IS NOT NULL
+             GROUP BY account, status ORDER BY account",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (account, status, n): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let Some(status) = Status::parse(&status) else {
+                continue;
+            };
+            if by_account.last().is_none_or(|(a, _)| *a != account) {
+                by_account.push((account, Vec::new()));
+            }
+            if let Some((_, counts)) = by_account.last_mut() {
+                counts.push((status, n.max(0) as u64));
+            }
+        }
+    }
     Ok(Overview {
         schema,
         counts,
@@ -101,5 +123,6 @@ pub fn overview(conn: &Connection) -> Result<Overview, StateError> {
         first_submitted_at,
         last_finished_at,
         last_updated_at,
+        by_account,
     })
 }
