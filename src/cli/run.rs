@@ -96,16 +96,48 @@ pub struct RunArgs {
     /// estimated-plus-charged total past N; items held back stay pending (exit 1)
     #[arg(long, env = "VIDBATCH_MAX_UNITS", value_name = "N")]
     pub max_units: Option<f64>,
+    /// Run only shard i of N: the items whose id hashes to i (0 ≤ i < N), in their own
+    /// folder output/<stem>/shard-<i>-of-<N>; auto/N takes i from JOB_COMPLETION_INDEX
+    /// (Kubernetes Indexed Job) or SLURM_ARRAY_TASK_ID (Slurm array). See docs/scale.md
+    #[arg(
+        long,
+        env = "VIDBATCH_SHARD",
+        value_name = "i/N",
+        conflicts_with = "new_batch"
+    )]
+    pub shard: Option<String>,
 }
 
 pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
+    let shard = args
+        .shard
+        .as_deref()
+        .map(|spec| crate::shard::Shard::parse(spec, &|k| std::env::var(k).ok()))
+        .transpose()?;
     // The provider style changes what a valid model name is (gateways use free-form names).
     let options = manifest::LoadOptions {
         provider_style: args.provider.clone(),
     };
     let manifest = manifest::load_with(&args.manifest, &options)?;
+    // A shard runs its items only, under the manifest's batch name (same task keys).
+    let (manifest, selection) = match shard {
+        Some(shard) => {
+            let (manifest, selection) = crate::shard::select(manifest, shard);
+            if !quiet {
+                crate::errln!(
+                    "shard {shard}: {} of the manifest's {} items",
+                    manifest.items.len(),
+                    selection.manifest_items
+                );
+            }
+            (manifest, Some(selection))
+        }
+        None => (manifest, None),
+    };
     let overrides = Overrides {
-        output: args.output.clone(),
+        output: args.output.clone().or_else(|| {
+            shard.map(|s| settings::default_batch_dir(&args.manifest).join(s.dir_name()))
+        }),
         base_url: args.base_url.clone(),
         provider: args.provider.clone(),
         concurrency: args.concurrency,
@@ -142,6 +174,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         progress::Mode::detect(quiet),
         &mut writer_thread,
         args.resubmit_changed,
+        selection,
     ));
     // Tasks still running (e.g. after Ctrl-C) are dropped here; the state is already flushed.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -160,6 +193,7 @@ async fn run_batch(
     mode: progress::Mode,
     writer_thread: &mut Option<Writer>,
     args_resubmit_changed: bool,
+    selection: Option<crate::shard::Selection>,
 ) -> anyhow::Result<Exit> {
     let started_at = std::time::SystemTime::now();
     let batch_dir = settings.batch_dir.clone();
@@ -170,12 +204,24 @@ async fn run_batch(
         settings.batch_name_explicit,
         settings.new_batch,
     )?;
+    crate::shard::check_folder(
+        &opened.conn,
+        &batch_dir,
+        selection.as_ref().map(|s| s.shard),
+    )?;
     let _lock = opened.lock;
     let batch_id = opened.batch_id;
     let rebuilt = opened.rebuilt;
     let (thread, writer) = Writer::start_at(opened.conn, &state::db_path(&batch_dir));
     *writer_thread = Some(thread);
-    let hashes = batch::sync::sync_manifest(&writer, &batch_dir, &manifest).await?;
+    for (key, value) in selection.iter().flat_map(|s| s.meta()) {
+        writer.send(Update::SetMeta {
+            key: key.into(),
+            value,
+        })?;
+    }
+    let positions = selection.as_ref().map(|s| s.positions.as_slice());
+    let hashes = batch::sync::sync_manifest_at(&writer, &batch_dir, &manifest, positions).await?;
     let changed = changes::changed_items(&batch_dir, &manifest.items, &hashes)?;
     drop(hashes);
     let resubmitted = if args_resubmit_changed {
