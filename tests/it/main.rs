@@ -17,4 +17,5 @@ mod progress;
 mod review;
 mod run;
 mod safety;
+mod shard;
 mod yaml;
