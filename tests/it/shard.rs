@@ -144,19 +144,18 @@ async fn auto_takes_the_index_from_kubernetes_or_slurm() {
 ///   (`../shard-1-of-3/videos/clip-4.mp4`), the unsharded one into its own;
 /// - `submitted_at`, `finished_at`: when each run recorded the task (the
 ///   unsharded run adopted the shards' tasks later);
-/// - `request_id`: the provider's id of the last request about the item;
-/// - `attempts`: POST requests made — the unsharded run sent one more,
-///   which the provider refused (key already known) before it adopted the task.
+/// - `request_id`: the provider's id of the last request about the item
+///   (a fresh id per request).
 ///
 /// Everything else — above all `task_id` and `external_task_id`, the proof
-/// that both runs mean the same paid tasks — must be equal.
+/// that both runs mean the same paid tasks, and the files' `sha256` — must
+/// be equal.
 const MAY_DIFFER: &[&str] = &[
     "video_url",
     "path",
     "submitted_at",
     "finished_at",
     "request_id",
-    "attempts",
 ];
 
 fn comparable(out: &Path) -> Vec<Vec<String>> {
