@@ -231,32 +231,35 @@ fn manifest_id(manifest: &Manifest) -> String {
 }
 
 /// Refuse to continue a folder that holds another shard than `wanted`
-/// (`None`: an unsharded run). A folder with no items yet takes any shard.
+/// (`None`: an unsharded run). A folder with no shard and no items yet
+/// (a new one) takes any shard.
 pub fn check_folder(
     conn: &rusqlite::Connection,
     dir: &Path,
     wanted: Option<Shard>,
 ) -> Result<(), ShardError> {
-    let items: i64 = conn
-        .query_row("SELECT COUNT(*) FROM items", [], |r| r.get(0))
-        .map_err(crate::state::StateError::from)?;
-    if items == 0 {
+    let found = crate::state::meta(conn, META_SHARD)?;
+    let wanted_text = wanted.map(|s| s.to_string());
+    if found.as_deref() == wanted_text.as_deref() {
         return Ok(());
     }
-    let found = crate::state::meta(conn, META_SHARD)?;
+    if found.is_none() {
+        let items: i64 = conn
+            .query_row("SELECT COUNT(*) FROM items", [], |r| r.get(0))
+            .map_err(crate::state::StateError::from)?;
+        if items == 0 {
+            return Ok(());
+        }
+    }
     let describe = |s: Option<&str>| match s {
         Some(s) => format!("shard {s}"),
         None => "an unsharded batch".to_string(),
     };
-    let wanted_text = wanted.map(|s| s.to_string());
-    if found.as_deref() != wanted_text.as_deref() {
-        return Err(ShardError::OtherShard {
-            dir: dir.to_path_buf(),
-            found: describe(found.as_deref()),
-            wanted: describe(wanted_text.as_deref()),
-        });
-    }
-    Ok(())
+    Err(ShardError::OtherShard {
+        dir: dir.to_path_buf(),
+        found: describe(found.as_deref()),
+        wanted: describe(wanted_text.as_deref()),
+    })
 }
 
 #[cfg(test)]

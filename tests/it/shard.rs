@@ -345,3 +345,29 @@ async fn a_shard_folder_is_not_continued_as_another_shard_or_unsharded() {
     assert_exit(&result, 0);
     assert!(String::from_utf8_lossy(&result.stdout).contains("nothing to do"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_that_gets_no_items_is_a_batch_of_none_not_a_lost_state() {
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 2);
+    let empty = (0..10)
+        .find(|&i| expected(2, i, 10).is_empty())
+        .expect("2 items leave most of 10 shards empty");
+    let spec = format!("{empty}/10");
+    let out = dir.path().join("empty");
+    for _ in 0..2 {
+        let result = output(shard_cmd(&m, &out, &emu.base_url(), &spec, &[])).await;
+        assert_exit(&result, 0);
+        assert!(
+            !stderr(&result).contains("rebuilding"),
+            "{}",
+            stderr(&result)
+        );
+        assert!(ids(&out).is_empty());
+    }
+    let other = format!("{}/10", (empty + 1) % 10);
+    let result = output(shard_cmd(&m, &out, &emu.base_url(), &other, &[])).await;
+    assert_exit(&result, 2);
+    assert_eq!(emu.stats().creates_accepted, 0);
+}
