@@ -28,11 +28,15 @@ use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
 
-use super::csv::{ReportError, rfc3339};
-use super::summary::{BatchNotes, ByStatus, SUMMARY_FILE, SUMMARY_FORMAT, Summary, Units, Videos};
+mod runs;
+mod shards;
+
+pub use shards::{ShardDir, check_compatible};
+
+use self::runs::{ShardSummaries, by_status, write_summary};
+use super::csv::ReportError;
+use super::summary::{BatchNotes, SUMMARY_FORMAT, Summary, Units, Videos};
 use super::{GalleryMeta, GalleryWriter, REPORT_FILE, ReportWriter, Totals, as_on_disk};
-use crate::scheduler::Requests;
-use crate::shard::{META_MANIFEST_ID, META_MANIFEST_ITEMS, META_SHARD, Shard};
 use crate::state::{self, ItemRecord, StateError, Status};
 
 /// Why shard folders cannot be merged.
@@ -92,89 +96,6 @@ impl MergeError {
                 | MergeError::IntoShard { .. }
         )
     }
-}
-
-/// One shard folder, as its state's `meta` describes it.
-#[derive(Debug, Clone)]
-pub struct ShardDir {
-    pub dir: PathBuf,
-    pub shard: Shard,
-    pub batch_name: String,
-    pub batch_id: String,
-    pub manifest_id: String,
-    pub manifest_items: u64,
-}
-
-impl ShardDir {
-    /// Read `dir`'s meta; a folder without a shard's meta is refused.
-    pub fn open(dir: &Path) -> Result<ShardDir, MergeError> {
-        let not = |why: &str| MergeError::NotAShard {
-            dir: dir.to_path_buf(),
-            why: why.to_string(),
-        };
-        let conn = match state::open_ro(dir) {
-            Ok(c) => c,
-            Err(StateError::Missing { .. }) => return Err(not("it has no state.db")),
-            Err(e) => return Err(e.into()),
-        };
-        let get = |key: &str| state::meta(&conn, key);
-        let Some(spec) = get(META_SHARD)? else {
-            return Err(not("its state records no shard: an unsharded batch"));
-        };
-        let shard = Shard::parse(&spec, &|_| None)
-            .map_err(|_| not(&format!("its state records shard `{spec}`")))?;
-        Ok(ShardDir {
-            dir: dir.to_path_buf(),
-            shard,
-            batch_name: get("batch_name")?.unwrap_or_default(),
-            batch_id: get("batch_id")?.unwrap_or_default(),
-            manifest_id: get(META_MANIFEST_ID)?.unwrap_or_default(),
-            manifest_items: get(META_MANIFEST_ITEMS)?
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0),
-        })
-    }
-}
-
-/// Check that `shards` are distinct shards of one batch and one manifest.
-pub fn check_compatible(shards: &[ShardDir]) -> Result<(), MergeError> {
-    let Some(first) = shards.first() else {
-        return Ok(());
-    };
-    let mut seen: BTreeMap<u64, &ShardDir> = BTreeMap::new();
-    for s in shards {
-        let pair = || (first.dir.clone(), s.dir.clone());
-        if s.batch_name != first.batch_name {
-            let (first_dir, second) = pair();
-            return Err(MergeError::OtherBatch {
-                first: first_dir,
-                a: first.batch_name.clone(),
-                second,
-                b: s.batch_name.clone(),
-            });
-        }
-        if s.manifest_id != first.manifest_id {
-            let (first, second) = pair();
-            return Err(MergeError::OtherManifest { first, second });
-        }
-        if s.shard.total != first.shard.total {
-            let (first_dir, second) = pair();
-            return Err(MergeError::MixedTotals {
-                first: first_dir,
-                a: format!("{} shards", first.shard.total),
-                second,
-                b: format!("{} shards", s.shard.total),
-            });
-        }
-        if let Some(earlier) = seen.insert(s.shard.index, s) {
-            return Err(MergeError::SameShard {
-                shard: s.shard.to_string(),
-                first: earlier.dir.clone(),
-                second: s.dir.clone(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// What [`merge`] wrote and found.
@@ -431,132 +352,6 @@ fn covered_ids(dir: &Path) -> Result<Option<HashSet<String>>, MergeError> {
     Ok(Some(ids))
 }
 
-/// What the shards' own `summary.json` files add up to (what a merge cannot
-/// learn from the states: requests made, the runs' times and endings).
-#[derive(Debug, Default)]
-struct ShardSummaries {
-    started_at: Option<String>,
-    finished_at: Option<String>,
-    interrupted: bool,
-    aborted: Vec<String>,
-    nothing_to_do: bool,
-    at_start: BTreeMap<Status, u64>,
-    requests: Requests,
-    problems: u64,
-    batch: BatchNotes,
-}
-
-impl ShardSummaries {
-    fn read(shards: &[ShardDir]) -> ShardSummaries {
-        let mut s = ShardSummaries {
-            nothing_to_do: true,
-            ..ShardSummaries::default()
-        };
-        for shard in shards {
-            let Some(v) = std::fs::read(shard.dir.join(SUMMARY_FILE))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            else {
-                s.nothing_to_do = false;
-                continue;
-            };
-            let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-            let num =
-                |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
-            let flag = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
-            if let Some(t) = text("started_at") {
-                s.started_at = Some(s.started_at.map_or(t.clone(), |o| o.min(t)));
-            }
-            if let Some(t) = text("finished_at") {
-                s.finished_at = Some(s.finished_at.map_or(t.clone(), |o| o.max(t)));
-            }
-            s.interrupted |= flag("interrupted");
-            s.nothing_to_do &= flag("nothing_to_do");
-            if let Some(reason) = text("aborted") {
-                s.aborted.push(format!("shard {}: {reason}", shard.shard));
-            }
-            if let Some(map) = v.get("at_start").and_then(|x| x.as_object()) {
-                for (k, n) in map {
-                    if let (Some(st), Some(n)) = (Status::parse(k), n.as_u64()) {
-                        *s.at_start.entry(st).or_default() += n;
-                    }
-                }
-            }
-            if let Some(r) = v.get("requests") {
-                s.requests.create += num(r, "create");
-                s.requests.query += num(r, "query");
-                s.requests.list += num(r, "list");
-                s.requests.lookup += num(r, "lookup");
-                s.requests.download += num(r, "download");
-                s.requests.retries += num(r, "retries");
-            }
-            s.problems += num(&v, "problems_this_run");
-            if let Some(b) = v.get("batch") {
-                s.batch.rebuilt_state |=
-                    b.get("rebuilt_state").and_then(|x| x.as_bool()) == Some(true);
-                for (key, list) in [
-                    ("changed_kept", &mut s.batch.changed_kept),
-                    ("resubmitted", &mut s.batch.resubmitted),
-                ] {
-                    if let Some(ids) = b.get(key).and_then(|x| x.as_array()) {
-                        list.extend(ids.iter().filter_map(|x| x.as_str().map(str::to_string)));
-                    }
-                }
-            }
-        }
-        s
-    }
-
-    /// From the first shard's start to the last shard's end.
-    fn wall_time_s(&self) -> f64 {
-        let parse =
-            |t: &Option<String>| t.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok());
-        match (parse(&self.started_at), parse(&self.finished_at)) {
-            (Some(a), Some(b)) => b.duration_since(a).map(|d| d.as_secs_f64()).unwrap_or(0.0),
-            _ => 0.0,
-        }
-    }
-}
-
-fn by_status(counts: &BTreeMap<Status, u64>) -> ByStatus {
-    ByStatus(
-        Status::ALL
-            .iter()
-            .map(|s| (*s, counts.get(s).copied().unwrap_or(0)))
-            .collect(),
-    )
-}
-
-/// `summary.json`: the batch's [`Summary`] plus a `shards` object (which
-/// shards were merged, which are missing, from where).
-fn write_summary(out: &Path, merged: &Merged, shards: &[ShardDir]) -> Result<(), MergeError> {
-    let path = out.join(SUMMARY_FILE);
-    let io = |source: std::io::Error| ReportError {
-        path: path.clone(),
-        source,
-    };
-    let mut value = serde_json::to_value(&merged.summary).map_err(|e| io(e.into()))?;
-    if let Some(map) = value.as_object_mut() {
-        map.insert(
-            "shards".into(),
-            serde_json::json!({
-                "total": merged.total,
-                "merged": shards.iter().map(|s| s.shard.index).collect::<Vec<_>>(),
-                "missing": merged.missing,
-                "dirs": shards.iter().map(|s| canonical(&s.dir).unwrap_or_else(|_| s.dir.clone())).collect::<Vec<_>>(),
-                "manifest_items": merged.manifest_items,
-                "merged_at": rfc3339(state::now_ms()),
-            }),
-        );
-    }
-    let mut text = serde_json::to_vec_pretty(&value).map_err(|e| io(e.into()))?;
-    text.push(b'\n');
-    let tmp = out.join(".summary.json.tmp");
-    std::fs::write(&tmp, &text).map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok(())
-}
-
 fn canonical(p: &Path) -> Result<PathBuf, MergeError> {
     std::fs::canonicalize(p).map_err(|e| MergeError::Read {
         path: p.to_path_buf(),
@@ -610,48 +405,5 @@ mod tests {
             relative(Path::new("/o"), Path::new("/o/s/shard-2-of-3")),
             PathBuf::from("s/shard-2-of-3")
         );
-    }
-
-    fn shard(dir: &str, name: &str, manifest: &str, index: u64, total: u64) -> ShardDir {
-        ShardDir {
-            dir: PathBuf::from(dir),
-            shard: Shard { index, total },
-            batch_name: name.into(),
-            batch_id: crate::batch::batch_key(name),
-            manifest_id: manifest.into(),
-            manifest_items: 30,
-        }
-    }
-
-    #[test]
-    fn shards_of_one_batch_and_manifest_are_compatible() {
-        let shards = [shard("a", "b", "m", 0, 3), shard("c", "b", "m", 2, 3)];
-        assert!(check_compatible(&shards).is_ok());
-    }
-
-    #[test]
-    fn mismatched_shards_are_refused_as_bad_input() {
-        for (shards, says) in [
-            (
-                [shard("a", "b", "m", 0, 3), shard("c", "other", "m", 1, 3)],
-                "different batches",
-            ),
-            (
-                [shard("a", "b", "m", 0, 3), shard("c", "b", "m2", 1, 3)],
-                "different manifests",
-            ),
-            (
-                [shard("a", "b", "m", 0, 3), shard("c", "b", "m", 1, 4)],
-                "3 shards and 4 shards",
-            ),
-            (
-                [shard("a", "b", "m", 1, 3), shard("c", "b", "m", 1, 3)],
-                "the same shard 1/3",
-            ),
-        ] {
-            let e = check_compatible(&shards).unwrap_err();
-            assert!(e.is_bad_input());
-            assert!(e.to_string().contains(says), "{e}");
-        }
     }
 }
