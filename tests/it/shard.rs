@@ -371,3 +371,37 @@ async fn a_shard_that_gets_no_items_is_a_batch_of_none_not_a_lost_state() {
     assert_exit(&result, 2);
     assert_eq!(emu.stats().creates_accepted, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_whose_account_runs_dry_exits_3_and_the_merge_says_so() {
+    // Two accounts: shard 0's runs out of balance after 2 creates.
+    let dry = emulator(vidbatch::emulator::EmulatorConfig {
+        balance_exhausted_after_creates: Some(2),
+        ..quick()
+    })
+    .await;
+    let fine = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 20);
+    let root = dir.path().join("out");
+    let (s0, s1) = (root.join("shard-0-of-2"), root.join("shard-1-of-2"));
+    let result = output(shard_cmd(&m, &s0, &dry.base_url(), "0/2", &[])).await;
+    assert_exit(&result, 3);
+    let result = output(shard_cmd(&m, &s1, &fine.base_url(), "1/2", &[])).await;
+    assert_exit(&result, 0);
+
+    let merged = root.join("merged");
+    let result = output(merge_cmd(&[&s0, &s1], &merged)).await;
+    assert_exit(&result, 1);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(merged.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["result"], "aborted");
+    let aborted = summary["aborted"].as_str().unwrap_or_default();
+    assert!(aborted.starts_with("shard 0/2: "), "{aborted}");
+    assert_eq!(summary["items"], 20);
+    assert_eq!(
+        summary["by_status"]["downloaded"],
+        expected(20, 1, 2).len() as u64 + 2,
+        "shard 1 whole, and the 2 tasks shard 0 could pay for"
+    );
+}
