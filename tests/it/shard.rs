@@ -280,6 +280,18 @@ async fn merge_refuses_folders_that_do_not_belong_together() {
         );
         assert!(!merged.join("report.csv").exists(), "nothing written");
     }
+    // Never into a batch folder: its report would be overwritten.
+    let before = std::fs::read(a.join("whole/report.csv")).unwrap();
+    for into in [a.join("whole"), a.join("s0")] {
+        let result = output(merge_cmd(&[&a.join("s0")], &into)).await;
+        assert_exit(&result, 2);
+        assert!(
+            stderr(&result).contains("holds a batch"),
+            "{}",
+            stderr(&result)
+        );
+    }
+    assert_eq!(std::fs::read(a.join("whole/report.csv")).unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread")]

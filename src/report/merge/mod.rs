@@ -20,7 +20,7 @@
 //!
 //! Refused (bad input, nothing written): a folder that is not a shard, shards
 //! of different batches or manifests, the same shard twice, shards of
-//! different N. Missing shards are not an error: the merge covers the shards
+//! different N, an output folder that holds a batch. Missing shards are not an error: the merge covers the shards
 //! it has and [`Merged::missing`] names the others.
 
 use std::cmp::Reverse;
@@ -66,8 +66,8 @@ pub enum MergeError {
         first: PathBuf,
         second: PathBuf,
     },
-    #[error("the output folder {} is one of the shard folders; merge into a folder of its own", dir.display())]
-    IntoShard { dir: PathBuf },
+    #[error("the output folder {} holds a batch or a shard (state.db): its report would be overwritten; merge into a folder of its own", dir.display())]
+    IntoBatch { dir: PathBuf },
     #[error("cannot create {}: {source}", dir.display())]
     CreateDir {
         dir: PathBuf,
@@ -93,7 +93,7 @@ impl MergeError {
                 | MergeError::OtherManifest { .. }
                 | MergeError::MixedTotals { .. }
                 | MergeError::SameShard { .. }
-                | MergeError::IntoShard { .. }
+                | MergeError::IntoBatch { .. }
         )
     }
 }
@@ -124,16 +124,16 @@ pub fn merge(
         .collect::<Result<Vec<_>, _>>()?;
     check_compatible(&shards)?;
     shards.sort_by_key(|s| s.shard.index);
+    if state::db_path(out).exists() {
+        return Err(MergeError::IntoBatch {
+            dir: out.to_path_buf(),
+        });
+    }
     std::fs::create_dir_all(out).map_err(|source| MergeError::CreateDir {
         dir: out.to_path_buf(),
         source,
     })?;
     let out_abs = canonical(out)?;
-    for s in &shards {
-        if canonical(&s.dir)? == out_abs {
-            return Err(MergeError::IntoShard { dir: s.dir.clone() });
-        }
-    }
     let first = shards
         .first()
         .cloned()
