@@ -18,4 +18,5 @@ mod progress;
 mod review;
 mod run;
 mod safety;
+mod shard;
 mod yaml;
