@@ -315,3 +315,43 @@ async fn kill_9_then_resume_polls_each_task_with_its_own_account_and_pays_nothin
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_state_is_rebuilt_by_asking_every_account_and_nothing_is_paid_twice() {
+    let slow = || EmulatorConfig {
+        latency: Duration::from_millis(600),
+        ..base()
+    };
+    let (a, b) = (account(0, slow()).await, account(1, slow()).await);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m = manifest(dir.path(), 12);
+    let accounts = accounts_file(dir.path(), &a, &b);
+    let mut child = run_pool(&m, &out, &accounts).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while a.stats().creates_accepted + b.stats().creates_accepted < 6 {
+        assert!(std::time::Instant::now() < deadline, "run made no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The state is gone: which account made which task is known nowhere.
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(out.join(f));
+    }
+    let result = output(run_pool(&m, &out, &accounts)).await;
+    assert_exit(&result, 0);
+    assert_all_videos_intact(&out, 12);
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!(
+        sa.creates_accepted + sb.creates_accepted,
+        12,
+        "nothing paid twice"
+    );
+    assert!(sa.duplicate_external_task_ids.is_empty() && sb.duplicate_external_task_ids.is_empty());
+    // Each task was adopted under the account that had made it.
+    assert_eq!(tasks_of(&out, "studio-a").len() as u64, sa.creates_accepted);
+    assert_eq!(tasks_of(&out, "studio-b").len() as u64, sb.creates_accepted);
+    a.shutdown().await;
+    b.shutdown().await;
+}
