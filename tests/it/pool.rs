@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use vidbatch::emulator::{EmulatorConfig, EmulatorHandle};
 
-use crate::common::{assert_all_videos_intact, assert_exit, bin, col, manifest, output, report};
+use crate::common::{
+    assert_all_videos_intact, assert_exit, bin, col, count_status, manifest, output, report,
+};
 
 const KEYS: [(&str, &str); 2] = [
     ("pool-ak-A-UNIQUE111", "pool-sk-A-UNIQUE222"),
@@ -74,6 +76,18 @@ fn run_pool(manifest: &Path, out: &Path, accounts: &Path) -> Command {
         .args(["--submit-rate", "200/s"])
         .stdin(Stdio::null());
     cmd
+}
+
+/// Start `cmd`, and kill -9 it once the two accounts accepted `n` creates.
+async fn kill_after_creates(mut cmd: Command, a: &EmulatorHandle, b: &EmulatorHandle, n: u64) {
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while a.stats().creates_accepted + b.stats().creates_accepted < n {
+        assert!(std::time::Instant::now() < deadline, "run made no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// Report rows' task ids by account name.
@@ -223,15 +237,10 @@ async fn every_account_out_of_balance_stops_the_batch_with_exit_3() {
     let accounts = accounts_file(dir.path(), &a, &b);
     let result = output(run_pool(&m, &out, &accounts)).await;
     assert_exit(&result, 3);
-    let rows = report(&out);
-    let done = rows
-        .iter()
-        .filter(|r| &r[col("status")] == "downloaded")
-        .count();
-    let pending = rows
-        .iter()
-        .filter(|r| &r[col("status")] == "pending")
-        .count();
+    let (done, pending) = (
+        count_status(&out, "downloaded"),
+        count_status(&out, "pending"),
+    );
     assert_eq!(
         (done, pending),
         (4, 8),
@@ -290,14 +299,7 @@ async fn kill_9_then_resume_polls_each_task_with_its_own_account_and_pays_nothin
     let out = dir.path().join("out");
     let m = manifest(dir.path(), 12);
     let accounts = accounts_file(dir.path(), &a, &b);
-    let mut child = run_pool(&m, &out, &accounts).spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while a.stats().creates_accepted + b.stats().creates_accepted < 4 {
-        assert!(std::time::Instant::now() < deadline, "run made no progress");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_after_creates(run_pool(&m, &out, &accounts), &a, &b, 4).await;
 
     let result = output(run_pool(&m, &out, &accounts)).await;
     assert_exit(&result, 0);
@@ -327,14 +329,7 @@ async fn a_lost_state_is_rebuilt_by_asking_every_account_and_nothing_is_paid_twi
     let out = dir.path().join("out");
     let m = manifest(dir.path(), 12);
     let accounts = accounts_file(dir.path(), &a, &b);
-    let mut child = run_pool(&m, &out, &accounts).spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while a.stats().creates_accepted + b.stats().creates_accepted < 6 {
-        assert!(std::time::Instant::now() < deadline, "run made no progress");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_after_creates(run_pool(&m, &out, &accounts), &a, &b, 6).await;
     // The state is gone: which account made which task is known nowhere.
     for f in ["state.db", "state.db-wal", "state.db-shm"] {
         let _ = std::fs::remove_file(out.join(f));
