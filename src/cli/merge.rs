@@ -45,24 +45,14 @@ pub fn run(args: &MergeArgs, quiet: bool) -> anyhow::Result<Exit> {
         );
     }
     if !quiet {
-        let parts: Vec<String> = s
-            .by_status
-            .0
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(st, n)| format!("{n} {}", st.as_str().replace('_', " ")))
-            .collect();
+        let parts = crate::report::summary::status_parts(&s.by_status);
         crate::outln!(
             "merged {} of {} shard(s) of batch `{}`: {} items: {}",
             merged.total as usize - merged.missing.len(),
             merged.total,
             merged.batch_name,
             s.items,
-            if parts.is_empty() {
-                "none".to_string()
-            } else {
-                parts.join(", ")
-            }
+            if parts.is_empty() { "none" } else { &parts }
         );
         crate::outln!(
             "units: {} charged, {} estimated",
