@@ -13,6 +13,7 @@ use std::path::Path;
 use super::Rebuilt;
 use super::changes::params_hash;
 use crate::manifest::{self, Item, Manifest};
+use crate::provider::registry::{self, Api};
 use crate::scheduler::ids;
 use crate::state::writer::RecoverItem;
 use crate::state::{self, NewItem, StateError, Update, WriterHandle};
@@ -23,12 +24,14 @@ const SYNC_CHUNK: usize = 25_000;
 /// `meta` key of the fingerprint of the manifest last synced into the state.
 pub const MANIFEST_FINGERPRINT: &str = "manifest_fingerprint";
 
-/// Sync `manifest` into the state behind `writer`; returns every item's
-/// parameters' hash, in manifest order.
+/// Sync `manifest` into the state behind `writer`, each item with its
+/// estimated units as `api` prices it; returns every item's parameters'
+/// hash, in manifest order.
 pub async fn sync_manifest(
     writer: &WriterHandle,
     batch_dir: &Path,
     manifest: &Manifest,
+    api: Api,
 ) -> Result<Vec<String>, StateError> {
     let base = manifest
         .path
@@ -52,7 +55,7 @@ pub async fn sync_manifest(
             .zip(hashes.chunks(SYNC_CHUNK))
         {
             writer
-                .send_durable(Update::SyncItems(new_items(chunk, chunk_hashes, seq)))
+                .send_durable(Update::SyncItems(new_items(api, chunk, chunk_hashes, seq)))
                 .await?;
             seq += chunk.len() as u64;
         }
@@ -92,7 +95,7 @@ pub async fn mark_for_lookup(
     writer.send_durable(Update::Recover(recover)).await
 }
 
-fn new_items(items: &[Item], hashes: &[String], first_seq: u64) -> Vec<NewItem> {
+fn new_items(api: Api, items: &[Item], hashes: &[String], first_seq: u64) -> Vec<NewItem> {
     items
         .iter()
         .zip(hashes)
@@ -104,7 +107,7 @@ fn new_items(items: &[Item], hashes: &[String], first_seq: u64) -> Vec<NewItem> 
             prompt: it.prompt.clone(),
             params_hash: hash.clone(),
             params: Some(manifest::params::settings_json(it)),
-            est_units: manifest::params::estimated_units(it),
+            est_units: registry::price(api, it).units(),
         })
         .collect()
 }

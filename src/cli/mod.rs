@@ -237,7 +237,10 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
         ) => {
             return Exit::BadInput;
         }
-        Some(crate::batch::BatchError::Unreadable { .. }) => return Exit::Aborted,
+        Some(
+            crate::batch::BatchError::Unreadable { .. }
+            | crate::batch::BatchError::KeepAside { .. },
+        ) => return Exit::Aborted,
         Some(crate::batch::BatchError::State(e)) => return state_exit(e),
         None => {}
     }

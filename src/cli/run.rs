@@ -14,11 +14,11 @@ use crate::events::EventSender;
 use crate::manifest::{self, Manifest};
 use crate::provider::fal::{FalConfig, FalProvider};
 use crate::provider::kling::{KlingConfig, KlingProvider};
-use crate::provider::registry::AnyProvider;
+use crate::provider::registry::{self, AnyProvider};
 use crate::report::{self, progress};
 use crate::scheduler::{self, EngineInput, RunOutcome, Stop};
 use crate::settings::{self, Overrides, RunSettings};
-use crate::state::{self, Update, Writer};
+use crate::state::{Update, Writer};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -164,50 +164,47 @@ async fn run_batch(
     let started_at = std::time::SystemTime::now();
     let batch_dir = settings.batch_dir.clone();
     let (settings_new_batch, batch_name) = (settings.new_batch, settings.batch_name.clone());
-    let opened = batch::open(
+    // Lock, state (or its rebuild), manifest sync, edits, records: one
+    // owner, the same for the tests and the benchmarks.
+    let prepared = batch::prepare(
         &batch_dir,
-        &settings.batch_name,
-        settings.batch_name_explicit,
-        settings.new_batch,
-    )?;
-    let _lock = opened.lock;
-    let batch_id = opened.batch_id;
-    let rebuilt = opened.rebuilt;
-    let (thread, writer) = Writer::start_at(opened.conn, &state::db_path(&batch_dir));
-    *writer_thread = Some(thread);
-    let hashes = batch::sync::sync_manifest(&writer, &batch_dir, &manifest).await?;
-    let changed = changes::changed_items(&batch_dir, &manifest.items, &hashes)?;
-    drop(hashes);
-    let resubmitted = if args_resubmit_changed {
-        changes::resubmit(&batch_dir, &writer, &changed).await?
-    } else {
-        Vec::new()
-    };
-    if let Some(rebuilt) = &rebuilt {
-        batch::sync::mark_for_lookup(&writer, &batch_id, &manifest.items, rebuilt).await?;
-        if mode != progress::Mode::Quiet {
-            crate::errln!(
-                "note: {} held a batch ({}) but no usable state.db; rebuilding it: every item's task is looked up at the provider before anything is created, so nothing is paid twice{}",
-                batch_dir.display(),
-                rebuilt.evidence.join(", "),
-                if rebuilt.moved_aside.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " (unusable state files kept as {})",
-                        rebuilt
-                            .moved_aside
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                }
-            );
-        }
+        &manifest,
+        batch::Prepare {
+            name: &settings.batch_name,
+            name_explicit: settings.batch_name_explicit,
+            new_batch: settings.new_batch,
+            resubmit_changed: args_resubmit_changed,
+            api: settings.api,
+        },
+    )
+    .await?;
+    let _lock = prepared.lock;
+    *writer_thread = Some(prepared.writer_thread);
+    let (writer, batch_id, records) = (prepared.writer, prepared.batch_id, prepared.records);
+    let (rebuilt, changed, resubmitted) =
+        (prepared.rebuilt, prepared.changed, prepared.resubmitted);
+    if let Some(rebuilt) = &rebuilt
+        && mode != progress::Mode::Quiet
+    {
+        crate::errln!(
+            "note: {} held a batch ({}) but no usable state.db; rebuilding it: every item's task is looked up at the provider before anything is created, so nothing is paid twice{}",
+            batch_dir.display(),
+            rebuilt.evidence.join(", "),
+            if rebuilt.moved_aside.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (unusable state files kept as {})",
+                    rebuilt
+                        .moved_aside
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
     }
-    // The engine needs each item's progress, not its prompt.
-    let records = state::load_items_with(&state::open_ro(&batch_dir)?, false)?;
 
     let _emulator = if emulator {
         Some(start_emulator(&mut settings, mode).await?)
@@ -243,7 +240,7 @@ async fn run_batch(
         estimates: manifest
             .items
             .iter()
-            .map(manifest::cost::item_units)
+            .map(|item| registry::price(settings.api, item).units())
             .collect(),
     });
     // Each item in its provider's request shape; the engine sees only jobs.
