@@ -97,7 +97,7 @@ fn cli_plan_counts_fal_items_by_model_and_says_their_cost_is_unknown() {
             "fal-ai/kling-video/v2.1/standard/text-to-video 2",
         ))
         .stdout(predicate::str::contains("estimated cost: unknown"))
-        .stdout(predicate::str::contains("by mode").not())
+        .stdout(predicate::str::contains("by mode:").not())
         .stdout(predicate::str::contains("Kling units").not());
     let out = vidbatch()
         .args(["plan", "--json", "manifests/fal-example.yaml"])
