@@ -2,10 +2,11 @@
 //!
 //! No network: the manifest is validated like `validate`, then counted by
 //! kind and model and priced by its provider (`provider::registry::estimate`;
-//! a provider without a price list says the cost is unknown). When the batch folder already has a state,
-//! `plan` also says which items were edited after they were submitted, and
-//! a spend cap (`--max-units`, or `limits.max_units`) is simulated exactly as
-//! `run` keeps it: in manifest order, what earlier runs committed first.
+//! a provider without a price list says the cost is unknown). When the batch
+//! folder already has a state, `plan` also says which items were edited
+//! after they were submitted, and a spend cap (`--max-units`, or
+//! `limits.max_units`) is simulated exactly as `run` keeps it: in manifest
+//! order, what earlier runs committed first.
 //! `--json` prints one object for machines.
 
 use std::fmt::Write as _;
