@@ -24,7 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use vidbatch::download::Downloader;
 use vidbatch::emulator::{self, EmulatorConfig, EmulatorHandle, Stats};
-use vidbatch::state::{self, NewItem, Status, Update, VideoRecord, Writer};
+use vidbatch::provider::registry::Api;
+use vidbatch::state::{Status, Update, VideoRecord};
 
 const AK: &str = "bench-access-key-AK0000000001";
 const SK: &str = "bench-secret-key-SK0000000001";
@@ -1018,27 +1019,36 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A batch directory whose state knows `n` items, the first half downloaded
-/// (with real files of matching size and hash), the rest pending.
-fn build_half_done_state(batch: &Path, n: usize) -> BenchResult<()> {
+/// A batch directory opened for `manifest` as `vidbatch run` opens it
+/// (`batch::prepare`: the state knows every item and the manifest's
+/// fingerprint), then the first half of its items downloaded (with real files
+/// of matching size and hash), the rest pending.
+async fn build_half_done_state(batch: &Path, manifest: &Path, n: usize) -> BenchResult<()> {
     use sha2::{Digest, Sha256};
+    let m = vidbatch::manifest::load(manifest).map_err(|e| format!("manifest: {e}"))?;
+    let name = manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prepared = vidbatch::batch::prepare(
+        batch,
+        &m,
+        vidbatch::batch::Prepare {
+            name: &name,
+            name_explicit: false,
+            new_batch: false,
+            resubmit_changed: false,
+            api: Api::Kling,
+            shard: None,
+        },
+    )
+    .await
+    .map_err(|e| format!("open the batch: {e}"))?;
+    drop(m);
     let videos = batch.join("videos");
     std::fs::create_dir_all(&videos).map_err(|e| format!("mkdir: {e}"))?;
-    let (conn, _batch_id) = state::open_rw(batch).map_err(|e| format!("state: {e}"))?;
-    let (writer, handle) = Writer::start(conn);
+    let handle = prepared.writer;
     let send = |u: Update| handle.send(u).map_err(|e| format!("state write: {e}"));
-    send(Update::SyncItems(
-        (0..n)
-            .map(|i| NewItem {
-                id: format!("clip-{i}"),
-                seq: i as u64,
-                kind: "text2video".into(),
-                prompt: Some(format!("a calm sea at dawn, shot {i}")),
-                params_hash: "bench".into(),
-                ..NewItem::default()
-            })
-            .collect(),
-    ))?;
     let at = i64::try_from(now_ms()).unwrap_or(0);
     for i in 0..n / 2 {
         let id = format!("clip-{i}");
@@ -1083,9 +1093,13 @@ fn build_half_done_state(batch: &Path, n: usize) -> BenchResult<()> {
             status: Status::Downloaded,
         })?;
     }
-    // The writer commits everything queued before its thread ends.
+    // The writer commits everything queued before its thread ends; the lock
+    // goes with `prepared.lock`, before the run starts.
     drop(handle);
-    writer.join();
+    let writer = prepared.writer_thread;
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .map_err(|e| format!("join: {e}"))?;
     Ok(())
 }
 
@@ -1093,15 +1107,10 @@ async fn scenario_5(size: Size) -> BenchResult<Table> {
     let n = if size == Size::Smoke { 200 } else { 100_000 };
     let dir = tempdir()?;
     let batch = dir.path().join("out");
-    let build_started = Instant::now();
-    {
-        let batch = batch.clone();
-        tokio::task::spawn_blocking(move || build_half_done_state(&batch, n))
-            .await
-            .map_err(|e| format!("join: {e}"))??;
-    }
-    let build = build_started.elapsed();
     let manifest = write_manifest(dir.path(), n)?;
+    let build_started = Instant::now();
+    build_half_done_state(&batch, &manifest, n).await?;
+    let build = build_started.elapsed();
     let emu = emulator(EmulatorConfig {
         latency: Duration::from_secs(1),
         record_requests: true,

@@ -15,10 +15,13 @@
 //! Module map (by domain):
 //! - [`manifest`]: raw YAML/CSV -> validated [`manifest::Item`]s, located problems.
 //! - [`job`]: what the engine submits, in no provider's shape.
-//! - [`batch`]: opening a batch folder; its identity; rebuilding a lost state.
+//! - [`batch`]: opening a batch folder for the engine ([`batch::prepare`]: lock,
+//!   state, manifest sync, edits, records); its identity; rebuilding a lost state.
 //! - [`settings`]: CLI > environment > manifest > defaults, resolved in one place.
 //! - [`shard`]: `--shard i/N`: which items a shard runs, and which folder it keeps.
-//! - [`provider`]: the [`provider::Provider`] trait; [`provider::kling`] implements it.
+//! - [`provider`]: the [`provider::Provider`] trait; [`provider::kling`] and
+//!   [`provider::fal`] implement it, each with its own rules and prices
+//!   ([`provider::registry::price`] asks the right one).
 //! - [`state`]: the SQLite state file, its single writer, recovery data.
 //! - [`accounts`]: the accounts file of a pool (names of credential variables, limits).
 //! - [`scheduler`]: pacing, in-flight bound, exactly-once submit, polling, downloads.

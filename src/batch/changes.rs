@@ -9,8 +9,7 @@
 
 use std::path::Path;
 
-use anyhow::Context;
-
+use super::BatchError;
 use crate::manifest::{self, Item};
 use crate::state::{self, Status, Update};
 
@@ -86,7 +85,7 @@ pub fn changed_items(
     batch_dir: &Path,
     items: &[Item],
     hashes: &[String],
-) -> anyhow::Result<Vec<Changed>> {
+) -> Result<Vec<Changed>, BatchError> {
     let current: std::collections::HashMap<&str, &str> = items
         .iter()
         .zip(hashes)
@@ -106,7 +105,7 @@ pub fn changed_items(
                 id: r.id,
             });
         }
-        Ok::<(), anyhow::Error>(())
+        Ok::<(), BatchError>(())
     })?;
     Ok(changed)
 }
@@ -119,7 +118,7 @@ pub async fn resubmit(
     batch_dir: &Path,
     writer: &crate::state::WriterHandle,
     changed: &[Changed],
-) -> anyhow::Result<Vec<String>> {
+) -> Result<Vec<String>, BatchError> {
     let mut done = Vec::new();
     for c in changed {
         if !matches!(c.status, Status::Downloaded | Status::Failed) {
@@ -135,13 +134,15 @@ pub async fn resubmit(
                 .join(format!("attempt-{}", c.attempt))
                 .join(under);
             if from.exists() {
+                let keep = |source| BatchError::KeepAside {
+                    from: from.clone(),
+                    to: to.clone(),
+                    source,
+                };
                 if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("cannot create {}", parent.display()))?;
+                    std::fs::create_dir_all(parent).map_err(keep)?;
                 }
-                std::fs::rename(&from, &to).with_context(|| {
-                    format!("cannot keep {} as {}", from.display(), to.display())
-                })?;
+                std::fs::rename(&from, &to).map_err(keep)?;
             }
         }
         writer

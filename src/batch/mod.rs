@@ -18,7 +18,10 @@
 //! anything is created.
 
 pub mod changes;
+mod prepare;
 pub mod sync;
+
+pub use prepare::{Prepare, Prepared, prepare};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -34,6 +37,9 @@ use crate::state::{self, BatchLock, StateError};
 pub enum BatchError {
     #[error(transparent)]
     State(#[from] StateError),
+    /// The folder holds another shard (or an unsharded batch).
+    #[error(transparent)]
+    Shard(#[from] crate::shard::ShardError),
     /// `--batch NAME` names another batch than the folder holds.
     #[error("{} holds batch `{found}`, not `{wanted}`: choose another folder with -o for batch `{wanted}`, or drop --batch to continue `{found}`", dir.display())]
     OtherBatch {
@@ -44,6 +50,14 @@ pub enum BatchError {
     /// `--new-batch` into a folder that already holds one.
     #[error("{} already holds a batch; --new-batch starts a new one in a new folder: drop -o (it then uses output/<new name>) or choose an empty folder", dir.display())]
     NewBatchHere { dir: PathBuf },
+    /// A video of an item resubmitted after an edit could not be moved
+    /// aside (to `videos/replaced/`) before its new attempt.
+    #[error("cannot keep {} as {}", from.display(), to.display())]
+    KeepAside {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
     /// A state file exists and cannot be read.
     #[error("{} cannot be read ({message}). Nothing was sent. If the disk is fine, move it aside (mv {} {}.broken) and run the same command again: vidbatch then rebuilds the state by looking every item's task up at the provider, so nothing is paid twice", path.display(), path.display(), path.display())]
     Unreadable { path: PathBuf, message: String },

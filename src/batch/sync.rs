@@ -13,6 +13,7 @@ use std::path::Path;
 use super::Rebuilt;
 use super::changes::params_hash;
 use crate::manifest::{self, Item, Manifest};
+use crate::provider::registry::{self, Api};
 use crate::scheduler::ids;
 use crate::state::writer::RecoverItem;
 use crate::state::{self, NewItem, StateError, Update, WriterHandle};
@@ -23,14 +24,16 @@ const SYNC_CHUNK: usize = 25_000;
 /// `meta` key of the fingerprint of the manifest last synced into the state.
 pub const MANIFEST_FINGERPRINT: &str = "manifest_fingerprint";
 
-/// Sync `manifest` into the state behind `writer`; returns every item's
-/// parameters' hash, in manifest order.
+/// Sync `manifest` into the state behind `writer`, each item with its
+/// estimated units as `api` prices it; returns every item's parameters'
+/// hash, in manifest order.
 pub async fn sync_manifest(
     writer: &WriterHandle,
     batch_dir: &Path,
     manifest: &Manifest,
+    api: Api,
 ) -> Result<Vec<String>, StateError> {
-    sync_manifest_at(writer, batch_dir, manifest, None).await
+    sync_manifest_at(writer, batch_dir, manifest, api, None).await
 }
 
 /// [`sync_manifest`] of a shard's items: `positions` are their places in the
@@ -39,6 +42,7 @@ pub async fn sync_manifest_at(
     writer: &WriterHandle,
     batch_dir: &Path,
     manifest: &Manifest,
+    api: Api,
     positions: Option<&[u64]>,
 ) -> Result<Vec<String>, StateError> {
     let base = manifest
@@ -70,6 +74,7 @@ pub async fn sync_manifest_at(
         {
             writer
                 .send_durable(Update::SyncItems(new_items(
+                    api,
                     chunk,
                     chunk_hashes,
                     seq,
@@ -117,6 +122,7 @@ pub async fn mark_for_lookup(
 /// `positions`: the whole manifest's positions of a shard's items (`None`:
 /// the manifest is whole, positions count from 0).
 fn new_items(
+    api: Api,
     items: &[Item],
     hashes: &[String],
     first_seq: u64,
@@ -138,7 +144,7 @@ fn new_items(
             prompt: it.prompt.clone(),
             params_hash: hash.clone(),
             params: Some(manifest::params::settings_json(it)),
-            est_units: manifest::params::estimated_units(it),
+            est_units: registry::price(api, it).units(),
         })
         .collect()
 }

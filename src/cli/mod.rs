@@ -254,8 +254,15 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
         ) => {
             return Exit::BadInput;
         }
-        Some(crate::batch::BatchError::Unreadable { .. }) => return Exit::Aborted,
+        Some(
+            crate::batch::BatchError::Unreadable { .. }
+            | crate::batch::BatchError::KeepAside { .. },
+        ) => return Exit::Aborted,
         Some(crate::batch::BatchError::State(e)) => return state_exit(e),
+        Some(crate::batch::BatchError::Shard(crate::shard::ShardError::State(e))) => {
+            return state_exit(e);
+        }
+        Some(crate::batch::BatchError::Shard(_)) => return Exit::BadInput,
         None => {}
     }
     match err.downcast_ref::<StateError>() {

@@ -1,18 +1,21 @@
 //! `vidbatch plan`: what `run` would do and what it may cost, offline.
 //!
-//! No network: the manifest is validated like `validate`, then counted and
-//! priced with `manifest::cost`. When the batch folder already has a state,
-//! `plan` also says which items were edited after they were submitted, and
-//! a spend cap (`--max-units`, or `limits.max_units`) is simulated exactly as
-//! `run` keeps it: in manifest order, what earlier runs committed first.
+//! No network: the manifest is validated like `validate`, then counted by
+//! kind and model and priced by its provider (`provider::registry::estimate`;
+//! a provider without a price list says the cost is unknown). When the batch
+//! folder already has a state, `plan` also says which items were edited
+//! after they were submitted, and a spend cap (`--max-units`, or
+//! `limits.max_units`) is simulated exactly as `run` keeps it: in manifest
+//! order, what earlier runs committed first.
 //! `--json` prints one object for machines.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::Exit;
-use super::validate::{ProviderArg, counts};
-use crate::manifest::cost;
+use super::validate::{ProviderArg, counts, write_counts};
+use crate::provider::price::Estimate;
+use crate::provider::registry::{self, Api};
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
@@ -46,7 +49,8 @@ struct CapPlan {
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
     let m = args.provider.load(&args.manifest)?;
-    let e = cost::estimate(&m.items);
+    let api = args.provider.api(&m);
+    let e = registry::estimate(api, &m.items);
     let dir = args
         .output
         .clone()
@@ -62,7 +66,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
         Some(n) => Some(n),
         None => m.limits.max_units.as_deref().and_then(|s| s.parse().ok()),
     };
-    let cap = cap_limit.map(|limit| simulate_cap(&m.items, &records, limit));
+    let cap = cap_limit.map(|limit| simulate_cap(api, &m.items, &records, limit));
     let changed = changed_ids(&m, &records);
     if args.json {
         let mut v = serde_json::to_value(&e)?;
@@ -75,7 +79,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
         }
         crate::outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        let mut s = table(&m.path, &e, args.provider.is_fal(&m));
+        let mut s = table(&m.path, &e);
         if let Some(c) = &cap {
             let _ = writeln!(
                 s,
@@ -127,6 +131,7 @@ fn submitted_records(
 /// their charge (else estimate); pending items in manifest order reserve
 /// their estimate if it fits, an unpriced one never does.
 fn simulate_cap(
+    api: Api,
     items: &[crate::manifest::Item],
     records: &std::collections::HashMap<String, crate::state::ItemRecord>,
     limit: f64,
@@ -142,7 +147,7 @@ fn simulate_cap(
                 if r.task_id.is_some() || r.status() == crate::state::Status::Submitting {
                     c.already_committed += r
                         .units_charged()
-                        .or_else(|| cost::item_units(item))
+                        .or_else(|| registry::price(api, item).units())
                         .unwrap_or(0.0);
                 }
             }
@@ -151,7 +156,7 @@ fn simulate_cap(
     }
     let mut committed = c.already_committed;
     for item in pending {
-        match cost::item_units(item) {
+        match registry::price(api, item).units() {
             None => c.held_unpriced += 1,
             Some(u) if committed + u <= limit + 1e-9 => {
                 committed += u;
@@ -182,7 +187,7 @@ fn changed_ids(
         .collect()
 }
 
-fn table(path: &std::path::Path, e: &cost::Estimate, fal: bool) -> String {
+fn table(path: &std::path::Path, e: &Estimate) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -190,21 +195,15 @@ fn table(path: &std::path::Path, e: &cost::Estimate, fal: bool) -> String {
         path.display(),
         e.items
     );
-    let _ = writeln!(s, "  by kind:     {}", counts(&e.by_kind, ""));
-    let _ = writeln!(s, "  by model:    {}", counts(&e.by_model, ""));
-    if fal {
-        let _ = writeln!(
-            s,
-            "  estimated cost: unknown — fal prices each model by the second or by the video; see each model's page (the charge is in fal's billing, not in the API's answer)"
-        );
+    write_counts(&mut s, e);
+    let Some(unit) = e.list.unit else {
+        let _ = writeln!(s, "  estimated cost: unknown — {}", e.note);
         return s;
-    }
-    let _ = writeln!(s, "  by mode:     {}", counts(&e.by_mode, ""));
-    let _ = writeln!(s, "  by duration: {}", counts(&e.by_duration, "s"));
+    };
     let priced = e.items - e.unpriced_items;
     let _ = writeln!(
         s,
-        "  estimated cost: ~{} Kling units for {priced} priced item(s) (ESTIMATE)",
+        "  estimated cost: ~{} {unit} for {priced} priced item(s) (ESTIMATE)",
         units(e.estimated_units)
     );
     if e.unpriced_items > 0 {

@@ -12,10 +12,11 @@ use crate::batch::{self, changes};
 use crate::download::Downloader;
 use crate::events::EventSender;
 use crate::manifest::{self, Manifest};
+use crate::provider::registry;
 use crate::report::{self, progress};
 use crate::scheduler::{self, EngineInput, RunOutcome, Stop};
 use crate::settings::{self, Overrides, RunSettings};
-use crate::state::{self, Update, Writer};
+use crate::state::{Update, Writer};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -224,65 +225,51 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
     let started_at = std::time::SystemTime::now();
     let batch_dir = settings.batch_dir.clone();
     let (settings_new_batch, batch_name) = (settings.new_batch, settings.batch_name.clone());
-    let opened = batch::open(
+    // Lock, state (or its rebuild), manifest sync, edits, records: one
+    // owner, the same for the tests and the benchmarks.
+    let prepared = batch::prepare(
         &batch_dir,
-        &settings.batch_name,
-        settings.batch_name_explicit,
-        settings.new_batch,
-    )?;
-    crate::shard::check_folder(
-        &opened.conn,
-        &batch_dir,
-        selection.as_ref().map(|s| s.shard),
-    )?;
-    let _lock = opened.lock;
-    let batch_id = opened.batch_id;
-    let rebuilt = opened.rebuilt;
-    let (thread, writer) = Writer::start_at(opened.conn, &state::db_path(&batch_dir));
-    *writer_thread = Some(thread);
-    for (key, value) in selection.iter().flat_map(|s| s.meta()) {
-        writer.send(Update::SetMeta {
-            key: key.into(),
-            value,
-        })?;
+        &manifest,
+        batch::Prepare {
+            name: &settings.batch_name,
+            name_explicit: settings.batch_name_explicit,
+            new_batch: settings.new_batch,
+            resubmit_changed: args_resubmit_changed,
+            api: settings.api,
+            shard: selection.as_ref(),
+        },
+    )
+    .await?;
+    let _lock = prepared.lock;
+    *writer_thread = Some(prepared.writer_thread);
+    let (writer, batch_id, records) = (prepared.writer, prepared.batch_id, prepared.records);
+    let (rebuilt, changed, resubmitted) =
+        (prepared.rebuilt, prepared.changed, prepared.resubmitted);
+    if let Some(rebuilt) = &rebuilt
+        && mode != progress::Mode::Quiet
+    {
+        crate::errln!(
+            "note: {} held a batch ({}) but no usable state.db; rebuilding it: every item's task is looked up at the provider before anything is created, so nothing is paid twice{}",
+            batch_dir.display(),
+            rebuilt.evidence.join(", "),
+            if rebuilt.moved_aside.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (unusable state files kept as {})",
+                    rebuilt
+                        .moved_aside
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
     }
-    let positions = selection.as_ref().map(|s| s.positions.as_slice());
-    let hashes = batch::sync::sync_manifest_at(&writer, &batch_dir, &manifest, positions).await?;
-    let changed = changes::changed_items(&batch_dir, &manifest.items, &hashes)?;
-    drop(hashes);
-    let resubmitted = if args_resubmit_changed {
-        changes::resubmit(&batch_dir, &writer, &changed).await?
-    } else {
-        Vec::new()
-    };
-    if let Some(rebuilt) = &rebuilt {
-        batch::sync::mark_for_lookup(&writer, &batch_id, &manifest.items, rebuilt).await?;
-        if mode != progress::Mode::Quiet {
-            crate::errln!(
-                "note: {} held a batch ({}) but no usable state.db; rebuilding it: every item's task is looked up at the provider before anything is created, so nothing is paid twice{}",
-                batch_dir.display(),
-                rebuilt.evidence.join(", "),
-                if rebuilt.moved_aside.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " (unusable state files kept as {})",
-                        rebuilt
-                            .moved_aside
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                }
-            );
-        }
-    }
-    // The engine needs each item's progress, not its prompt.
-    let ro = state::open_ro(&batch_dir)?;
-    let records = state::load_items_with(&ro, false)?;
-    let learned = super::pool::learned(&ro)?;
-    drop(ro);
+    // The engine needs each item's progress, not its prompt; and where the
+    // batch's automatic bounds settled last time.
+    let learned = super::pool::learned(&crate::state::open_ro(&batch_dir)?)?;
 
     let _emulator = if emulator {
         Some(start_emulator(&mut settings, mode).await?)
@@ -319,7 +306,7 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
         estimates: manifest
             .items
             .iter()
-            .map(manifest::cost::item_units)
+            .map(|item| registry::price(settings.api, item).units())
             .collect(),
     });
     // Each item in its provider's request shape; the engine sees only jobs.

@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::Exit;
-use crate::manifest::{self, ImageRef, Manifest, cost};
+use crate::manifest::{self, ImageRef, Manifest};
+use crate::provider::price::Estimate;
+use crate::provider::registry::{self, Api};
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
@@ -30,9 +32,13 @@ pub struct ProviderArg {
 }
 
 impl ProviderArg {
-    /// The manifest goes to fal (by this flag, or its own `provider:`).
-    pub fn is_fal(&self, m: &Manifest) -> bool {
-        self.provider.as_deref().or(m.provider.style.as_deref()) == Some("fal")
+    /// The API the manifest goes to (by this flag, or its own `provider:`),
+    /// which prices its items.
+    pub fn api(&self, m: &Manifest) -> Api {
+        match self.provider.as_deref().or(m.provider.style.as_deref()) {
+            Some("fal") => Api::Fal,
+            _ => Api::Kling,
+        }
     }
 }
 
@@ -51,13 +57,13 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<Exit> {
     if args.provider.provider.is_some() {
         m.provider.style.clone_from(&args.provider.provider);
     }
-    crate::out!("{}", summary(&m, args.provider.is_fal(&m)));
+    crate::out!("{}", summary(&m, args.provider.api(&m)));
     Ok(Exit::Success)
 }
 
 /// The one-screen summary printed on success.
-pub fn summary(m: &Manifest, fal: bool) -> String {
-    let e = cost::estimate(&m.items);
+pub fn summary(m: &Manifest, api: Api) -> String {
+    let e = registry::estimate(api, &m.items);
     let images: HashSet<&PathBuf> = m
         .items
         .iter()
@@ -69,18 +75,26 @@ pub fn summary(m: &Manifest, fal: bool) -> String {
         .collect();
     let mut s = String::new();
     let _ = writeln!(s, "{}: OK, {} item(s)", m.path.display(), e.items);
-    let _ = writeln!(s, "  by kind:     {}", counts(&e.by_kind, ""));
-    let _ = writeln!(s, "  by model:    {}", counts(&e.by_model, ""));
-    if !fal {
-        // Kling's fields, with the API's defaults applied; fal models take their own.
-        let _ = writeln!(s, "  by mode:     {}", counts(&e.by_mode, ""));
-        let _ = writeln!(s, "  by duration: {}", counts(&e.by_duration, "s"));
-    }
+    write_counts(&mut s, &e);
     let _ = writeln!(s, "  local images checked: {}", images.len());
     if let Some(style) = &m.provider.style {
         let _ = writeln!(s, "  provider style: {style}");
     }
     s
+}
+
+/// The "by kind / by model / by <setting>" lines of `validate` and `plan`;
+/// the settings are those the provider prices by (Kling: mode, duration,
+/// with the API's defaults applied; fal models take their own and have none).
+pub(crate) fn write_counts(s: &mut String, e: &Estimate) {
+    let _ = writeln!(s, "  by kind:     {}", counts(&e.by_kind, ""));
+    let _ = writeln!(s, "  by model:    {}", counts(&e.by_model, ""));
+    for (name, suffix) in e.list.settings {
+        if let Some(by) = e.by(name) {
+            let label = format!("by {name}:");
+            let _ = writeln!(s, "  {label:<12} {}", counts(by, suffix));
+        }
+    }
 }
 
 /// "a 3, b 2" with numeric keys ("5", "10") in numeric order.

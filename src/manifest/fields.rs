@@ -14,8 +14,7 @@ use super::{CameraControl, ImageRef, Kind};
 
 pub use super::yaml_tree::describe;
 
-/// Longest `prompt` / `negative_prompt`, in characters (not bytes).
-pub const MAX_PROMPT_CHARS: usize = 2500;
+pub use crate::provider::kling::catalog::MAX_PROMPT_CHARS;
 
 /// An item field, by its Kling name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

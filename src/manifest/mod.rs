@@ -13,7 +13,6 @@
 use std::path::{Path, PathBuf};
 
 mod camera;
-pub mod cost;
 mod csv;
 mod fields;
 mod identity;

@@ -1,11 +1,12 @@
 //! What an item asks for, as the state file keeps it for reports: its
-//! settings as one JSON object ([`settings_json`]) and its estimated units
-//! ([`estimated_units`]). Reports and the gallery read these from the state,
-//! so they show model and settings without the manifest.
+//! settings as one JSON object ([`settings_json`]). Reports and the gallery
+//! read it from the state, so they show model and settings without the
+//! manifest. (The item's estimated price is the provider's:
+//! [`crate::provider::registry::price`].)
 
 use serde_json::{Map, Value};
 
-use super::{ImageRef, Item, cost};
+use super::{ImageRef, Item};
 
 /// The item's settings as validated — everything but `id` and `prompt` (and
 /// `kind`, which the state keeps in its own column). Fields not given are
@@ -58,18 +59,6 @@ fn image(r: &ImageRef) -> Value {
     })
 }
 
-/// Units the price table estimates for one task of this item, API defaults
-/// applied for absent fields (as `vidbatch plan` counts them); `None` when
-/// the table has no price for it.
-pub fn estimated_units(item: &Item) -> Option<f64> {
-    cost::units_per_task(
-        item.model_name.as_deref().unwrap_or(cost::DEFAULT_MODEL),
-        item.mode.as_deref().unwrap_or(cost::DEFAULT_MODE),
-        item.duration.as_deref().unwrap_or(cost::DEFAULT_DURATION),
-        item.sound.as_deref() == Some("on"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,17 +108,5 @@ mod tests {
         let obj = v.as_object().unwrap();
         assert!(!obj.contains_key("id") && !obj.contains_key("prompt"));
         assert!(!obj.contains_key("sound"), "absent fields are left out");
-    }
-
-    #[test]
-    fn units_apply_the_api_defaults_like_plan() {
-        let mut it = item();
-        assert_eq!(estimated_units(&it), Some(7.0), "kling-v1-6 pro 10s");
-        it.model_name = None;
-        it.mode = None;
-        it.duration = None;
-        assert_eq!(estimated_units(&it), Some(1.0), "kling-v1 std 5s");
-        it.model_name = Some("kling-v3".into());
-        assert_eq!(estimated_units(&it), None);
     }
 }

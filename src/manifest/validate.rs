@@ -160,14 +160,10 @@ impl Validator {
                 }
                 p.model_name = Some(s.into_owned());
             }
-            Field::Mode => p.mode = Some(one_of("mode", &text(raw)?, &["std", "pro"])?),
+            Field::Mode => p.mode = Some(one_of("mode", &text(raw)?, catalog::MODES)?),
             Field::Duration => p.duration = Some(parse_duration(raw)?),
             Field::AspectRatio => {
-                p.aspect_ratio = Some(one_of(
-                    "aspect_ratio",
-                    &text(raw)?,
-                    &["16:9", "9:16", "1:1"],
-                )?)
+                p.aspect_ratio = Some(one_of("aspect_ratio", &text(raw)?, catalog::ASPECT_RATIOS)?)
             }
             Field::CfgScale => p.cfg_scale = Some(parse_cfg_scale(raw)?),
             Field::CameraControl => p.camera_control = Some(parse_camera(raw)?),

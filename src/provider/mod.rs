@@ -9,6 +9,7 @@
 pub mod fal;
 pub mod http;
 pub mod kling;
+pub mod price;
 pub mod registry;
 
 use std::future::Future;

@@ -4,14 +4,54 @@
 //! provider at run time. [`AnyProvider`] is that choice as one type: each
 //! method forwards to the chosen provider, so the engine (and its tests with
 //! a scripted provider) stay generic and no provider name reaches it.
+//!
+//! It is also where a provider-neutral caller asks a provider question
+//! without a provider at hand (no credentials, no network): what an item is
+//! estimated to cost ([`price`], [`estimate`]), for `plan`, `validate`, the
+//! spend cap and the state.
 
 use crate::job::{Job, Kind};
 use crate::manifest::Item;
-use crate::provider::fal::FalProvider;
-use crate::provider::kling::KlingProvider;
+use crate::provider::fal::{self, FalProvider};
+use crate::provider::kling::{self, KlingProvider};
+use crate::provider::price::{Estimate, Price, PriceList, Quote};
 use crate::provider::{
     CancelOutcome, Capabilities, Created, Provider, ProviderError, TaskSnapshot,
 };
+pub use crate::settings::Api;
+
+/// What one item's task is estimated to cost on `api`.
+pub fn price(api: Api, item: &Item) -> Price {
+    match api {
+        Api::Kling => kling::pricing::price(item),
+        Api::Fal => fal::pricing::price(item),
+    }
+}
+
+/// One item as `api` prices it (model, the settings its price depends on).
+pub fn quote(api: Api, item: &Item) -> Quote<'_> {
+    match api {
+        Api::Kling => kling::pricing::quote(item),
+        Api::Fal => fal::pricing::quote(item),
+    }
+}
+
+/// How `api` prices, for the caveat and the units' name.
+pub fn price_list(api: Api) -> &'static PriceList {
+    match api {
+        Api::Kling => &kling::pricing::PRICE_LIST,
+        Api::Fal => &fal::pricing::PRICE_LIST,
+    }
+}
+
+/// Items counted by kind, model and priced settings, and their estimated cost.
+pub fn estimate(api: Api, items: &[Item]) -> Estimate {
+    let mut e = Estimate::new(price_list(api));
+    for item in items {
+        e.add(item.kind.as_str(), quote(api, item));
+    }
+    e
+}
 
 /// One of the providers vidbatch speaks.
 #[derive(Debug, Clone)]
@@ -24,7 +64,7 @@ impl AnyProvider {
     /// The job for a validated manifest item, in this provider's request shape.
     pub fn job(&self, item: &Item) -> Job {
         match self {
-            AnyProvider::Kling(_) => crate::provider::kling::job(item),
+            AnyProvider::Kling(_) => kling::job(item),
             AnyProvider::Fal(p) => p.job(item),
         }
     }

@@ -88,6 +88,43 @@ fn cli_plan_json_for_machines() {
 }
 
 #[test]
+fn cli_plan_counts_fal_items_by_model_and_says_their_cost_is_unknown() {
+    vidbatch()
+        .args(["plan", "manifests/fal-example.yaml"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "fal-ai/kling-video/v2.1/standard/text-to-video 2",
+        ))
+        .stdout(predicate::str::contains("estimated cost: unknown"))
+        .stdout(predicate::str::contains("by mode:").not())
+        .stdout(predicate::str::contains("Kling units").not());
+    let out = vidbatch()
+        .args(["plan", "--json", "manifests/fal-example.yaml"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["by_model"]["fal-ai/wan/v2.2-a14b/text-to-video"], 1);
+    assert_eq!(
+        (v["estimated_units"].as_f64(), v["unpriced_items"].as_u64()),
+        (Some(0.0), Some(4))
+    );
+    assert!(
+        v.get("by_mode").is_none(),
+        "Kling's defaults are not fal's: {v}"
+    );
+    assert!(
+        v["note"]
+            .as_str()
+            .unwrap()
+            .contains("fal prices each model")
+    );
+}
+
+#[test]
 fn cli_plan_bad_manifest_exits_2() {
     vidbatch()
         .args(["plan", "--json", "tests/fixtures/manifests/problems.yaml"])

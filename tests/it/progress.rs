@@ -7,53 +7,53 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use vidbatch::batch;
 use vidbatch::download::Downloader;
 use vidbatch::emulator::{self, EmulatorConfig};
 use vidbatch::events::{EventSender, RunEvent};
-use vidbatch::manifest::{self, Item};
+use vidbatch::manifest::{self, Manifest};
 use vidbatch::provider::kling::{Credentials, KlingConfig, KlingProvider, Style};
+use vidbatch::provider::registry::Api;
 use vidbatch::report::progress::Tally;
 use vidbatch::scheduler::{self, EngineInput, RunOutcome, Stop};
 use vidbatch::settings::{EngineSettings, Rate};
-use vidbatch::state::{self, NewItem, Status, Update, Writer, now_ms};
+use vidbatch::state::{Status, now_ms};
 
 const AK: &str = "eta-test-ak";
 const SK: &str = "eta-test-sk-0123456789";
 
-fn items(dir: &Path, n: usize) -> Vec<Item> {
+fn manifest_of(dir: &Path, n: usize) -> Manifest {
     let p = dir.join("m.csv");
     let mut s = String::from("id,prompt\n");
     for i in 0..n {
         s.push_str(&format!("clip-{i},a calm sea at dawn {i}\n"));
     }
     std::fs::write(&p, s).unwrap();
-    manifest::load(&p).unwrap().items
+    manifest::load(&p).unwrap()
 }
 
-/// One engine run over the batch in `dir`, as `vidbatch run` wires it.
+/// One engine run over the batch in `dir`, opened as `vidbatch run` opens it.
 async fn run_engine(
     dir: &Path,
-    items: Vec<Item>,
+    manifest: Manifest,
     base_url: &str,
     events: EventSender,
     interrupt: Arc<Stop>,
 ) -> RunOutcome {
-    let (conn, batch_id) = state::open_rw(dir).unwrap();
-    let (_writer_task, writer) = Writer::start(conn);
-    let new = items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| NewItem {
-            id: it.id.clone(),
-            seq: i as u64,
-            kind: it.kind.as_str().to_string(),
-            prompt: it.prompt.clone(),
-            params_hash: "eta-test".into(),
-            ..NewItem::default()
-        })
-        .collect();
-    writer.send_durable(Update::SyncItems(new)).await.unwrap();
-    let records = state::load_items(&state::open_ro(dir).unwrap()).unwrap();
+    let prepared = batch::prepare(
+        dir,
+        &manifest,
+        batch::Prepare {
+            name: "eta-test",
+            name_explicit: false,
+            new_batch: false,
+            resubmit_changed: false,
+            api: Api::Kling,
+            shard: None,
+        },
+    )
+    .await
+    .unwrap();
     let provider = Arc::new(KlingProvider::new(KlingConfig {
         base_url: base_url.to_string(),
         style: Style::Official,
@@ -74,18 +74,25 @@ async fn run_engine(
     let outcome = scheduler::run(EngineInput {
         accounts: vec![scheduler::Account::only(provider, &settings)],
         downloader: Downloader::new(reqwest::Client::new(), 3, Duration::from_millis(20)),
-        items: items.iter().map(vidbatch::provider::kling::job).collect(),
-        records,
-        batch_id,
+        items: manifest
+            .items
+            .iter()
+            .map(vidbatch::provider::kling::job)
+            .collect(),
+        records: prepared.records,
+        batch_id: prepared.batch_id,
         batch_dir: dir.to_path_buf(),
-        writer: writer.clone(),
+        writer: prepared.writer.clone(),
         events,
         settings,
         interrupt,
         spend: None,
     })
     .await;
-    writer.flush().await.unwrap();
+    // Everything is committed; the lock goes with `prepared`. (Not joined:
+    // after an interrupt the engine's tasks may still hold a writer handle
+    // until the runtime ends them, as `vidbatch run` lets it.)
+    prepared.writer.flush().await.unwrap();
     outcome
 }
 
@@ -109,8 +116,8 @@ async fn eta_after_a_resume_is_within_a_factor_of_two_of_the_real_remaining_time
     let stop = Arc::new(Stop::default());
     let first = tokio::spawn({
         let (dir, url, stop) = (dir.path().to_path_buf(), emu.base_url(), stop.clone());
-        let items = items(&dir, n);
-        async move { run_engine(&dir, items, &url, events, stop).await }
+        let manifest = manifest_of(&dir, n);
+        async move { run_engine(&dir, manifest, &url, events, stop).await }
     });
     let mut created = 0;
     while let Some(ev) = rx.recv().await {
@@ -140,7 +147,7 @@ async fn eta_after_a_resume_is_within_a_factor_of_two_of_the_real_remaining_time
     });
     let outcome = run_engine(
         dir.path(),
-        items(dir.path(), n),
+        manifest_of(dir.path(), n),
         &emu.base_url(),
         events,
         Arc::new(Stop::default()),

@@ -12,10 +12,11 @@
 //! store is the URLs fal returned at submit (`wire::Handle`), never rebuilt.
 //!
 //! The request plumbing and the error classification are in `client.rs`,
-//! the JSON shapes in `wire.rs`.
+//! the JSON shapes in `wire.rs`, and why no item has a price in `pricing.rs`.
 
 mod client;
 mod image;
+pub mod pricing;
 pub mod wire;
 
 use std::time::Duration;

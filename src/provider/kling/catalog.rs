@@ -1,7 +1,7 @@
 //! Kling's model catalogue and the per-model rules the manifest checks
 //! before anything is paid for (kling-api.md §4–5): which models each kind
-//! allows, the durations each model takes, which models make sound, and the
-//! camera moves.
+//! allows, the durations each model takes, which models make sound, the
+//! camera moves, the modes and aspect ratios, and the longest prompt.
 
 use crate::manifest::Kind;
 
@@ -27,6 +27,12 @@ pub const I2V_MODELS: &[&str] = &[
     "kling-v2-6",
     "kling-v3",
 ];
+/// `mode` values (kling-api.md §4).
+pub const MODES: &[&str] = &["std", "pro"];
+/// `aspect_ratio` values of text2video (kling-api.md §4).
+pub const ASPECT_RATIOS: &[&str] = &["16:9", "9:16", "1:1"];
+/// Longest `prompt` / `negative_prompt`, in characters (not bytes).
+pub const MAX_PROMPT_CHARS: usize = 2500;
 /// The model the API uses when `model_name` is absent.
 pub const DEFAULT_MODEL: &str = "kling-v1";
 /// `camera_control.type` values (kling-api.md §4.1).

@@ -3,17 +3,21 @@
 //! behind a static bearer key (`{base}/kling/videos/...`).
 //!
 //! [`KlingProvider`] implements [`crate::provider::Provider`]; the request
-//! plumbing is in `client.rs`, signing in `auth.rs`, JSON shapes in `wire.rs`
-//! and the error-code table in `codes.rs`.
+//! plumbing is in `client.rs`, signing in `auth.rs`, the create body in
+//! `request.rs`, the answers' JSON in `wire.rs`, the error-code table in
+//! `codes.rs`, and what the manifest checks and prices per model in
+//! `catalog.rs` and `pricing.rs`.
 
 pub mod auth;
 pub mod catalog;
 mod client;
 pub mod codes;
 mod lookup;
+pub mod pricing;
+pub mod request;
 pub mod wire;
 
-pub use wire::job;
+pub use request::job;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,16 +1,18 @@
-//! Offline cost estimate for `vidbatch plan`: item counts and Kling units from
-//! the price table in kling-api.md §14. Main entry: [`estimate`] → [`Estimate`].
+//! Kling's prices: units per task from the table in kling-api.md §14, with
+//! the API's defaults applied to absent fields. Main entry: [`quote`] (what
+//! `vidbatch plan` counts) and [`price`] (what the spend cap and the state
+//! keep per item).
 //!
-//! The table is third-party and marked uncertain there, so everything here is
-//! an *estimate*; the authoritative charge is each task's
-//! `final_unit_deduction`. Pure functions, no I/O.
+//! The table is third-party and marked uncertain there, so every figure is an
+//! *estimate*; the authoritative charge is each task's `final_unit_deduction`.
+//! It lives with the provider because it is Kling's knowledge: the plan and
+//! the engine ask [`crate::provider::registry::price`] and never read it.
 
-use std::collections::BTreeMap;
-
-use super::Item;
+use super::catalog::DEFAULT_MODEL;
+use crate::manifest::Item;
+use crate::provider::price::{Price, PriceList, Quote};
 
 /// What the API uses when a field is absent (kling-api.md §4–5).
-pub const DEFAULT_MODEL: &str = super::validate::DEFAULT_MODEL;
 pub const DEFAULT_MODE: &str = "std";
 pub const DEFAULT_DURATION: &str = "5";
 
@@ -19,6 +21,13 @@ pub const NOTE: &str = "Estimate only: unit prices are from kling-api.md §14 (t
 the real charge is each task's final_unit_deduction. Absent fields count as the API defaults \
 (kling-v1, std, 5s). kling-v3, kling-v2-6 std, durations other than 5/10 and gateway model names \
 are not priced. kling-v2-6 pro with sound uses the higher of two conflicting prices.";
+
+/// Kling prices in units, by model, mode and duration.
+pub static PRICE_LIST: PriceList = PriceList {
+    unit: Some("Kling units"),
+    note: NOTE,
+    settings: &[("mode", ""), ("duration", "s")],
+};
 
 /// Units for one task, or `None` when the table has no price for it.
 pub fn units_per_task(model: &str, mode: &str, duration: &str, sound_on: bool) -> Option<f64> {
@@ -49,69 +58,50 @@ pub fn units_per_task(model: &str, mode: &str, duration: &str, sound_on: bool) -
     Some(if tens { five * 2.0 } else { five })
 }
 
-/// Counts and the estimated cost of a list of items.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct Estimate {
-    pub items: u64,
-    pub by_kind: BTreeMap<String, u64>,
-    pub by_model: BTreeMap<String, u64>,
-    pub by_mode: BTreeMap<String, u64>,
-    /// Keyed by seconds as a string ("5", "10").
-    pub by_duration: BTreeMap<String, u64>,
-    /// Sum over priced items, in Kling units.
-    pub estimated_units: f64,
-    /// Items the table has no price for (counted, not guessed).
-    pub unpriced_items: u64,
-    /// Why items are unpriced: "kling-v3 std 5s" → count.
-    pub unpriced: BTreeMap<String, u64>,
-    pub note: &'static str,
-}
-
-/// Estimated units of one item's task (API defaults applied), or `None`
-/// when the table has no price for it.
-pub fn item_units(item: &Item) -> Option<f64> {
-    units_per_task(
+/// The estimated price of one item's task, API defaults applied (as
+/// [`quote`], without building the counts: the run asks this per item).
+pub fn price(item: &Item) -> Price {
+    match units_per_task(
         item.model_name.as_deref().unwrap_or(DEFAULT_MODEL),
         item.mode.as_deref().unwrap_or(DEFAULT_MODE),
         item.duration.as_deref().unwrap_or(DEFAULT_DURATION),
         item.sound.as_deref() == Some("on"),
-    )
+    ) {
+        Some(u) => Price::Units(u),
+        None => Price::Unknown,
+    }
 }
 
-/// Count items by kind/model/mode/duration (API defaults applied) and sum their price.
-pub fn estimate(items: &[Item]) -> Estimate {
-    let mut e = Estimate {
-        note: NOTE,
-        ..Estimate::default()
-    };
-    for item in items {
-        let model = item.model_name.as_deref().unwrap_or(DEFAULT_MODEL);
-        let mode = item.mode.as_deref().unwrap_or(DEFAULT_MODE);
-        let duration = item.duration.as_deref().unwrap_or(DEFAULT_DURATION);
-        let sound_on = item.sound.as_deref() == Some("on");
-        e.items += 1;
-        *e.by_kind.entry(item.kind.as_str().to_string()).or_default() += 1;
-        *e.by_model.entry(model.to_string()).or_default() += 1;
-        *e.by_mode.entry(mode.to_string()).or_default() += 1;
-        *e.by_duration.entry(duration.to_string()).or_default() += 1;
-        match units_per_task(model, mode, duration, sound_on) {
-            Some(u) => e.estimated_units += u,
-            None => {
-                e.unpriced_items += 1;
-                let sound = if sound_on { " sound" } else { "" };
-                *e.unpriced
-                    .entry(format!("{model} {mode} {duration}s{sound}"))
-                    .or_default() += 1;
-            }
+/// One item as the table prices it: model, mode and duration with the API
+/// defaults applied, and its units (or what it is, when unpriced).
+pub fn quote(item: &Item) -> Quote<'_> {
+    let model = item.model_name.as_deref().unwrap_or(DEFAULT_MODEL);
+    let mode = item.mode.as_deref().unwrap_or(DEFAULT_MODE);
+    let duration = item.duration.as_deref().unwrap_or(DEFAULT_DURATION);
+    let sound_on = item.sound.as_deref() == Some("on");
+    let (price, unpriced_as) = match units_per_task(model, mode, duration, sound_on) {
+        Some(u) => (Price::Units(u), None),
+        None => {
+            let sound = if sound_on { " sound" } else { "" };
+            (
+                Price::Unknown,
+                Some(format!("{model} {mode} {duration}s{sound}")),
+            )
         }
+    };
+    Quote {
+        model,
+        settings: vec![mode, duration],
+        price,
+        unpriced_as,
     }
-    e
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::manifest::Kind;
+    use crate::provider::price::Estimate;
 
     fn item(model: Option<&str>, mode: Option<&str>, duration: Option<&str>) -> Item {
         Item {
@@ -132,6 +122,14 @@ mod tests {
             extra: None,
             extra_files: Vec::new(),
         }
+    }
+
+    fn estimate(items: &[Item]) -> Estimate {
+        let mut e = Estimate::new(&PRICE_LIST);
+        for it in items {
+            e.add(it.kind.as_str(), quote(it));
+        }
+        e
     }
 
     #[test]
@@ -185,6 +183,29 @@ mod tests {
     }
 
     #[test]
+    fn an_item_is_priced_with_the_api_defaults_like_plan() {
+        let mut it = item(Some("kling-v1-6"), Some("pro"), Some("10"));
+        assert_eq!(price(&it), Price::Units(7.0), "kling-v1-6 pro 10s");
+        it.model_name = None;
+        it.mode = None;
+        it.duration = None;
+        assert_eq!(price(&it), Price::Units(1.0), "kling-v1 std 5s");
+        it.model_name = Some("kling-v3".into());
+        assert_eq!(price(&it), Price::Unknown);
+    }
+
+    #[test]
+    fn the_run_and_the_plan_price_an_item_alike() {
+        let mut it = item(Some("kling-v2-6"), Some("pro"), None);
+        for sound in [None, Some("on"), Some("off")] {
+            it.sound = sound.map(Into::into);
+            assert_eq!(price(&it), quote(&it).price, "sound {sound:?}");
+        }
+        let unpriced = item(Some("kling-v3"), None, None);
+        assert_eq!(price(&unpriced), quote(&unpriced).price);
+    }
+
+    #[test]
     fn estimate_applies_defaults_and_counts_unpriced() {
         let items = [
             item(None, None, None),                                  // kling-v1 std 5 → 1
@@ -197,11 +218,21 @@ mod tests {
         assert_eq!(e.estimated_units, 6.0);
         assert_eq!(e.unpriced_items, 2);
         assert_eq!(e.by_model["kling-v1"], 1);
-        assert_eq!(e.by_mode["std"], 3);
-        assert_eq!(e.by_duration["5"], 2);
+        assert_eq!(e.by("mode").unwrap()["std"], 3);
+        assert_eq!(e.by("duration").unwrap()["5"], 2);
         assert_eq!(e.by_kind["text2video"], 4);
         assert_eq!(e.unpriced["kling-v3 std 8s"], 1);
         assert!(e.note.starts_with("Estimate only"));
+    }
+
+    #[test]
+    fn sound_shows_in_what_an_unpriced_item_is() {
+        let mut it = item(Some("kling-v3"), None, None);
+        it.sound = Some("on".into());
+        assert_eq!(
+            quote(&it).unpriced_as.as_deref(),
+            Some("kling-v3 std 5s sound")
+        );
     }
 
     #[test]

@@ -1,0 +1,200 @@
+//! The one way a batch is made ready for the engine: [`prepare`].
+//!
+//! Opening a batch is several steps whose order carries the safety promises:
+//! the lock before anything is read, the state (or its rebuild) before the
+//! manifest is synced into it, edits detected against what was *submitted*
+//! before the sync could hide them, a rebuilt state's items marked for lookup
+//! before the engine could create anything, and the engine's records read
+//! last, from what is committed. `vidbatch run`, the integration tests and the
+//! benchmarks all call this, so what they test and measure is what a user
+//! runs. What comes after — the provider, the jobs, the engine's settings —
+//! stays with the caller.
+
+use std::path::Path;
+
+use super::changes::{self, Changed};
+use super::{BatchError, Rebuilt, sync};
+use crate::manifest::Manifest;
+use crate::provider::registry::Api;
+use crate::shard::Selection;
+use crate::state::{self, BatchLock, ItemRecord, Update, Writer, WriterHandle};
+
+/// How to open the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepare<'a> {
+    /// The batch's name: every task key derives from it.
+    pub name: &'a str,
+    /// The user gave the name (`--batch`, `--new-batch`): a folder holding
+    /// another batch is then an error, not a batch to continue.
+    pub name_explicit: bool,
+    /// `--new-batch`: the folder must not hold a batch yet.
+    pub new_batch: bool,
+    /// `--resubmit-changed`: a new attempt for each item edited after its
+    /// task ended.
+    pub resubmit_changed: bool,
+    /// The API the batch goes to; it prices each item for the state (the
+    /// spend cap, the report).
+    pub api: Api,
+    /// The run is one shard of the manifest: the folder must hold this
+    /// shard (or nothing), and the items keep their whole-manifest order.
+    pub shard: Option<&'a Selection>,
+}
+
+/// A batch ready for the engine. Keep `lock` alive for the whole run, and
+/// `join` the `writer_thread` once every `writer` handle is gone: its last
+/// act is to checkpoint the state into one complete file.
+pub struct Prepared {
+    pub lock: BatchLock,
+    pub writer: WriterHandle,
+    pub writer_thread: Writer,
+    /// The key prefix of every create (derived from the batch's name).
+    pub batch_id: String,
+    /// Set when the folder held a batch without a usable state.
+    pub rebuilt: Option<Rebuilt>,
+    /// Items edited in the manifest after they were submitted.
+    pub changed: Vec<Changed>,
+    /// Of those, the ids given a new attempt (`resubmit_changed`).
+    pub resubmitted: Vec<String>,
+    /// Every item's progress, in manifest order, without prompts (the
+    /// engine's jobs carry what it sends).
+    pub records: Vec<ItemRecord>,
+}
+
+/// Lock `dir`, open (or rebuild) its state, sync `manifest` into it, find
+/// and (when asked) resubmit edited items, and read what the engine resumes
+/// from. On an error after the writer started, the writer is stopped and
+/// joined before returning, so the folder is left consistent.
+pub async fn prepare(
+    dir: &Path,
+    manifest: &Manifest,
+    how: Prepare<'_>,
+) -> Result<Prepared, BatchError> {
+    let opened = super::open(dir, how.name, how.name_explicit, how.new_batch)?;
+    crate::shard::check_folder(&opened.conn, dir, how.shard.map(|s| s.shard))?;
+    let (writer_thread, writer) = Writer::start_at(opened.conn, &state::db_path(dir));
+    match settle(
+        dir,
+        manifest,
+        how,
+        &writer,
+        &opened.batch_id,
+        &opened.rebuilt,
+    )
+    .await
+    {
+        Ok((changed, resubmitted, records)) => Ok(Prepared {
+            lock: opened.lock,
+            writer,
+            writer_thread,
+            batch_id: opened.batch_id,
+            rebuilt: opened.rebuilt,
+            changed,
+            resubmitted,
+            records,
+        }),
+        Err(e) => {
+            drop(writer);
+            let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+            Err(e)
+        }
+    }
+}
+
+type Settled = (Vec<Changed>, Vec<String>, Vec<ItemRecord>);
+
+/// The steps after the state is open, in their safe order.
+async fn settle(
+    dir: &Path,
+    manifest: &Manifest,
+    how: Prepare<'_>,
+    writer: &WriterHandle,
+    batch_id: &str,
+    rebuilt: &Option<Rebuilt>,
+) -> Result<Settled, BatchError> {
+    for (key, value) in how.shard.iter().flat_map(|s| s.meta()) {
+        writer.send(Update::SetMeta {
+            key: key.into(),
+            value,
+        })?;
+    }
+    let positions = how.shard.map(|s| s.positions.as_slice());
+    let hashes = sync::sync_manifest_at(writer, dir, manifest, how.api, positions).await?;
+    let changed = changes::changed_items(dir, &manifest.items, &hashes)?;
+    drop(hashes);
+    let resubmitted = if how.resubmit_changed {
+        changes::resubmit(dir, writer, &changed).await?
+    } else {
+        Vec::new()
+    };
+    if let Some(rebuilt) = rebuilt {
+        sync::mark_for_lookup(writer, batch_id, &manifest.items, rebuilt).await?;
+    }
+    // The engine needs each item's progress, not its prompt.
+    let records = state::load_items_with(&state::open_ro(dir)?, false)?;
+    Ok((changed, resubmitted, records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(dir: &Path, rows: &str) -> Manifest {
+        let p = dir.join("m.csv");
+        std::fs::write(&p, format!("id,prompt,model_name,duration\n{rows}")).unwrap();
+        crate::manifest::load(&p).unwrap()
+    }
+
+    fn how(name: &str) -> Prepare<'_> {
+        Prepare {
+            name,
+            name_explicit: false,
+            new_batch: false,
+            resubmit_changed: false,
+            api: Api::Kling,
+            shard: None,
+        }
+    }
+
+    async fn close(p: Prepared) {
+        drop(p.writer);
+        tokio::task::spawn_blocking(move || p.writer_thread.join())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_new_batch_knows_every_item_in_manifest_order_with_its_price() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = manifest(tmp.path(), "b,two,kling-v1,10\na,one,kling-v3,8\n");
+        let out = tmp.path().join("out");
+        let p = prepare(&out, &m, how("m")).await.unwrap();
+        assert_eq!(p.batch_id, super::super::batch_key("m"));
+        let ids: Vec<&str> = p.records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a"]);
+        assert!(p.records.iter().all(|r| r.prompt.is_none()), "no prompts");
+        assert!(p.changed.is_empty() && p.rebuilt.is_none());
+        close(p).await;
+        let all = state::load_items(&state::open_ro(&out).unwrap()).unwrap();
+        assert_eq!(all[0].est_units, Some(2.0), "kling-v1 std 10s");
+        assert_eq!(all[1].est_units, None, "kling-v3 is not priced");
+    }
+
+    #[tokio::test]
+    async fn the_lock_is_held_until_the_prepared_batch_is_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = manifest(tmp.path(), "a,one,,\n");
+        let out = tmp.path().join("out");
+        let p = prepare(&out, &m, how("m")).await.unwrap();
+        let again = prepare(&out, &m, how("m")).await;
+        assert!(
+            matches!(
+                again,
+                Err(BatchError::State(state::StateError::Locked { .. }))
+            ),
+            "a second runner is kept off the batch"
+        );
+        close(p).await;
+        let p = prepare(&out, &m, how("m")).await.expect("free again");
+        close(p).await;
+    }
+}
