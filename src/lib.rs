@@ -22,6 +22,8 @@
 //! - [`accounts`]: the accounts file of a pool (names of credential variables, limits).
 //! - [`scheduler`]: pacing, in-flight bound, exactly-once submit, polling, downloads.
 //! - [`download`]: streaming, resumable, verified downloads.
+//! - [`storage`]: `--output s3://…`: videos and batch files copied to an
+//!   object store, create-if-absent, each upload recorded in the state.
 //! - [`events`]: [`events::RunEvent`], the engine -> reporter contract.
 //! - [`report`]: report.csv, the index.html gallery, JSON reports, summary.json
 //!   and the end-of-run summary, progress display.
@@ -42,3 +44,4 @@ pub mod scheduler;
 pub mod settings;
 pub mod state;
 pub mod stdio;
+pub mod storage;

@@ -16,14 +16,20 @@ use crate::report::{self, progress};
 use crate::scheduler::{self, EngineInput, RunOutcome, Stop};
 use crate::settings::{self, Overrides, RunSettings};
 use crate::state::{self, Update, Writer};
+use crate::storage::{self, remote::Remote};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Manifest file (.yaml, .yml or .csv). Running the same command again resumes.
     pub manifest: PathBuf,
-    /// Batch folder for state.db, videos/ and report.csv [default: output/<manifest stem>]
-    #[arg(short, long, value_name = "DIR")]
+    /// Batch folder for state.db, videos/ and report.csv, or s3://bucket/prefix
+    /// [default: output/<manifest stem>]
+    #[arg(short, long, value_name = "DIR|URL")]
     pub output: Option<PathBuf>,
+    /// Local working folder (state.db, staged videos) of an s3:// --output
+    /// [default: $XDG_CACHE_HOME/vidbatch/s3/<bucket>/<prefix>]
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
     /// API root, e.g. https://api-singapore.klingai.com (kling) or https://host/v1/ai/ENDPOINT (kling-gateway)
     /// (not with --emulator, which brings its own; VIDBATCH_BASE_URL counts too)
     #[arg(
@@ -105,6 +111,11 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
+    // An object-store --output is checked (nothing sent) before anything else;
+    // the batch then works in a local folder as always.
+    let (output, remote) = storage::resolve(args.output.as_deref(), args.state.as_deref(), &|k| {
+        std::env::var(k).ok()
+    })?;
     // The provider style changes what a valid model name is (gateways use free-form names).
     let options = manifest::LoadOptions {
         provider_style: args.provider.clone(),
@@ -112,7 +123,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     let manifest = manifest::load_with(&args.manifest, &options)?;
     let pool = super::pool::load(args.accounts.as_deref())?;
     let overrides = Overrides {
-        output: args.output.clone(),
+        output,
         base_url: args.base_url.clone(),
         provider: args.provider.clone(),
         concurrency: args.concurrency,
@@ -151,6 +162,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         progress::Mode::detect(quiet),
         &mut writer_thread,
         args.resubmit_changed,
+        remote,
     ));
     // Tasks still running (e.g. after Ctrl-C) are dropped here; the state is already flushed.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -170,7 +182,11 @@ async fn run_batch(
     mode: progress::Mode,
     writer_thread: &mut Option<Writer>,
     args_resubmit_changed: bool,
+    remote: Option<Remote>,
 ) -> anyhow::Result<Exit> {
+    if let Some(remote) = &remote {
+        storage::remote::probe(remote).await?;
+    }
     let started_at = std::time::SystemTime::now();
     let batch_dir = settings.batch_dir.clone();
     let (settings_new_batch, batch_name) = (settings.new_batch, settings.batch_name.clone());
@@ -275,16 +291,28 @@ async fn run_batch(
         writer: writer.clone(),
         events,
         settings: settings.engine.clone(),
-        interrupt,
+        interrupt: interrupt.clone(),
         spend,
     })
     .await;
     writer.flush().await?;
     let _ = done_tx.send(());
     let _ = reporter.await;
+    let uploads = match &remote {
+        Some(remote) if !outcome.interrupted => {
+            let concurrency = settings.engine.download_concurrency;
+            let tally =
+                storage::upload::videos(remote, &batch_dir, &writer, concurrency, &interrupt)
+                    .await?;
+            crate::outln!("{}", tally.line(remote));
+            Some(tally)
+        }
+        _ => None,
+    };
 
     let exit = match (exit_for(&outcome), signalled.get()) {
         (Exit::Interrupted, Some(signal)) => *signal,
+        (Exit::Success, _) if uploads.as_ref().is_some_and(|t| t.failed > 0) => Exit::ItemsFailed,
         (exit, _) => exit,
     };
     if settings_new_batch {
@@ -327,6 +355,9 @@ async fn run_batch(
             resubmitted,
         },
     })?;
+    if let Some(remote) = &remote {
+        storage::upload::batch_files(remote, &batch_dir).await?;
+    }
     Ok(exit)
 }
 

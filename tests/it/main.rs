@@ -17,5 +17,6 @@ mod pool;
 mod progress;
 mod review;
 mod run;
+mod s3;
 mod safety;
 mod yaml;

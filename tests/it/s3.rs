@@ -1,0 +1,460 @@
+//! `vidbatch run --output s3://…` against a real S3 server: moto
+//! (`python3 -m moto.server`), started per test on a free loopback port.
+//!
+//! moto's request recorder (`/moto-api/recorder/…`) logs every request the
+//! server handles, which is how these tests count uploads. Without moto
+//! installed the tests print why and pass, unless `CI` is set: then a
+//! missing moto fails them (`.ci/run` installs it).
+
+use std::io::BufRead as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt as _;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore as _, ObjectStoreExt as _};
+use sha2::{Digest, Sha256};
+use vidbatch::emulator::EmulatorConfig;
+
+use crate::common::*;
+
+const BUCKET: &str = "vb-test";
+
+/// A moto server on a free loopback port; killed on drop.
+struct Moto {
+    child: Child,
+    url: String,
+    recording: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start moto and create the test bucket, or `None` (skip) when moto is not
+/// installed and this is not CI.
+async fn moto() -> Option<Moto> {
+    let have = Command::new("python3")
+        .args(["-c", "import moto.server, flask"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "moto is not installed: python3 -m pip install \"moto[server]==5.2.1\""
+        );
+        eprintln!("skipped: moto is not installed (python3 -m pip install \"moto[server]\")");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("recording.jsonl");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .env("MOTO_RECORDER_FILEPATH", &recording)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let m = Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        recording,
+        _dir: dir,
+    };
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if http.get(format!("{}/", m.url)).send().await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "moto did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // moto checks no signature: a plain PUT makes the bucket.
+    let made = http
+        .put(format!("{}/{BUCKET}", m.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success(), "{made:?}");
+    Some(m)
+}
+
+impl Moto {
+    fn store(&self) -> AmazonS3 {
+        AmazonS3Builder::new()
+            .with_endpoint(&self.url)
+            .with_allow_http(true)
+            .with_bucket_name(BUCKET)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap()
+    }
+
+    async fn recorder(&self, action: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/moto-api/recorder/{action}", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{action}: {r:?}");
+    }
+
+    /// `(method, path)` of every request recorded since the last reset.
+    fn recorded(&self) -> Vec<(String, String)> {
+        let Ok(f) = std::fs::File::open(&self.recording) else {
+            return Vec::new();
+        };
+        std::io::BufReader::new(f)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(&l.unwrap()).unwrap();
+                let url = v["url"].as_str().unwrap().to_string();
+                (v["method"].as_str().unwrap().to_string(), url)
+            })
+            .collect()
+    }
+
+    /// Multipart uploads started and neither completed nor aborted.
+    async fn open_multipart_uploads(&self) -> usize {
+        let body = reqwest::get(format!("{}/{BUCKET}?uploads", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.matches("<UploadId>").count()
+    }
+}
+
+/// Keys under `prefix` with their size and ETag.
+async fn list(store: &AmazonS3, prefix: &str) -> Vec<(String, u64, Option<String>)> {
+    let mut out: Vec<_> = store
+        .list(Some(&ObjectPath::from(prefix)))
+        .map_ok(|m| (m.location.to_string(), m.size, m.e_tag))
+        .try_collect()
+        .await
+        .unwrap();
+    out.sort();
+    out
+}
+
+async fn sha_of(store: &AmazonS3, key: &str) -> String {
+    let bytes = store
+        .get(&ObjectPath::from(key))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// `vidbatch run` into `s3://vb-test/<prefix>` with its state in `state`.
+fn s3_run(m: &Moto, manifest: &Path, prefix: &str, state: &Path, base_url: &str) -> Command {
+    s3_run_to(
+        m,
+        manifest,
+        &format!("s3://{BUCKET}/{prefix}"),
+        state,
+        base_url,
+    )
+}
+
+fn s3_run_to(m: &Moto, manifest: &Path, url: &str, state: &Path, base_url: &str) -> Command {
+    let mut cmd = run_cmd(manifest, Path::new(url), base_url, &[]);
+    cmd.arg("--state")
+        .arg(state)
+        .env("AWS_ENDPOINT_URL", &m.url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret-never-printed");
+    cmd
+}
+
+/// Video uploads among recorded requests: writes of a key under videos/ or
+/// the staging folder.
+fn video_writes(recorded: &[(String, String)]) -> Vec<String> {
+    recorded
+        .iter()
+        .filter(|(method, url)| {
+            (method == "PUT" || method == "POST")
+                && (url.contains("/videos/") || url.contains("/.vidbatch-staging/"))
+        })
+        .map(|(m, u)| format!("{m} {u}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn videos_land_under_the_prefix_with_the_reported_sha256_and_the_batch_files_beside_them() {
+    let Some(moto) = moto().await else { return };
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let result = output(s3_run(
+        &moto,
+        &manifest(dir.path(), 3),
+        "runs/a",
+        &state,
+        &emu.base_url(),
+    ))
+    .await;
+    assert_exit(&result, 0);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(stdout.contains("uploaded 3 video(s)"), "{stdout}");
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&result.stderr));
+    assert!(!all.contains("test-secret-never-printed"), "{all}");
+
+    let store = moto.store();
+    let rows = report(&state);
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        let key = format!("runs/a/{}", &r[col("path")]);
+        assert!(key.starts_with("runs/a/videos/"), "{key}");
+        assert_eq!(sha_of(&store, &key).await, &r[col("sha256")], "{key}");
+    }
+    let keys: Vec<String> = list(&store, "runs/a")
+        .await
+        .into_iter()
+        .map(|k| k.0)
+        .collect();
+    for name in ["report.csv", "summary.json", "index.html", "state.db"] {
+        assert!(
+            keys.contains(&format!("runs/a/{name}")),
+            "{name} in {keys:?}"
+        );
+    }
+    assert!(
+        !keys.iter().any(|k| k.contains(".vidbatch-staging")),
+        "{keys:?}"
+    );
+    // The state copy is a whole SQLite file that knows the uploads.
+    let copy = dir.path().join("copy.db");
+    let bytes = store
+        .get(&ObjectPath::from("runs/a/state.db"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    std::fs::write(&copy, &bytes).unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let uploaded: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM uploads WHERE uploaded_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(uploaded, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerun_uploads_nothing_twice() {
+    let Some(moto) = moto().await else { return };
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let m = manifest(dir.path(), 3);
+    moto.recorder("start-recording").await;
+    assert_exit(
+        &output(s3_run(&moto, &m, "runs/b", &state, &emu.base_url())).await,
+        0,
+    );
+    let first = video_writes(&moto.recorded());
+    assert_eq!(first.len(), 3, "one PUT per video: {first:?}");
+    let store = moto.store();
+    let before = list(&store, "runs/b/videos").await;
+    assert_eq!(before.len(), 3);
+
+    moto.recorder("reset-recording").await;
+    moto.recorder("start-recording").await;
+    let again = output(s3_run(&moto, &m, "runs/b", &state, &emu.base_url())).await;
+    assert_exit(&again, 0);
+    let recorded = moto.recorded();
+    assert_eq!(video_writes(&recorded), Vec::<String>::new());
+    // The recorder did see the rerun: it rewrote the batch's current view.
+    assert!(
+        recorded
+            .iter()
+            .any(|(m, u)| m == "PUT" && u.ends_with("/runs/b/report.csv")),
+        "{recorded:?}"
+    );
+    assert_eq!(
+        list(&store, "runs/b/videos").await,
+        before,
+        "same objects, same ETags"
+    );
+    assert_eq!(emu.stats().creates_accepted, 3);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("uploaded 0 video(s)"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_already_there_is_never_overwritten() {
+    let Some(moto) = moto().await else { return };
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = moto.store();
+    store
+        .put(
+            &ObjectPath::from("runs/c/videos/clip-1.mp4"),
+            b"someone else's".to_vec().into(),
+        )
+        .await
+        .unwrap();
+    let state = dir.path().join("state");
+    let result = output(s3_run(
+        &moto,
+        &manifest(dir.path(), 2),
+        "runs/c",
+        &state,
+        &emu.base_url(),
+    ))
+    .await;
+    assert_exit(&result, 1);
+    let bytes = store
+        .get(&ObjectPath::from("runs/c/videos/clip-1.mp4"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&bytes[..], b"someone else's");
+    let rows = report(&state);
+    let failed = rows.iter().find(|r| &r[col("id")] == "clip-1").unwrap();
+    assert!(
+        failed[col("error_message")].contains("already holds a different object"),
+        "{failed:?}"
+    );
+    let ok = rows.iter().find(|r| &r[col("id")] == "clip-0").unwrap();
+    assert_eq!(
+        sha_of(&store, "runs/c/videos/clip-0.mp4").await,
+        &ok[col("sha256")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_upload_leaves_no_partial_video_and_the_rerun_completes_it() {
+    let Some(moto) = moto().await else { return };
+    let emu = emulator(EmulatorConfig {
+        video_pad_bytes: 48 * 1024 * 1024,
+        ..quick()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let m = manifest(dir.path(), 1);
+    let store = moto.store();
+    let mut child = s3_run(&moto, &m, "runs/k", &state, &emu.base_url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until a multipart upload is under way, then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while moto.open_multipart_uploads().await == 0 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before uploading"
+        );
+        assert!(Instant::now() < deadline, "no upload started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        moto.open_multipart_uploads().await > 0,
+        "killed mid-upload: the multipart upload is still open"
+    );
+    assert_eq!(
+        list(&store, "runs/k/videos").await,
+        vec![],
+        "nothing visible"
+    );
+
+    let result = output(s3_run(&moto, &m, "runs/k", &state, &emu.base_url())).await;
+    assert_exit(&result, 0);
+    let rows = report(&state);
+    let videos = list(&store, "runs/k/videos").await;
+    assert_eq!(videos.len(), 1, "{videos:?}");
+    assert_eq!(videos[0].1, 48 * 1024 * 1024);
+    assert_eq!(
+        sha_of(&store, "runs/k/videos/clip-0.mp4").await,
+        &rows[0][col("sha256")]
+    );
+    assert_eq!(list(&store, "runs/k/.vidbatch-staging").await, vec![]);
+    assert_eq!(emu.stats().creates_accepted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_bucket_aborts_before_any_create() {
+    let Some(moto) = moto().await else { return };
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The same server, a bucket nobody made.
+    let cmd = s3_run_to(
+        &moto,
+        &manifest(dir.path(), 2),
+        "s3://no-such-bucket/x",
+        &dir.path().join("state"),
+        &emu.base_url(),
+    );
+    let result = output(cmd).await;
+    assert_exit(&result, 3);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("s3://no-such-bucket/x"), "{stderr}");
+    assert!(!stderr.contains("test-secret-never-printed"), "{stderr}");
+    assert_eq!(emu.stats().creates_accepted, 0);
+    assert!(
+        emu.stats().requests_by_route.is_empty(),
+        "{:?}",
+        emu.stats().requests_by_route
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_or_foreign_url_is_bad_input_before_anything_is_sent() {
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 1);
+    for (url, says) in [
+        ("s3://", "no bucket name"),
+        ("s3:///x", "no bucket name"),
+        ("s3://Bad_Bucket/x", "bucket name"),
+        ("s3://bucket/a//b", "empty segment"),
+        ("gs://bucket/x", "not built into"),
+        ("az://container/x", "not built into"),
+    ] {
+        let result = output(run_cmd(&m, Path::new(url), &emu.base_url(), &[])).await;
+        assert_exit(&result, 2);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(
+            stderr.contains(url) && stderr.contains(says),
+            "{url}: {stderr}"
+        );
+    }
+    assert!(emu.stats().requests_by_route.is_empty());
+}
