@@ -312,6 +312,8 @@ async fn run_batch(
 
     let exit = match (exit_for(&outcome), signalled.get()) {
         (Exit::Interrupted, Some(signal)) => *signal,
+        // Stopped during the upload stage: as interrupted as the engine would be.
+        (_, Some(signal)) if uploads.as_ref().is_some_and(|t| t.interrupted) => *signal,
         (Exit::Success, _) if uploads.as_ref().is_some_and(|t| t.failed > 0) => Exit::ItemsFailed,
         (exit, _) => exit,
     };

@@ -109,9 +109,21 @@ pub async fn probe(remote: &Remote) -> Result<(), StorageError> {
         })
 }
 
-/// One line for an object_store error: the server's answer, never a secret
-/// (object_store's messages carry the URL and status, not the signature).
+/// One line for an object_store error: the server's answer, never a secret.
+/// object_store's messages carry the URL, the status and the server's body,
+/// not the signature; the secret key and session token are still blanked
+/// out should a server ever echo them.
 pub fn describe(e: &object_store::Error) -> String {
+    let mut s = chain(e);
+    for var in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        if let Some(secret) = std::env::var(var).ok().filter(|v| v.len() >= 4) {
+            s = s.replace(&secret, "[redacted]");
+        }
+    }
+    s
+}
+
+fn chain(e: &object_store::Error) -> String {
     match e {
         object_store::Error::NotFound { .. } => {
             "not found (does the bucket exist in this region/endpoint?)".to_string()

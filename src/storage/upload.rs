@@ -72,6 +72,8 @@ pub struct Tally {
     pub bytes: u64,
     /// Wall time of the stage.
     pub seconds: f64,
+    /// A signal stopped the stage before every video was tried.
+    pub interrupted: bool,
 }
 
 impl Tally {
@@ -109,6 +111,7 @@ pub async fn videos(
 ) -> Result<Tally, StorageError> {
     let started = Instant::now();
     let todo = uploads::to_upload(&state::open_ro(batch_dir)?)?;
+    tracing::info!("{} video(s) to upload to {}", todo.len(), remote.url);
     let mut tally = Tally::default();
     let mut results = futures::stream::iter(todo.into_iter().map(|v| async move {
         let r = one(remote, batch_dir, &v).await;
@@ -118,7 +121,10 @@ pub async fn videos(
     loop {
         let next = tokio::select! {
             next = results.next() => next,
-            _ = stop.stopped() => break,
+            _ = stop.stopped() => {
+                tally.interrupted = true;
+                break;
+            }
         };
         let Some((v, result)) = next else { break };
         let key = remote.url.key(&v.path);

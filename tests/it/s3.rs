@@ -357,6 +357,43 @@ async fn an_object_already_there_is_never_overwritten() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_failed_upload_is_retried_by_the_rerun_even_when_its_local_copy_is_gone() {
+    let Some(moto) = moto().await else { return };
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = moto.store();
+    let key = ObjectPath::from("runs/r/videos/clip-0.mp4");
+    store
+        .put(&key, b"in the way".to_vec().into())
+        .await
+        .unwrap();
+    let state = dir.path().join("state");
+    let m = manifest(dir.path(), 1);
+    assert_exit(
+        &output(s3_run(&moto, &m, "runs/r", &state, &emu.base_url())).await,
+        1,
+    );
+
+    // The user clears the way, and the staged copy is gone too.
+    store.delete(&key).await.unwrap();
+    std::fs::remove_file(state.join("videos/clip-0.mp4")).unwrap();
+    let again = output(s3_run(&moto, &m, "runs/r", &state, &emu.base_url())).await;
+    assert_exit(&again, 0);
+    let rows = report(&state);
+    assert_eq!(&rows[0][col("error_message")], "");
+    assert_eq!(
+        sha_of(&store, "runs/r/videos/clip-0.mp4").await,
+        &rows[0][col("sha256")]
+    );
+    let stats = emu.stats();
+    assert_eq!(
+        stats.creates_accepted, 1,
+        "downloaded again, never created again"
+    );
+    assert_eq!(stats.requests_by_route.get("GET /videos/{file}"), Some(&2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_upload_leaves_no_partial_video_and_the_rerun_completes_it() {
     let Some(moto) = moto().await else { return };
     let emu = emulator(EmulatorConfig {
@@ -407,6 +444,44 @@ async fn kill_9_mid_upload_leaves_no_partial_video_and_the_rerun_completes_it() 
     );
     assert_eq!(list(&store, "runs/k/.vidbatch-staging").await, vec![]);
     assert_eq!(emu.stats().creates_accepted, 1);
+}
+
+/// What the publish step of a large video relies on: the server refuses a
+/// multipart copy's completion (`If-None-Match: *`) onto an existing key.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_refuses_a_conditional_publish_onto_an_existing_key() {
+    let Some(moto) = moto().await else { return };
+    let store = AmazonS3Builder::new()
+        .with_endpoint(&moto.url)
+        .with_allow_http(true)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_copy_if_not_exists(object_store::aws::S3CopyIfNotExists::Multipart)
+        .build()
+        .unwrap();
+    let (from, to) = (
+        ObjectPath::from("p/staged"),
+        ObjectPath::from("p/videos/v.mp4"),
+    );
+    store.put(&from, b"new".to_vec().into()).await.unwrap();
+    store.put(&to, b"old".to_vec().into()).await.unwrap();
+    let refused = store.copy_if_not_exists(&from, &to).await;
+    assert!(
+        matches!(refused, Err(object_store::Error::AlreadyExists { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        &store.get(&to).await.unwrap().bytes().await.unwrap()[..],
+        b"old"
+    );
+    let fresh = ObjectPath::from("p/videos/w.mp4");
+    store.copy_if_not_exists(&from, &fresh).await.unwrap();
+    assert_eq!(
+        &store.get(&fresh).await.unwrap().bytes().await.unwrap()[..],
+        b"new"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
