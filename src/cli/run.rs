@@ -174,6 +174,9 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     exit
 }
 
+// One more than clippy's 7 since the object-store destination came in; the
+// options after `writer_thread` are candidates for one `RunExtras` struct.
+#[allow(clippy::too_many_arguments)]
 async fn run_batch(
     manifest: Manifest,
     mut settings: RunSettings,
