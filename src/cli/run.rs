@@ -260,13 +260,27 @@ async fn run_batch(
     let downloader =
         Downloader::new(http, 5, settings.engine.retry_base).with_limits(settings.download);
 
-    let (events, rx) = EventSender::channel();
-    let (done_tx, done_rx) = oneshot::channel();
-    let reporter = tokio::spawn(progress::report(mode, rx, done_rx));
-
     let interrupt = Arc::new(Stop::default());
     let signalled = Arc::new(std::sync::OnceLock::<Exit>::new());
     spawn_signal_handler(interrupt.clone(), signalled.clone());
+
+    let (events, rx) = EventSender::channel();
+    // An object-store batch uploads each video as soon as it is downloaded.
+    let uploads = remote.clone().map(|remote| {
+        storage::pipeline::Pipeline::start(
+            remote,
+            batch_dir.clone(),
+            writer.clone(),
+            settings.engine.download_concurrency,
+            interrupt.clone(),
+        )
+    });
+    let rx = match &uploads {
+        Some(pipeline) => pipeline.tee(rx),
+        None => rx,
+    };
+    let (done_tx, done_rx) = oneshot::channel();
+    let reporter = tokio::spawn(progress::report(mode, rx, done_rx));
 
     let item_ids: Vec<String> = manifest.items.iter().map(|i| i.id.clone()).collect();
     let spend = settings.max_units.map(|max_units| scheduler::Spend {
@@ -301,12 +315,9 @@ async fn run_batch(
     writer.flush().await?;
     let _ = done_tx.send(());
     let _ = reporter.await;
-    let uploads = match &remote {
-        Some(remote) if !outcome.interrupted => {
-            let concurrency = settings.engine.download_concurrency;
-            let tally =
-                storage::upload::videos(remote, &batch_dir, &writer, concurrency, &interrupt)
-                    .await?;
+    let uploads = match (uploads, &remote) {
+        (Some(pipeline), Some(remote)) => {
+            let tally = pipeline.finish().await?;
             crate::outln!("{}", tally.line(remote));
             Some(tally)
         }

@@ -6,7 +6,8 @@
 //! resume) are about a local file, and the state that makes a rerun
 //! exactly-once must stay a local SQLite file anyway. So an object-store run
 //! works in a local staging folder (its `--state DIR`), exactly like a local
-//! run, and [`upload`] then copies each finished video to
+//! run, and the upload stage ([`pipeline`], beside the engine; [`upload`]
+//! for one video) copies each finished video to
 //! `<prefix>/videos/<same name>` — never overwriting an object that is
 //! already there — and records every upload through the state writer, so a
 //! rerun uploads nothing twice.
@@ -20,6 +21,7 @@
 //! and `az://` are known schemes that this build refuses with a clear error
 //! rather than pulling in two more cloud SDKs.
 
+pub mod pipeline;
 pub mod remote;
 pub mod upload;
 

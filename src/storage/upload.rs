@@ -31,7 +31,6 @@
 //! overwritten at the end of every run.
 
 use std::path::Path;
-use std::time::Instant;
 
 use futures::StreamExt as _;
 use object_store::path::Path as ObjectPath;
@@ -44,9 +43,7 @@ use tokio::io::AsyncReadExt as _;
 
 use super::StorageError;
 use super::remote::{Remote, describe};
-use crate::scheduler::Stop;
-use crate::state::uploads::{self, ToUpload, UploadFailed, Uploaded};
-use crate::state::{self, Update, WriterHandle};
+use crate::state::{self, uploads::ToUpload};
 
 /// Videos at least this large go up in parts, through the staging key.
 pub const MULTIPART_FROM: u64 = 16 * 1024 * 1024;
@@ -93,77 +90,13 @@ impl Tally {
 }
 
 /// How one video ended up in the store.
-enum Done {
+pub(super) enum Done {
     Uploaded,
     AlreadyThere,
 }
 
-/// Upload every downloaded video the state has no upload record of, at most
-/// `concurrency` at once; record each outcome through `writer`. Stops
-/// starting (and drops in-flight) uploads once `stop` is set: a dropped
-/// upload leaves nothing visible, and the rerun does it again.
-pub async fn videos(
-    remote: &Remote,
-    batch_dir: &Path,
-    writer: &WriterHandle,
-    concurrency: usize,
-    stop: &Stop,
-) -> Result<Tally, StorageError> {
-    let started = Instant::now();
-    let todo = uploads::to_upload(&state::open_ro(batch_dir)?)?;
-    tracing::info!("{} video(s) to upload to {}", todo.len(), remote.url);
-    let mut tally = Tally::default();
-    let mut results = futures::stream::iter(todo.into_iter().map(|v| async move {
-        let r = one(remote, batch_dir, &v).await;
-        (v, r)
-    }))
-    .buffer_unordered(concurrency.max(1));
-    loop {
-        let next = tokio::select! {
-            next = results.next() => next,
-            _ = stop.stopped() => {
-                tally.interrupted = true;
-                break;
-            }
-        };
-        let Some((v, result)) = next else { break };
-        let key = remote.url.key(&v.path);
-        let update = match result {
-            Ok(done) => {
-                match done {
-                    Done::Uploaded => {
-                        tally.uploaded += 1;
-                        tally.bytes += v.bytes;
-                    }
-                    Done::AlreadyThere => tally.already_there += 1,
-                }
-                Update::Uploaded(Uploaded {
-                    id: v.id,
-                    n: v.n,
-                    key,
-                    bytes: v.bytes,
-                    sha256: v.sha256,
-                })
-            }
-            Err(message) => {
-                tally.failed += 1;
-                tracing::warn!("upload of {key} failed: {message}");
-                Update::UploadFailed(UploadFailed {
-                    id: v.id,
-                    n: v.n,
-                    key,
-                    message,
-                })
-            }
-        };
-        writer.send_durable(update).await?;
-    }
-    tally.seconds = started.elapsed().as_secs_f64();
-    Ok(tally)
-}
-
 /// Put one video at its key (create-if-absent), or find it already there.
-async fn one(remote: &Remote, batch_dir: &Path, v: &ToUpload) -> Result<Done, String> {
+pub(super) async fn one(remote: &Remote, batch_dir: &Path, v: &ToUpload) -> Result<Done, String> {
     let store = &remote.store;
     let key = object_path(&remote.url.key(&v.path))?;
     let local = batch_dir.join(&v.path);

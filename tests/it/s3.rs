@@ -274,6 +274,47 @@ async fn videos_land_under_the_prefix_with_the_reported_sha256_and_the_batch_fil
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn each_video_goes_up_as_soon_as_it_is_downloaded_while_the_batch_goes_on() {
+    let Some(moto) = moto().await else { return };
+    // One task at a time, each about a second: the batch takes seconds.
+    let emu = emulator(EmulatorConfig {
+        latency: Duration::from_millis(1000),
+        jitter: Duration::from_millis(10),
+        ..quick()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut cmd = s3_run(
+        &moto,
+        &manifest(dir.path(), 3),
+        "runs/p",
+        &state,
+        &emu.base_url(),
+    );
+    cmd.args(["--concurrency", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let store = moto.store();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while list(&store, "runs/p/videos").await.is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        assert!(Instant::now() < deadline, "no upload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        emu.stats().creates_accepted < 3,
+        "the first video is up before the last task is even created"
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(list(&store, "runs/p/videos").await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_rerun_uploads_nothing_twice() {
     let Some(moto) = moto().await else { return };
     let emu = emulator(quick()).await;
