@@ -33,8 +33,9 @@ use crate::scheduler::Stop;
 use crate::state::uploads::{self, ToUpload, UploadFailed, Uploaded};
 use crate::state::{self, Status, Update, WriterHandle};
 
-/// Scans of the state at most this often while downloads keep finishing.
-const SCAN_EVERY: Duration = Duration::from_millis(250);
+/// Scans of the state at most this often while downloads keep finishing (a
+/// scan reads every video row of the batch: on 100k items, tens of ms).
+const SCAN_EVERY: Duration = Duration::from_secs(1);
 
 enum Feed {
     /// Some item became `downloaded`.
@@ -177,11 +178,16 @@ impl Stage {
                 Some((v, result)) = running.next(), if !running.is_empty() => {
                     let key = video_key(&v);
                     let update = self.outcome(&mut tally, v, result);
-                    match &update {
-                        Update::Uploaded(_) => failed.remove(&key),
-                        _ => failed.insert(key),
-                    };
+                    let uploaded = matches!(update, Update::Uploaded(_));
                     self.writer.send_durable(update).await?;
+                    if uploaded {
+                        // Recorded: no later scan lists it, so forget it
+                        // (on 100k videos the set would be most of the memory).
+                        failed.remove(&key);
+                        taken.remove(&key);
+                    } else {
+                        failed.insert(key);
+                    }
                 }
                 msg = feed.recv(), if !engine_done => match msg {
                     Some(Feed::Downloaded) => dirty = true,
