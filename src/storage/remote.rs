@@ -114,13 +114,38 @@ pub async fn probe(remote: &Remote) -> Result<(), StorageError> {
 /// not the signature; the secret key and session token are still blanked
 /// out should a server ever echo them.
 pub fn describe(e: &object_store::Error) -> String {
-    let mut s = chain(e);
+    let full = chain(e);
+    let mut s = s3_error(&full).unwrap_or(full);
     for var in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
         if let Some(secret) = std::env::var(var).ok().filter(|v| v.len() >= 4) {
             s = s.replace(&secret, "[redacted]");
         }
     }
     s
+}
+
+/// S3's own answer out of an error's text: `NoSuchBucket: The specified
+/// bucket does not exist` rather than the whole XML body, with a hint for
+/// the answers that mean a setup problem.
+fn s3_error(text: &str) -> Option<String> {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].to_string())
+    };
+    let code = tag("Code")?;
+    let message = tag("Message").unwrap_or_default();
+    let hint = match code.as_str() {
+        "NoSuchBucket" => {
+            " (create the bucket first, or check its name, AWS_REGION and AWS_ENDPOINT_URL)"
+        }
+        "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" => {
+            " (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and the bucket's policy)"
+        }
+        _ => "",
+    };
+    Some(format!("the server answered {code}: {message}{hint}"))
 }
 
 fn chain(e: &object_store::Error) -> String {
@@ -155,6 +180,17 @@ mod tests {
         assert!(is_loopback_http("http://[::1]:9000"));
         assert!(!is_loopback_http("http://s3.example.com"));
         assert!(!is_loopback_http("https://127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn an_s3_error_body_becomes_one_line_with_a_hint() {
+        let body = "Generic S3 error: GET http://h/b failed: 404 Not Found: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><RequestId>x</RequestId></Error>";
+        let line = s3_error(body).unwrap();
+        assert!(
+            line.starts_with("the server answered NoSuchBucket: The specified bucket does not exist (create the bucket first"),
+            "{line}"
+        );
+        assert_eq!(s3_error("connection refused"), None);
     }
 
     #[test]

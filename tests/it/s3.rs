@@ -544,6 +544,12 @@ async fn a_missing_bucket_aborts_before_any_create() {
     assert_exit(&result, 3);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("s3://no-such-bucket/x"), "{stderr}");
+    assert!(stderr.contains("NoSuchBucket"), "{stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line, not S3's XML: {stderr}"
+    );
     assert!(!stderr.contains("test-secret-never-printed"), "{stderr}");
     assert_eq!(emu.stats().creates_accepted, 0);
     assert!(
