@@ -13,9 +13,9 @@
 //! rerun uploads nothing twice.
 //!
 //! [`Destination::parse`] checks the URL before anything is sent (bad input,
-//! exit 2); [`remote::connect`] builds the client from the usual `AWS_*`
-//! variables and probes the bucket before any task is created (a missing
-//! bucket or a refused key is a setup problem, exit 3).
+//! exit 2); [`remote::build`] makes the client from the usual `AWS_*`
+//! variables and [`remote::probe`] lists the prefix before any task is
+//! created (a missing bucket or a refused key is a setup problem, exit 3).
 //!
 //! Only `s3://` is built in (the `aws` feature of `object_store`): `gs://`
 //! and `az://` are known schemes that this build refuses with a clear error
