@@ -1057,6 +1057,7 @@ fn build_half_done_state(batch: &Path, n: usize) -> BenchResult<()> {
             task_id: format!("task-{i}"),
             request_id: None,
             at,
+            account: None,
         })?;
         send(Update::Succeeded {
             id: id.clone(),

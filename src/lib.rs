@@ -17,6 +17,7 @@
 //! - [`job`]: what the engine submits, in no provider's shape.
 //! - [`batch`]: opening a batch folder; its identity; rebuilding a lost state.
 //! - [`settings`]: CLI > environment > manifest > defaults, resolved in one place.
+//! - [`shard`]: `--shard i/N`: which items a shard runs, and which folder it keeps.
 //! - [`provider`]: the [`provider::Provider`] trait; [`provider::kling`] implements it.
 //! - [`state`]: the SQLite state file, its single writer, recovery data.
 //! - [`accounts`]: the accounts file of a pool (names of credential variables, limits).
@@ -42,6 +43,7 @@ pub mod provider;
 pub mod report;
 pub mod scheduler;
 pub mod settings;
+pub mod shard;
 pub mod state;
 pub mod stdio;
 pub mod storage;

@@ -216,7 +216,17 @@ fn probe(db: &Path) -> Result<Probe, BatchError> {
     let items: i64 = conn
         .query_row("SELECT COUNT(*) FROM items", [], |r| r.get(0))
         .map_err(|e| unreadable(e.to_string()))?;
-    Ok(if items > 0 {
+    // The fingerprint is written only after every item is durable, so a
+    // state that has one and no items synced an empty list (a shard that got
+    // no items): that is a batch, not a shell.
+    let synced: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM meta WHERE key = ?1",
+            [sync::MANIFEST_FINGERPRINT],
+            |r| r.get(0),
+        )
+        .map_err(|e| unreadable(e.to_string()))?;
+    Ok(if items > 0 || synced > 0 {
         Probe::Usable
     } else {
         Probe::Empty

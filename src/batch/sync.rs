@@ -30,6 +30,17 @@ pub async fn sync_manifest(
     batch_dir: &Path,
     manifest: &Manifest,
 ) -> Result<Vec<String>, StateError> {
+    sync_manifest_at(writer, batch_dir, manifest, None).await
+}
+
+/// [`sync_manifest`] of a shard's items: `positions` are their places in the
+/// whole manifest (stored as `seq`, so merged shard reports keep manifest order).
+pub async fn sync_manifest_at(
+    writer: &WriterHandle,
+    batch_dir: &Path,
+    manifest: &Manifest,
+    positions: Option<&[u64]>,
+) -> Result<Vec<String>, StateError> {
     let base = manifest
         .path
         .parent()
@@ -40,7 +51,13 @@ pub async fn sync_manifest(
         .iter()
         .map(|it| params_hash(it, &base))
         .collect();
-    let fingerprint = manifest_fingerprint(&manifest.items, &hashes);
+    let mut fingerprint = manifest_fingerprint(&manifest.items, &hashes);
+    if let Some(p) = positions {
+        use sha2::{Digest, Sha256};
+        let text: Vec<String> = p.iter().map(u64::to_string).collect();
+        let digest = Sha256::digest(format!("{fingerprint}\n{}", text.join(",")).as_bytes());
+        fingerprint = hex::encode(digest);
+    }
     let synced = state::meta(&state::open_ro(batch_dir)?, MANIFEST_FINGERPRINT)?;
     if synced.as_deref() != Some(fingerprint.as_str()) {
         // In chunks, each committed before the next is built, so the copy the
@@ -52,7 +69,12 @@ pub async fn sync_manifest(
             .zip(hashes.chunks(SYNC_CHUNK))
         {
             writer
-                .send_durable(Update::SyncItems(new_items(chunk, chunk_hashes, seq)))
+                .send_durable(Update::SyncItems(new_items(
+                    chunk,
+                    chunk_hashes,
+                    seq,
+                    positions,
+                )))
                 .await?;
             seq += chunk.len() as u64;
         }
@@ -92,14 +114,26 @@ pub async fn mark_for_lookup(
     writer.send_durable(Update::Recover(recover)).await
 }
 
-fn new_items(items: &[Item], hashes: &[String], first_seq: u64) -> Vec<NewItem> {
+/// `positions`: the whole manifest's positions of a shard's items (`None`:
+/// the manifest is whole, positions count from 0).
+fn new_items(
+    items: &[Item],
+    hashes: &[String],
+    first_seq: u64,
+    positions: Option<&[u64]>,
+) -> Vec<NewItem> {
     items
         .iter()
         .zip(hashes)
         .enumerate()
         .map(|(i, (it, hash))| NewItem {
             id: it.id.clone(),
-            seq: first_seq + i as u64,
+            seq: {
+                let i = first_seq + i as u64;
+                positions
+                    .and_then(|p| p.get(i as usize).copied())
+                    .unwrap_or(i)
+            },
             kind: it.kind.as_str().to_string(),
             prompt: it.prompt.clone(),
             params_hash: hash.clone(),

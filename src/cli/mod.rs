@@ -9,6 +9,7 @@ pub mod cancel;
 pub mod completions;
 pub mod emulate;
 pub mod ls;
+pub mod merge;
 pub mod plan;
 mod pool;
 pub mod report;
@@ -80,6 +81,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// List a batch's items with status and reason, filtered by status and age.
     Ls(ls::LsArgs),
+    /// Merge the shard folders of one batch (run --shard i/N) into one report, summary and gallery.
+    Merge(merge::MergeArgs),
     /// Run a local emulator of the Kling API.
     Emulate(emulate::EmulateArgs),
     /// Re-hash every downloaded video; forget missing or changed ones so the next run fetches them again.
@@ -181,6 +184,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Status(args) => status::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Ls(args) => ls::run(&args),
+        Command::Merge(args) => merge::run(&args, cli.quiet),
         Command::Emulate(args) => emulate::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Cancel(args) => cancel::run(&args),
@@ -235,6 +239,17 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
     match err.downcast_ref::<crate::storage::StorageError>() {
         Some(e) if e.is_bad_input() => return Exit::BadInput,
         Some(crate::storage::StorageError::State(e)) => return state_exit(e),
+        Some(_) => return Exit::Aborted,
+        None => {}
+    }
+    match err.downcast_ref::<crate::shard::ShardError>() {
+        Some(crate::shard::ShardError::State(e)) => return state_exit(e),
+        Some(_) => return Exit::BadInput,
+        None => {}
+    }
+    match err.downcast_ref::<crate::report::merge::MergeError>() {
+        Some(crate::report::merge::MergeError::State(e)) => return state_exit(e),
+        Some(e) if e.is_bad_input() => return Exit::BadInput,
         Some(_) => return Exit::Aborted,
         None => {}
     }

@@ -108,22 +108,57 @@ pub struct RunArgs {
         conflicts_with = "emulator"
     )]
     pub accounts: Option<PathBuf>,
+    /// Run only shard i of N: the items whose id hashes to i (0 ≤ i < N), in their own
+    /// folder output/<stem>/shard-<i>-of-<N>; auto/N takes i from JOB_COMPLETION_INDEX
+    /// (Kubernetes Indexed Job) or SLURM_ARRAY_TASK_ID (Slurm array). See docs/scale.md
+    #[arg(
+        long,
+        env = "VIDBATCH_SHARD",
+        value_name = "i/N",
+        conflicts_with = "new_batch"
+    )]
+    pub shard: Option<String>,
 }
 
 pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
+    let shard = args
+        .shard
+        .as_deref()
+        .map(|spec| crate::shard::Shard::parse(spec, &|k| std::env::var(k).ok()))
+        .transpose()?;
     // An object-store --output is checked (nothing sent) before anything else;
     // the batch then works in a local folder as always.
-    let (output, remote) = storage::resolve(args.output.as_deref(), args.state.as_deref(), &|k| {
-        std::env::var(k).ok()
-    })?;
+    let (output, remote) = storage::resolve(
+        args.output.as_deref(),
+        args.state.as_deref(),
+        shard.map(|s| s.dir_name()).as_deref(),
+        &|k| std::env::var(k).ok(),
+    )?;
     // The provider style changes what a valid model name is (gateways use free-form names).
     let options = manifest::LoadOptions {
         provider_style: args.provider.clone(),
     };
     let manifest = manifest::load_with(&args.manifest, &options)?;
     let pool = super::pool::load(args.accounts.as_deref())?;
+    // A shard runs its items only, under the manifest's batch name (same task keys).
+    let (manifest, selection) = match shard {
+        Some(shard) => {
+            let (manifest, selection) = crate::shard::select(manifest, shard);
+            if !quiet {
+                crate::errln!(
+                    "shard {shard}: {} of the manifest's {} items",
+                    manifest.items.len(),
+                    selection.manifest_items
+                );
+            }
+            (manifest, Some(selection))
+        }
+        None => (manifest, None),
+    };
     let overrides = Overrides {
-        output,
+        output: output.or_else(|| {
+            shard.map(|s| settings::default_batch_dir(&args.manifest).join(s.dir_name()))
+        }),
         base_url: args.base_url.clone(),
         provider: args.provider.clone(),
         concurrency: args.concurrency,
@@ -154,16 +189,17 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         .build()
         .context("cannot start the async runtime")?;
     let mut writer_thread = None;
-    let exit = runtime.block_on(run_batch(
+    let launch = Launch {
         manifest,
         settings,
         pool,
-        args.emulator,
-        progress::Mode::detect(quiet),
-        &mut writer_thread,
-        args.resubmit_changed,
+        selection,
+        emulator: args.emulator,
+        mode: progress::Mode::detect(quiet),
+        resubmit_changed: args.resubmit_changed,
         remote,
-    ));
+    };
+    let exit = runtime.block_on(run_batch(launch, &mut writer_thread));
     // Tasks still running (e.g. after Ctrl-C) are dropped here; the state is already flushed.
     runtime.shutdown_timeout(Duration::from_millis(100));
     // With every handle gone the writer checkpoints the WAL into state.db and
@@ -174,19 +210,32 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     exit
 }
 
-// One more than clippy's 7 since the object-store destination came in; the
-// options after `writer_thread` are candidates for one `RunExtras` struct.
-#[allow(clippy::too_many_arguments)]
-async fn run_batch(
+/// What one run of a batch starts from, parsed and checked.
+struct Launch {
     manifest: Manifest,
-    mut settings: RunSettings,
+    settings: RunSettings,
+    /// The accounts file's accounts, when one was given.
     pool: Option<Vec<crate::accounts::AccountSpec>>,
+    /// The shard's items, when the run is one shard of the manifest.
+    selection: Option<crate::shard::Selection>,
     emulator: bool,
     mode: progress::Mode,
-    writer_thread: &mut Option<Writer>,
-    args_resubmit_changed: bool,
+    resubmit_changed: bool,
+    /// The object store the batch is copied to (`--output s3://…`).
     remote: Option<Remote>,
-) -> anyhow::Result<Exit> {
+}
+
+async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow::Result<Exit> {
+    let Launch {
+        manifest,
+        mut settings,
+        pool,
+        selection,
+        emulator,
+        mode,
+        resubmit_changed: args_resubmit_changed,
+        remote,
+    } = launch;
     if let Some(remote) = &remote {
         storage::remote::probe(remote).await?;
     }
@@ -199,12 +248,24 @@ async fn run_batch(
         settings.batch_name_explicit,
         settings.new_batch,
     )?;
+    crate::shard::check_folder(
+        &opened.conn,
+        &batch_dir,
+        selection.as_ref().map(|s| s.shard),
+    )?;
     let _lock = opened.lock;
     let batch_id = opened.batch_id;
     let rebuilt = opened.rebuilt;
     let (thread, writer) = Writer::start_at(opened.conn, &state::db_path(&batch_dir));
     *writer_thread = Some(thread);
-    let hashes = batch::sync::sync_manifest(&writer, &batch_dir, &manifest).await?;
+    for (key, value) in selection.iter().flat_map(|s| s.meta()) {
+        writer.send(Update::SetMeta {
+            key: key.into(),
+            value,
+        })?;
+    }
+    let positions = selection.as_ref().map(|s| s.positions.as_slice());
+    let hashes = batch::sync::sync_manifest_at(&writer, &batch_dir, &manifest, positions).await?;
     let changed = changes::changed_items(&batch_dir, &manifest.items, &hashes)?;
     drop(hashes);
     let resubmitted = if args_resubmit_changed {

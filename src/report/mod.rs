@@ -10,6 +10,7 @@
 pub mod csv;
 pub mod html;
 pub mod json;
+pub mod merge;
 pub mod progress;
 pub mod summary;
 

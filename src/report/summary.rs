@@ -95,6 +95,17 @@ pub struct Summary {
     pub spend_cap: Option<crate::scheduler::CapOutcome>,
 }
 
+/// "3 downloaded, 1 failed": the statuses that have items.
+pub fn status_parts(by_status: &ByStatus) -> String {
+    let parts: Vec<String> = by_status
+        .0
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(st, n)| format!("{n} {}", st.as_str().replace('_', " ")))
+        .collect();
+    parts.join(", ")
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DrainedAccount {
     pub account: String,
@@ -288,14 +299,7 @@ pub fn human(s: &Summary, o: &RunOutcome, t: &Totals) -> String {
         if let Some(line) = resumed_line(&s.at_start, s.items) {
             w(line);
         }
-        let parts: Vec<String> = s
-            .by_status
-            .0
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(st, n)| format!("{n} {}", st.as_str().replace('_', " ")))
-            .collect();
-        w(format!("{} items: {}", s.items, parts.join(", ")));
+        w(format!("{} items: {}", s.items, status_parts(&s.by_status)));
     }
     // What went wrong in this run, then what is still failed from before.
     let this_run: HashSet<&str> = o.failures.iter().map(|f| f.id.as_str()).collect();

@@ -10,7 +10,6 @@
 //! requests the [`Workers`]'; the coordinator counts the work outstanding and
 //! decides when the run ends.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,13 +20,12 @@ use super::budget::{Budget, Held};
 use super::counts::RequestCounts;
 use super::fetch::DownloadQueue;
 use super::ids;
-use super::ledger::{AccountLedger, Ledger};
-use super::limit::{InFlight, Stop};
+use super::ledger::Ledger;
+use super::limit::Stop;
 use super::poll::PollQueue;
 use super::pool::Pool;
 use super::recover::{self, Step};
-use super::setup;
-use super::submit::{Settled, SubmitOutcome, Submitter};
+use super::submit::{Settled, SubmitOutcome};
 use super::workers::{Msg, Route, SubmitPlan, Workers, limiter};
 use super::{CapOutcome, EngineInput, RunOutcome};
 use super::{created, fetched, polled};
@@ -77,7 +75,7 @@ impl<P: Provider> Coordinator<P> {
         let names: Vec<Option<String>> = input.accounts.iter().map(|a| a.name.clone()).collect();
         let loaded = recover::load(&input.items, input.records, &estimates, &names);
         if input.accounts.is_empty() || !loaded.missing_accounts.is_empty() {
-            return Err(Box::new(cannot_start(
+            return Err(Box::new(super::pool::cannot_start(
                 &loaded.entries,
                 &loaded.missing_accounts,
             )));
@@ -89,41 +87,16 @@ impl<P: Provider> Coordinator<P> {
             .map(|s| Arc::new(Budget::new(s.max_units, loaded.already_spent)));
         let stop_submit = Arc::new(Stop::default());
         let requests = Arc::new(RequestCounts::default());
-        let notify = Arc::new(tokio::sync::Notify::new());
-        let (mut submitters, mut rates, mut ledgers) = (Vec::new(), Vec::new(), Vec::new());
-        let mut total_concurrency = 0;
-        for (a, account) in input.accounts.into_iter().enumerate() {
-            // Tasks from an earlier run that may hold account slots count against its bound.
-            let limit = Arc::new(InFlight::sharing(
-                account.concurrency,
-                loaded.holding_slots.get(a).copied().unwrap_or(0),
-                notify.clone(),
-            ));
-            let stop = Arc::new(Stop::default());
-            total_concurrency += account.concurrency;
-            ledgers.push(AccountLedger {
-                name: account.name.clone(),
-                limit: limit.clone(),
-                stop: stop.clone(),
-                takes_new: account.takes_new,
-                drained: None,
-            });
-            rates.push(limiter(account.submit_rate));
-            submitters.push(Arc::new(Submitter {
-                name: account.name,
-                takes_new: account.takes_new,
-                requests: requests.clone(),
-                lookup: account.provider.capabilities().lookup_by_key,
-                provider: account.provider,
-                writer: input.writer.clone(),
-                events: input.events.clone(),
-                limit,
-                stop,
-                retry_base: cfg.retry_base,
-                setup: Arc::new(setup::SetupWatch::default()),
-            }));
-        }
-        let page_size = submitters[0].provider.capabilities().list_page_size;
+        let (pool, ledgers) = Pool::build(
+            input.accounts,
+            &loaded.holding_slots,
+            &input.writer,
+            &input.events,
+            &requests,
+            cfg.retry_base,
+        );
+        let total_concurrency = pool.total_concurrency;
+        let page_size = pool.accounts[0].provider.capabilities().list_page_size;
         // Polls have their own budget so they never eat into submissions: enough
         // for every in-flight task to be asked twice per poll interval.
         let poll_per_sec =
@@ -149,11 +122,7 @@ impl<P: Provider> Coordinator<P> {
             downloads: DownloadQueue::new(n, cfg.download_concurrency),
             workers: Workers {
                 downloader: input.downloader,
-                pool: Arc::new(Pool {
-                    accounts: submitters,
-                    rates,
-                    notify,
-                }),
+                pool: Arc::new(pool),
                 rate: limiter(poll_per_sec),
                 slots: Arc::new(Semaphore::new(POLL_CONCURRENCY)),
                 requests,
@@ -596,40 +565,6 @@ impl<P: Provider> Coordinator<P> {
             self.ledger.accounts[account as usize].limit.take_over();
         }
         e.account = account;
-    }
-}
-
-/// The outcome of a run that cannot start: the state names accounts whose
-/// tasks this run could not poll or settle.
-fn cannot_start(entries: &[super::entry::Entry], missing: &BTreeSet<String>) -> RunOutcome {
-    let mut counts = std::collections::BTreeMap::new();
-    for e in entries {
-        *counts.entry(e.status).or_insert(0) += 1;
-    }
-    let names: Vec<String> = missing
-        .iter()
-        .map(|n| match n.as_str() {
-            "" => "the default account (the provider's usual credential variables)".to_string(),
-            n => format!("`{n}`"),
-        })
-        .collect();
-    let aborted = if names.is_empty() {
-        "no account to send requests with".to_string()
-    } else {
-        format!(
-            "tasks of this batch were created with {}, which this run does not have: add it back (--accounts) so they are polled with the credentials that created them; nothing was sent",
-            names.join(", ")
-        )
-    };
-    RunOutcome {
-        at_start: counts.clone(),
-        counts,
-        aborted: Some(aborted),
-        interrupted: false,
-        failures: Vec::new(),
-        requests: Default::default(),
-        cap: None,
-        drained: Vec::new(),
     }
 }
 

@@ -36,11 +36,13 @@ pub(super) fn on_submitted(
             request_id,
             snapshot,
         } => {
+            let account = l.accounts[l.account_of(idx)].name.clone();
             l.write(Update::Created {
                 id,
                 task_id: task_id.clone(),
                 request_id,
                 at: now_ms(),
+                account,
             });
             l.entries[idx].task_id = Some(task_id);
             l.transition(idx, Status::Submitted);

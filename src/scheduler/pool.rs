@@ -11,19 +11,28 @@
 //!
 //! With one account this is exactly the old order: a slot, then a permit.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use tokio::sync::Notify;
 
-use super::limit::Stop;
+use super::counts::RequestCounts;
+use super::ledger::AccountLedger;
+use super::limit::{InFlight, Stop};
+use super::setup::SetupWatch;
 use super::submit::Submitter;
-use super::workers::DirectLimiter;
+use super::workers::{DirectLimiter, limiter};
+use super::{Account, RunOutcome};
+use crate::events::EventSender;
 use crate::provider::Provider;
+use crate::state::WriterHandle;
 
 pub(super) struct Pool<P> {
     pub(super) accounts: Vec<Arc<Submitter<P>>>,
+    /// Sum of the accounts' in-flight bounds.
+    pub(super) total_concurrency: usize,
     /// Each account's submit rate.
     pub(super) rates: Vec<Arc<DirectLimiter>>,
     /// Woken when a slot may have come free in any account, or one was drained.
@@ -31,6 +40,59 @@ pub(super) struct Pool<P> {
 }
 
 impl<P: Provider> Pool<P> {
+    /// One [`Submitter`] per account, each with its own bound (counting the
+    /// tasks earlier runs left it, `holding`), rate and drain switch; and
+    /// what the ledger keeps about each.
+    pub(super) fn build(
+        accounts: Vec<Account<P>>,
+        holding: &[usize],
+        writer: &WriterHandle,
+        events: &EventSender,
+        requests: &Arc<RequestCounts>,
+        retry_base: Duration,
+    ) -> (Self, Vec<AccountLedger>) {
+        let notify = Arc::new(Notify::new());
+        let (mut submitters, mut rates, mut ledgers) = (Vec::new(), Vec::new(), Vec::new());
+        let mut total_concurrency = 0;
+        for (a, account) in accounts.into_iter().enumerate() {
+            let limit = Arc::new(InFlight::sharing(
+                account.concurrency,
+                holding.get(a).copied().unwrap_or(0),
+                notify.clone(),
+            ));
+            let stop = Arc::new(Stop::default());
+            total_concurrency += account.concurrency;
+            ledgers.push(AccountLedger {
+                name: account.name.clone(),
+                limit: limit.clone(),
+                stop: stop.clone(),
+                takes_new: account.takes_new,
+                drained: None,
+            });
+            rates.push(limiter(account.submit_rate));
+            submitters.push(Arc::new(Submitter {
+                name: account.name,
+                takes_new: account.takes_new,
+                requests: requests.clone(),
+                lookup: account.provider.capabilities().lookup_by_key,
+                provider: account.provider,
+                writer: writer.clone(),
+                events: events.clone(),
+                limit,
+                stop,
+                retry_base,
+                setup: Arc::new(SetupWatch::default()),
+            }));
+        }
+        let pool = Pool {
+            accounts: submitters,
+            total_concurrency,
+            rates,
+            notify,
+        };
+        (pool, ledgers)
+    }
+
     /// An account whose slot and rate permit are now taken for one create.
     /// `None`: `stop` fired, or no account takes new items any more.
     pub(super) async fn acquire(&self, stop: &Stop, turn: &mut usize) -> Option<usize> {
@@ -108,5 +170,42 @@ impl<P: Provider> Pool<P> {
         self.accounts
             .iter()
             .any(|a| a.takes_new && !a.stop.is_stopped())
+    }
+}
+
+/// The outcome of a run that cannot start: the state names accounts whose
+/// tasks this run could not poll or settle.
+pub(super) fn cannot_start(
+    entries: &[super::entry::Entry],
+    missing: &BTreeSet<String>,
+) -> RunOutcome {
+    let mut counts = std::collections::BTreeMap::new();
+    for e in entries {
+        *counts.entry(e.status).or_insert(0) += 1;
+    }
+    let names: Vec<String> = missing
+        .iter()
+        .map(|n| match n.as_str() {
+            "" => "the default account (the provider's usual credential variables)".to_string(),
+            n => format!("`{n}`"),
+        })
+        .collect();
+    let aborted = if names.is_empty() {
+        "no account to send requests with".to_string()
+    } else {
+        format!(
+            "tasks of this batch were created with {}, which this run does not have: add it back (--accounts) so they are polled with the credentials that created them; nothing was sent",
+            names.join(", ")
+        )
+    };
+    RunOutcome {
+        at_start: counts.clone(),
+        counts,
+        aborted: Some(aborted),
+        interrupted: false,
+        failures: Vec::new(),
+        requests: Default::default(),
+        cap: None,
+        drained: Vec::new(),
     }
 }

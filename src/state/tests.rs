@@ -78,6 +78,7 @@ async fn a_full_life_is_recorded_with_videos() {
         task_id: "866889456698785798".into(),
         request_id: Some("r1".into()),
         at: 5,
+        account: None,
     })
     .unwrap();
     h.send(Update::Status {

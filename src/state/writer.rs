@@ -34,6 +34,9 @@ pub enum Update {
         task_id: String,
         request_id: Option<String>,
         at: i64,
+        /// The account the task was made (or found) in; `None` leaves the
+        /// recorded one (a rebuilt state learns it here).
+        account: Option<String>,
     },
     /// The create definitely did not happen; the item waits for a later try.
     NotCreated {
@@ -398,12 +401,14 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
             task_id,
             request_id,
             at,
+            account,
         } => {
             tx.prepare_cached(
                 "UPDATE items SET status = 'submitted', task_id = ?2, request_id = ?3, submitted_at = ?4,
-                   error_code = NULL, error_message = NULL, updated_at = ?5 WHERE id = ?1",
+                   error_code = NULL, error_message = NULL, updated_at = ?5,
+                   account = COALESCE(?6, account) WHERE id = ?1",
             )?
-            .execute(params![id, task_id, request_id, at, now])?;
+            .execute(params![id, task_id, request_id, at, now, account])?;
         }
         Update::NotCreated {
             id,

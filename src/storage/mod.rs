@@ -194,17 +194,26 @@ fn check_prefix(p: &str) -> Result<(), String> {
 /// `--output` and `--state` of `vidbatch run`: the local batch folder to
 /// work in (`None`: the default one) and, for an object-store output, its
 /// client (built, not yet probed: nothing is sent here).
+///
+/// A shard (`shard` is its folder name, `shard-<i>-of-<N>`) keeps its own
+/// state folder (`<default>/shard-<i>-of-<N>` unless `--state` is given) and
+/// puts its batch files under `<prefix>/shard-<i>-of-<N>/`, so the shards of
+/// one prefix never overwrite each other's report; videos of every shard go
+/// to `<prefix>/videos/` (their names are the items' ids: no two collide).
 pub fn resolve(
     output: Option<&Path>,
     state: Option<&Path>,
+    shard: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Option<PathBuf>, Option<remote::Remote>), StorageError> {
     match output.map(Destination::parse).transpose()? {
         Some(Destination::Object(url)) => {
-            let dir = state
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| default_state_dir(&url, env));
-            let remote = remote::build(&url, env)?;
+            let dir = state.map(Path::to_path_buf).unwrap_or_else(|| {
+                let dir = default_state_dir(&url, env);
+                shard.map_or_else(|| dir.clone(), |s| dir.join(s))
+            });
+            let mut remote = remote::build(&url, env)?;
+            remote.files_dir = shard.map(str::to_string);
             Ok((Some(dir), Some(remote)))
         }
         Some(Destination::Local(_)) | None if state.is_some() => Err(StorageError::BadConfig(
@@ -293,6 +302,25 @@ mod tests {
             assert!(matches!(e, StorageError::NotBuiltIn { .. }), "{e}");
             assert!(e.to_string().contains("not built into"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_shard_has_its_own_state_folder_and_batch_files_folder() {
+        let env = |k: &str| (k == "XDG_CACHE_HOME").then(|| "/c".to_string());
+        let (dir, remote) = resolve(
+            Some(Path::new("s3://b-1/runs")),
+            None,
+            Some("shard-1-of-3"),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            dir,
+            Some(PathBuf::from("/c/vidbatch/s3/b-1/runs/shard-1-of-3"))
+        );
+        assert_eq!(remote.unwrap().files_dir.as_deref(), Some("shard-1-of-3"));
+        let e = resolve(Some(Path::new("out")), Some(Path::new("st")), None, &env).unwrap_err();
+        assert!(e.is_bad_input() && e.to_string().contains("--state"), "{e}");
     }
 
     #[test]

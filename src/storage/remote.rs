@@ -27,6 +27,9 @@ use super::{ObjectUrl, StorageError};
 pub struct Remote {
     pub url: ObjectUrl,
     pub store: Arc<AmazonS3>,
+    /// Folder under the prefix for the batch files (report, summary,
+    /// gallery, state copy): a shard's `shard-<i>-of-<N>`; `None`: the prefix.
+    pub files_dir: Option<String>,
 }
 
 /// The endpoint the environment names, if any (`AWS_ENDPOINT_URL_S3` wins,
@@ -90,6 +93,7 @@ pub fn build(
     Ok(Remote {
         url: url.clone(),
         store: Arc::new(store),
+        files_dir: None,
     })
 }
 

@@ -293,7 +293,10 @@ async fn put_file(
     data: Vec<u8>,
     content_type: &'static str,
 ) -> Result<String, StorageError> {
-    let key = remote.url.key(name);
+    let key = match &remote.files_dir {
+        Some(dir) => remote.url.key(&format!("{dir}/{name}")),
+        None => remote.url.key(name),
+    };
     let fail = |message: String| StorageError::Upload {
         key: key.clone(),
         message,

@@ -102,6 +102,14 @@ pub(crate) fn report(out: &Path) -> Vec<csv::StringRecord> {
     rd.records().map(|r| r.unwrap()).collect()
 }
 
+/// Report rows with `status`.
+pub(crate) fn count_status(out: &Path, status: &str) -> usize {
+    report(out)
+        .iter()
+        .filter(|r| &r[col("status")] == status)
+        .count()
+}
+
 pub(crate) fn col(rd_headers: &str) -> usize {
     vidbatch::report::csv::COLUMNS
         .iter()

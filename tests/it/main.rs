@@ -19,4 +19,5 @@ mod review;
 mod run;
 mod s3;
 mod safety;
+mod shard;
 mod yaml;

@@ -6,12 +6,15 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use tempfile::TempDir;
 use vidbatch::emulator::{EmulatorConfig, EmulatorHandle};
 
-use crate::common::{assert_all_videos_intact, assert_exit, bin, col, manifest, output, report};
+use crate::common::{
+    assert_all_videos_intact, assert_exit, bin, col, count_status, manifest, output, report,
+};
 
 const KEYS: [(&str, &str); 2] = [
     ("pool-ak-A-UNIQUE111", "pool-sk-A-UNIQUE222"),
@@ -74,6 +77,18 @@ fn run_pool(manifest: &Path, out: &Path, accounts: &Path) -> Command {
         .args(["--submit-rate", "200/s"])
         .stdin(Stdio::null());
     cmd
+}
+
+/// Start `cmd`, and kill -9 it once the two accounts accepted `n` creates.
+async fn kill_after_creates(mut cmd: Command, a: &EmulatorHandle, b: &EmulatorHandle, n: u64) {
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while a.stats().creates_accepted + b.stats().creates_accepted < n {
+        assert!(std::time::Instant::now() < deadline, "run made no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// Report rows' task ids by account name.
@@ -223,15 +238,10 @@ async fn every_account_out_of_balance_stops_the_batch_with_exit_3() {
     let accounts = accounts_file(dir.path(), &a, &b);
     let result = output(run_pool(&m, &out, &accounts)).await;
     assert_exit(&result, 3);
-    let rows = report(&out);
-    let done = rows
-        .iter()
-        .filter(|r| &r[col("status")] == "downloaded")
-        .count();
-    let pending = rows
-        .iter()
-        .filter(|r| &r[col("status")] == "pending")
-        .count();
+    let (done, pending) = (
+        count_status(&out, "downloaded"),
+        count_status(&out, "pending"),
+    );
     assert_eq!(
         (done, pending),
         (4, 8),
@@ -279,39 +289,58 @@ async fn a_bad_accounts_file_or_a_missing_variable_sends_nothing_and_exits_2() {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_9_then_resume_polls_each_task_with_its_own_account_and_pays_nothing_twice() {
+/// Two accounts with 600 ms tasks and a 12-item manifest, whose first run
+/// was killed with -9 once the accounts had accepted `creates` creates.
+async fn killed_run(creates: u64) -> (EmulatorHandle, EmulatorHandle, TempDir, PathBuf, PathBuf) {
     let slow = || EmulatorConfig {
         latency: Duration::from_millis(600),
         ..base()
     };
     let (a, b) = (account(0, slow()).await, account(1, slow()).await);
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
     let m = manifest(dir.path(), 12);
     let accounts = accounts_file(dir.path(), &a, &b);
-    let mut child = run_pool(&m, &out, &accounts).spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while a.stats().creates_accepted + b.stats().creates_accepted < 4 {
-        assert!(std::time::Instant::now() < deadline, "run made no progress");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let out = dir.path().join("out");
+    kill_after_creates(run_pool(&m, &out, &accounts), &a, &b, creates).await;
+    (a, b, dir, m, accounts)
+}
 
-    let result = output(run_pool(&m, &out, &accounts)).await;
-    assert_exit(&result, 0);
-    assert_all_videos_intact(&out, 12);
+/// The rerun finished all 12 items with one create each, across both accounts.
+fn finished_once(a: &EmulatorHandle, b: &EmulatorHandle, out: &Path, result: &Output) {
+    assert_exit(result, 0);
+    assert_all_videos_intact(out, 12);
     let (sa, sb) = (a.stats(), b.stats());
-    assert_eq!(
-        sa.creates_accepted + sb.creates_accepted,
-        12,
-        "nothing paid twice"
-    );
+    let creates = sa.creates_accepted + sb.creates_accepted;
+    assert_eq!(creates, 12, "nothing paid twice");
     assert!(sa.duplicate_external_task_ids.is_empty() && sb.duplicate_external_task_ids.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_then_resume_polls_each_task_with_its_own_account_and_pays_nothing_twice() {
+    let (a, b, dir, m, accounts) = killed_run(4).await;
+    let out = dir.path().join("out");
+    let result = output(run_pool(&m, &out, &accounts)).await;
+    finished_once(&a, &b, &out, &result);
     only_own_requests(&a, &handles_of(&out, "studio-a"));
     only_own_requests(&b, &handles_of(&out, "studio-b"));
+    a.shutdown().await;
+    b.shutdown().await;
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_state_is_rebuilt_by_asking_every_account_and_nothing_is_paid_twice() {
+    let (a, b, dir, m, accounts) = killed_run(6).await;
+    let out = dir.path().join("out");
+    // The state is gone: which account made which task is known nowhere.
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(out.join(f));
+    }
+    let result = output(run_pool(&m, &out, &accounts)).await;
+    finished_once(&a, &b, &out, &result);
+    // Each task was adopted under the account that had made it.
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!(tasks_of(&out, "studio-a").len() as u64, sa.creates_accepted);
+    assert_eq!(tasks_of(&out, "studio-b").len() as u64, sb.creates_accepted);
     a.shutdown().await;
     b.shutdown().await;
 }

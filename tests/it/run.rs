@@ -179,15 +179,8 @@ async fn an_exhausted_balance_aborts_with_exit_3_and_says_what_to_fix() {
         text.contains("1102") && text.contains("resource pack"),
         "{text}"
     );
-    let rows = report(&out);
-    let downloaded = rows
-        .iter()
-        .filter(|r| &r[col("status")] == "downloaded")
-        .count();
-    let pending = rows
-        .iter()
-        .filter(|r| &r[col("status")] == "pending")
-        .count();
+    let downloaded = count_status(&out, "downloaded");
+    let pending = count_status(&out, "pending");
     assert_eq!(downloaded, 3, "what was in flight finished");
     assert_eq!(pending, 7);
 }

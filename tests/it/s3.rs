@@ -315,6 +315,35 @@ async fn each_video_goes_up_as_soon_as_it_is_downloaded_while_the_batch_goes_on(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn shards_share_the_videos_folder_and_keep_their_own_batch_files() {
+    let Some(moto) = moto().await else { return };
+    let emu = emulator(quick()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 6);
+    for i in 0..2 {
+        let state = dir.path().join(format!("state-{i}"));
+        let mut cmd = s3_run(&moto, &m, "runs/s", &state, &emu.base_url());
+        cmd.args(["--shard", &format!("{i}/2")]);
+        assert_exit(&output(cmd).await, 0);
+    }
+    let store = moto.store();
+    assert_eq!(list(&store, "runs/s/videos").await.len(), 6);
+    let keys: Vec<String> = list(&store, "runs/s")
+        .await
+        .into_iter()
+        .map(|k| k.0)
+        .collect();
+    for i in 0..2 {
+        for name in ["report.csv", "summary.json", "state.db"] {
+            let key = format!("runs/s/shard-{i}-of-2/{name}");
+            assert!(keys.contains(&key), "{key} in {keys:?}");
+        }
+    }
+    assert!(!keys.contains(&"runs/s/report.csv".to_string()), "{keys:?}");
+    assert_eq!(emu.stats().creates_accepted, 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_rerun_uploads_nothing_twice() {
     let Some(moto) = moto().await else { return };
     let emu = emulator(quick()).await;

@@ -44,6 +44,8 @@ struct FakeState {
     list_broken: bool,
     /// Behave like a queue provider: no lookup by our key.
     no_lookup: bool,
+    /// Prefix of the task ids it hands out (tells two accounts' tasks apart).
+    id_prefix: String,
 }
 
 struct Fake {
@@ -148,7 +150,7 @@ impl Provider for Fake {
         }
         let make = |s: &mut FakeState| {
             s.next += 1;
-            let id = format!("{:018}", s.next);
+            let id = format!("{}{:018}", s.id_prefix, s.next);
             let fails = prompt_of(item).is_some_and(|p| p.contains("FAIL"));
             s.tasks
                 .insert(id.clone(), (ext.to_string(), item.kind, 0, fails));
@@ -306,6 +308,18 @@ impl Harness {
         settings: EngineSettings,
         interrupt: Arc<Stop>,
     ) -> RunOutcome {
+        let accounts = vec![Account::only(fake, &settings)];
+        self.run_accounts(accounts, items, settings, interrupt)
+            .await
+    }
+
+    async fn run_accounts(
+        &self,
+        accounts: Vec<Account<Fake>>,
+        items: Vec<Job>,
+        settings: EngineSettings,
+        interrupt: Arc<Stop>,
+    ) -> RunOutcome {
         let (conn, batch_id) = state::open_rw(self.dir.path()).unwrap();
         let (_w, writer) = Writer::start(conn);
         let new: Vec<NewItem> = items
@@ -324,7 +338,7 @@ impl Harness {
         let records = state::load_items(&state::open_ro(self.dir.path()).unwrap()).unwrap();
         let downloader = Downloader::new(reqwest::Client::new(), 3, Duration::from_millis(2));
         run(EngineInput {
-            accounts: vec![Account::only(fake, &settings)],
+            accounts,
             downloader,
             items,
             records,
@@ -352,4 +366,5 @@ fn items(n: usize) -> Vec<Job> {
 
 mod creating;
 mod polling;
+mod pooling;
 mod resuming;
