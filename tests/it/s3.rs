@@ -341,6 +341,19 @@ async fn shards_share_the_videos_folder_and_keep_their_own_batch_files() {
     }
     assert!(!keys.contains(&"runs/s/report.csv".to_string()), "{keys:?}");
     assert_eq!(emu.stats().creates_accepted, 6);
+    // The shards' state folders merge as local shard folders do.
+    let merged = dir.path().join("merged");
+    let result = Command::new(bin())
+        .env_clear()
+        .arg("merge")
+        .arg(dir.path().join("state-0"))
+        .arg(dir.path().join("state-1"))
+        .arg("--output")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert_exit(&result, 0);
+    assert_eq!(report(&merged).len(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread")]
