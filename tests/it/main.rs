@@ -13,6 +13,7 @@ mod fal_run;
 mod gallery;
 mod kling;
 mod manifest;
+mod moto;
 mod pool;
 mod progress;
 mod review;
