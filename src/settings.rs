@@ -67,7 +67,9 @@ pub struct Overrides {
     pub output: Option<PathBuf>,
     pub base_url: Option<String>,
     pub provider: Option<String>,
-    pub concurrency: Option<usize>,
+    /// A number, or `auto`.
+    pub concurrency: Option<String>,
+    /// A rate, or `auto`.
     pub submit_rate: Option<String>,
     pub poll_interval: Option<String>,
     pub task_timeout: Option<String>,
@@ -130,13 +132,27 @@ pub struct RunSettings {
     pub download: crate::download::Limits,
 }
 
+/// Highest in-flight bound `--concurrency auto` may reach.
+pub const AUTO_CONCURRENCY_CEILING: usize = 500;
+/// Creates per second `--submit-rate auto` starts at.
+pub const AUTO_RATE_START: f64 = 5.0;
+/// Creates per second `--submit-rate auto` may reach.
+pub const AUTO_RATE_CEILING: f64 = 50.0;
+
 /// The timings and bounds of the scheduler; tests shrink them through the
 /// same flags a user has.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    /// Most tasks created and not yet finished at once (Kling's concurrency).
+    /// Most tasks created and not yet finished at once (the account's
+    /// concurrency); with `concurrency_auto`, the ceiling of what is found.
     pub concurrency: usize,
+    /// Find the account's concurrency: start low (or where an earlier run
+    /// of the batch settled), grow while creates succeed, shrink on "full".
+    pub concurrency_auto: bool,
+    /// Creates per second; with `submit_rate_auto`, the starting rate.
     pub submit_rate: Rate,
+    /// Speed up while creates succeed, halve on "too fast".
+    pub submit_rate_auto: bool,
     /// First poll after this; later polls back off up to `max_poll_interval`.
     pub poll_interval: Duration,
     pub max_poll_interval: Duration,
@@ -158,8 +174,12 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
-            concurrency: 10,
-            submit_rate: Rate { per_second: 5.0 },
+            concurrency: AUTO_CONCURRENCY_CEILING,
+            concurrency_auto: true,
+            submit_rate: Rate {
+                per_second: AUTO_RATE_START,
+            },
+            submit_rate_auto: true,
             poll_interval: Duration::from_secs(5),
             max_poll_interval: Duration::from_secs(30),
             task_timeout: Duration::from_secs(60 * 60),
@@ -254,15 +274,20 @@ pub fn resolve(
             name.to_string()
         }
     };
-    let submit_rate = match cli.submit_rate.as_ref().or(limits.submit_rate.as_ref()) {
-        Some(s) => Rate::parse(s).map_err(|m| {
-            err(
-                rate_src(&cli.submit_rate, &limits.submit_rate, "submit-rate"),
-                m,
-            )
-        })?,
-        None => defaults.submit_rate,
-    };
+    let (submit_rate, submit_rate_auto) =
+        match cli.submit_rate.as_ref().or(limits.submit_rate.as_ref()) {
+            Some(s) if s.trim().eq_ignore_ascii_case("auto") => (defaults.submit_rate, true),
+            Some(s) => (
+                Rate::parse(s).map_err(|m| {
+                    err(
+                        rate_src(&cli.submit_rate, &limits.submit_rate, "submit-rate"),
+                        m,
+                    )
+                })?,
+                false,
+            ),
+            None => (defaults.submit_rate, defaults.submit_rate_auto),
+        };
     let dur =
         |cli_val: &Option<String>, manifest_val: &Option<String>, name: &str, default: Duration| {
             match cli_val.as_ref().or(manifest_val.as_ref()) {
@@ -296,16 +321,29 @@ pub fn resolve(
         "request-timeout",
         Duration::from_secs(60),
     )?;
-    let concurrency = cli
+    let written = cli
         .concurrency
-        .or(limits.concurrency.map(|c| c as usize))
-        .unwrap_or(defaults.concurrency);
-    if concurrency == 0 || concurrency > 10_000 {
-        return Err(err(
-            "--concurrency",
-            format!("{concurrency} is out of range 1..=10000"),
-        ));
-    }
+        .clone()
+        .or(limits.concurrency.map(|c| c.to_string()));
+    let (concurrency, concurrency_auto) = match written.as_deref().map(str::trim) {
+        None => (defaults.concurrency, defaults.concurrency_auto),
+        Some(s) if s.eq_ignore_ascii_case("auto") => (AUTO_CONCURRENCY_CEILING, true),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => (n, false),
+            Ok(n) => {
+                return Err(err(
+                    "--concurrency",
+                    format!("{n} is out of range 1..=10000"),
+                ));
+            }
+            Err(_) => {
+                return Err(err(
+                    "--concurrency",
+                    format!("`{s}` is not a number of tasks (1..=10000) or `auto`"),
+                ));
+            }
+        },
+    };
     let download_concurrency = cli
         .download_concurrency
         .or(limits.download_concurrency.map(|c| c as usize))
@@ -369,7 +407,9 @@ pub fn resolve(
         download,
         engine: EngineSettings {
             concurrency,
+            concurrency_auto,
             submit_rate,
+            submit_rate_auto,
             poll_interval,
             max_poll_interval: defaults.max_poll_interval.max(poll_interval),
             task_timeout,
@@ -455,7 +495,7 @@ mod tests {
         m.limits.submit_rate = Some("2/s".into());
         let env = env_with(&[("KLING_ACCESS_KEY", "ak"), ("KLING_SECRET_KEY", "sk")]);
         let cli = Overrides {
-            concurrency: Some(3),
+            concurrency: Some("3".into()),
             ..Overrides::default()
         };
         let s = resolve(&m, &cli, &env, false).unwrap();
@@ -577,7 +617,7 @@ mod tests {
         let e = resolve(&manifest(), &cli, &env, false).unwrap_err();
         assert_eq!(e.source_name, "--submit-rate");
         let cli = Overrides {
-            concurrency: Some(0),
+            concurrency: Some("0".into()),
             ..Overrides::default()
         };
         assert!(resolve(&manifest(), &cli, &env, false).is_err());

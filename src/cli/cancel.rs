@@ -59,7 +59,13 @@ pub fn run(args: &CancelArgs) -> anyhow::Result<Exit> {
     })?;
     drop(conn);
     // Each task with the account that created it.
-    let accounts = super::pool::accounts(&settings, pool.as_deref(), &records, &env)?;
+    let accounts = super::pool::accounts(
+        &settings,
+        pool.as_deref(),
+        &records,
+        &Default::default(),
+        &env,
+    )?;
     drop(records);
     let provider_of = |account: &Option<String>| {
         accounts

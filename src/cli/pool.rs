@@ -6,7 +6,7 @@
 //! have every account whose tasks are still open; one it lacks stops the
 //! command before anything is sent (exit 2), never polls with another key.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use crate::provider::kling::{Credentials, KlingConfig, KlingProvider};
 use crate::provider::registry::AnyProvider;
 use crate::scheduler::Account;
 use crate::settings::{self, RunSettings};
-use crate::state::ItemRecord;
+use crate::state::{self, ItemRecord, StateError, Update, WriterHandle};
 
 /// The accounts file at `path`, when one is given.
 pub(crate) fn load(path: Option<&Path>) -> Result<Option<Vec<AccountSpec>>, AccountsError> {
@@ -30,6 +30,7 @@ pub(crate) fn accounts(
     settings: &RunSettings,
     pool: Option<&[AccountSpec]>,
     records: &[ItemRecord],
+    learned: &HashMap<String, usize>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Account<AnyProvider>>, AccountsError> {
     let default = settings
@@ -41,7 +42,10 @@ pub(crate) fn accounts(
         let provider = default.ok_or(AccountsError::Missing {
             names: vec!["the default account".into()],
         })?;
-        return Ok(vec![Account::only(provider, &settings.engine)]);
+        return Ok(vec![Account {
+            learned: learned.get("").copied(),
+            ..Account::only(provider, &settings.engine)
+        }]);
     };
     let mut out = Vec::with_capacity(pool.len() + 1);
     for spec in pool {
@@ -51,10 +55,13 @@ pub(crate) fn accounts(
             name: Some(spec.name.clone()),
             provider: Arc::new(provider(settings, base_url, credentials)),
             concurrency: spec.concurrency.unwrap_or(settings.engine.concurrency),
+            concurrency_auto: spec.concurrency.is_none() && settings.engine.concurrency_auto,
+            learned: learned.get(&spec.name).copied(),
             submit_rate: spec
                 .submit_rate
                 .unwrap_or(settings.engine.submit_rate)
                 .per_second,
+            submit_rate_auto: spec.submit_rate.is_none() && settings.engine.submit_rate_auto,
             takes_new: true,
         });
     }
@@ -76,6 +83,7 @@ pub(crate) fn accounts(
         match default {
             Some(provider) => out.push(Account {
                 takes_new: false,
+                learned: learned.get("").copied(),
                 ..Account::only(provider, &settings.engine)
             }),
             None if !default_needed => {}
@@ -92,6 +100,34 @@ pub(crate) fn accounts(
         });
     }
     Ok(out)
+}
+
+/// The `meta` key of where each automatic in-flight bound settled.
+const LEARNED_KEY: &str = "learned_concurrency";
+
+/// Where earlier runs of the batch found each account's in-flight bound
+/// settle (`--concurrency auto`), by account name (`""`: the unnamed one).
+pub(crate) fn learned(conn: &rusqlite::Connection) -> Result<HashMap<String, usize>, StateError> {
+    Ok(state::meta(conn, LEARNED_KEY)?
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default())
+}
+
+/// Store what this run learned, keeping what it did not touch.
+pub(crate) fn remember(
+    writer: &WriterHandle,
+    mut known: HashMap<String, usize>,
+    learned: &[(String, usize)],
+) -> Result<(), StateError> {
+    if learned.is_empty() {
+        return Ok(());
+    }
+    known.extend(learned.iter().cloned());
+    let value = serde_json::to_string(&known).unwrap_or_default();
+    writer.send(Update::SetMeta {
+        key: LEARNED_KEY.into(),
+        value,
+    })
 }
 
 /// The provider `settings` chose, at `base_url`, with `credentials`.
@@ -157,14 +193,23 @@ mod tests {
         let env = |k: &str| (k == "KEY_A").then(|| "k".to_string());
         let s = settings(&env);
         let open = [record(Some("b"), Status::Submitted, Some("t1"))];
-        let e = accounts(&s, Some(&pool()), &open, &env).err().unwrap();
+        let e = accounts(&s, Some(&pool()), &open, &HashMap::new(), &env)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("account `b`"), "{e}");
         // Done tasks need no account.
         let done = [record(Some("b"), Status::Downloaded, Some("t1"))];
-        assert_eq!(accounts(&s, Some(&pool()), &done, &env).unwrap().len(), 1);
+        assert_eq!(
+            accounts(&s, Some(&pool()), &done, &HashMap::new(), &env)
+                .unwrap()
+                .len(),
+            1
+        );
         // A task of the unnamed account needs the usual variables.
         let unnamed = [record(None, Status::Processing, Some("t2"))];
-        let e = accounts(&s, Some(&pool()), &unnamed, &env).err().unwrap();
+        let e = accounts(&s, Some(&pool()), &unnamed, &HashMap::new(), &env)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("default account"), "{e}");
     }
 
@@ -175,7 +220,7 @@ mod tests {
         };
         let s = settings(&env);
         let unnamed = [record(None, Status::Processing, Some("t2"))];
-        let run = accounts(&s, Some(&pool()), &unnamed, &env).unwrap();
+        let run = accounts(&s, Some(&pool()), &unnamed, &HashMap::new(), &env).unwrap();
         assert_eq!(run.len(), 2);
         assert_eq!((run[0].name.as_deref(), run[0].concurrency), (Some("a"), 2));
         assert!(run[0].takes_new && !run[1].takes_new && run[1].name.is_none());

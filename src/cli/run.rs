@@ -43,10 +43,13 @@ pub struct RunArgs {
     /// kling-gateway (static bearer key KLING_API_KEY) [default: kling]
     #[arg(long, env = "VIDBATCH_PROVIDER", value_parser = ["kling", "kling-gateway", "fal"])]
     pub provider: Option<String>,
-    /// Most tasks created and not yet finished at once (the account's concurrency) [default: 10]
-    #[arg(long, env = "VIDBATCH_CONCURRENCY", value_name = "N")]
-    pub concurrency: Option<usize>,
-    /// Create requests per time, e.g. 10/s, 300/min [default: 5/s]
+    /// Most tasks created and not yet finished at once (the account's concurrency), or
+    /// auto: find it (start low, grow while creates succeed, settle where the account says
+    /// "full"; remembered for the next run of the batch) [default: auto]
+    #[arg(long, env = "VIDBATCH_CONCURRENCY", value_name = "N|auto")]
+    pub concurrency: Option<String>,
+    /// Create requests per time, e.g. 10/s, 300/min, or auto: from 5/s, faster while creates
+    /// succeed (up to 50/s), half on "too fast" [default: auto]
     #[arg(long, env = "VIDBATCH_SUBMIT_RATE", value_name = "RATE")]
     pub submit_rate: Option<String>,
     /// First status check after this; later checks back off to 30s [default: 5s]
@@ -161,7 +164,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         }),
         base_url: args.base_url.clone(),
         provider: args.provider.clone(),
-        concurrency: args.concurrency,
+        concurrency: args.concurrency.clone(),
         submit_rate: args.submit_rate.clone(),
         poll_interval: args.poll_interval.clone(),
         task_timeout: args.task_timeout.clone(),
@@ -297,16 +300,18 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
         }
     }
     // The engine needs each item's progress, not its prompt.
-    let records = state::load_items_with(&state::open_ro(&batch_dir)?, false)?;
+    let ro = state::open_ro(&batch_dir)?;
+    let records = state::load_items_with(&ro, false)?;
+    let learned = super::pool::learned(&ro)?;
+    drop(ro);
 
     let _emulator = if emulator {
         Some(start_emulator(&mut settings, mode).await?)
     } else {
         None
     };
-    let accounts = super::pool::accounts(&settings, pool.as_deref(), &records, &|k| {
-        std::env::var(k).ok()
-    })?;
+    let env = |k: &str| std::env::var(k).ok();
+    let accounts = super::pool::accounts(&settings, pool.as_deref(), &records, &learned, &env)?;
     // Which API and where: `vidbatch cancel` talks to the same one (never a secret).
     for (key, value) in [
         ("provider", provider_name(&settings)),
@@ -373,6 +378,7 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
         spend,
     })
     .await;
+    super::pool::remember(&writer, learned, &outcome.learned)?;
     writer.flush().await?;
     let _ = done_tx.send(());
     let _ = reporter.await;

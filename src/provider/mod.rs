@@ -151,6 +151,10 @@ pub struct Capabilities {
     pub idempotency_key: bool,
     /// A created task can be cancelled.
     pub cancel: bool,
+    /// Requests over the account's concurrency wait in the provider's
+    /// queue instead of being refused with "slot full": no create ever says
+    /// the account is full, so an automatic bound follows what runs.
+    pub queues_over_limit: bool,
 }
 
 /// A video-generation API. Implementations are cheap to clone behind an `Arc`

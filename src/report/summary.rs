@@ -467,6 +467,7 @@ mod tests {
             requests: Requests::default(),
             cap: None,
             drained: Vec::new(),
+            learned: Vec::new(),
         }
     }
 

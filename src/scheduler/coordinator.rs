@@ -203,6 +203,7 @@ impl<P: Provider> Coordinator<P> {
             at_start,
             requests: self.workers.requests.snapshot(),
             drained: self.ledger.drained(),
+            learned: self.ledger.learned(),
         }
     }
 

@@ -52,6 +52,14 @@ pub(super) struct AccountLedger {
     pub(super) takes_new: bool,
     /// Why it was drained, once it was.
     pub(super) drained: Option<String>,
+    /// Its in-flight bound is found, not given.
+    pub(super) auto: bool,
+    /// ... and the provider queues over the limit: the bound follows what
+    /// is seen running (twice the most seen at once) instead.
+    pub(super) follows_running: bool,
+    /// Its tasks seen running now, and the most at once.
+    pub(super) running: usize,
+    pub(super) peak_running: usize,
 }
 
 impl Ledger {
@@ -129,6 +137,40 @@ impl Ledger {
         }
         self.abort_for(e);
         false
+    }
+
+    /// A task of item `idx`'s account started (or stopped) running. Where
+    /// the provider queues over the limit, an automatic bound keeps twice
+    /// the most seen running at once in flight: enough queued to start the
+    /// next at once, not a long queue to pay for if the batch is cancelled.
+    fn count_running(&mut self, idx: usize, started: bool) {
+        let account = &mut self.accounts[self.entries[idx].account as usize];
+        if started {
+            account.running += 1;
+            if account.running > account.peak_running {
+                account.peak_running = account.running;
+                if account.follows_running {
+                    account.limit.raise_to(2 * account.peak_running);
+                }
+            }
+        } else {
+            account.running = account.running.saturating_sub(1);
+        }
+    }
+
+    /// Where each automatic bound settled, by account name (`""`: unnamed):
+    /// the limit, once the account said "full" or was seen running; else
+    /// nothing was learned.
+    pub(super) fn learned(&self) -> Vec<(String, usize)> {
+        self.accounts
+            .iter()
+            .filter(|a| a.auto)
+            .filter_map(|a| {
+                let (limit, seen_full) = a.limit.learned();
+                let known = seen_full || (a.follows_running && a.peak_running > 0);
+                known.then(|| (a.name.clone().unwrap_or_default(), limit))
+            })
+            .collect()
     }
 
     /// Drained accounts and why, by name (for the summary).
@@ -245,6 +287,9 @@ impl Ledger {
         let from = self.entries[idx].status;
         if from != to {
             self.entries[idx].status = to;
+            if from == Status::Processing || to == Status::Processing {
+                self.count_running(idx, to == Status::Processing);
+            }
             self.events.send(RunEvent::Transition {
                 id: self.items[idx].id.clone(),
                 from,

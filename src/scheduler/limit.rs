@@ -3,9 +3,15 @@
 //! Video APIs count concurrency as tasks created and not yet finished, per
 //! account, across every key. So a slot is taken before a
 //! create and given back only when the task ends — not when the POST returns.
-//! The bound adapts: a "slot full" answer means someone else shares the
-//! account, so the limit drops to what we actually hold; each later successful
-//! create probes one slot higher again, back up to the configured bound (AIMD).
+//! The bound adapts: a "slot full" answer means the account is full (others
+//! share it, or we reached its limit), so the limit drops to what we actually
+//! hold; each later successful create probes one slot higher again, up to the
+//! ceiling (AIMD). With `--concurrency auto` the bound starts low (or where
+//! an earlier run of the batch found the account's limit) and the ceiling is
+//! high, so it settles at the account's real limit: "slot full" is free.
+//! A provider that queues requests over the account's limit instead of
+//! refusing them gives no such answer; there the bound is raised from what
+//! is seen running ([`InFlight::raise_to`]), not per create.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -47,6 +53,12 @@ struct Counts {
     in_flight: usize,
     limit: usize,
     max: usize,
+    /// Successful creates probe one slot higher.
+    grows: bool,
+    /// The account said "full" at least once in this run.
+    seen_full: bool,
+    /// Successes since the last probe, once the account has said "full".
+    credit: usize,
 }
 
 /// Counting bound on tasks in flight with an adaptive limit.
@@ -64,16 +76,54 @@ impl InFlight {
         InFlight::sharing(max, already, Arc::new(Notify::new()))
     }
 
-    /// A bound that wakes `notify` when a slot may have come free.
+    /// A bound of `max` that wakes `notify` when a slot may have come free.
     pub fn sharing(max: usize, already: usize, notify: Arc<Notify>) -> InFlight {
+        InFlight::adaptive(max, max, true, already, notify)
+    }
+
+    /// A bound that starts at `start`, never passes `max`, and grows by one
+    /// per successful create when `grows`.
+    pub fn adaptive(
+        start: usize,
+        max: usize,
+        grows: bool,
+        already: usize,
+        notify: Arc<Notify>,
+    ) -> InFlight {
+        let max = max.max(1);
         InFlight {
             counts: Mutex::new(Counts {
                 in_flight: already,
-                limit: max.max(1),
-                max: max.max(1),
+                limit: start.clamp(1, max),
+                max,
+                grows,
+                seen_full: false,
+                credit: 0,
             }),
             notify,
         }
+    }
+
+    /// Raise the limit to `n` (up to the ceiling); never lowers it.
+    pub fn raise_to(&self, n: usize) {
+        let raised = {
+            let mut c = self.lock();
+            let n = n.min(c.max);
+            let raised = n > c.limit;
+            if raised {
+                c.limit = n;
+            }
+            raised
+        };
+        if raised {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// The limit now, and whether the account said "full" in this run.
+    pub fn learned(&self) -> (usize, bool) {
+        let c = self.lock();
+        (c.limit, c.seen_full)
     }
 
     /// Take a slot if one is free now.
@@ -147,14 +197,27 @@ impl InFlight {
     pub fn shrink(&self) {
         let mut c = self.lock();
         c.limit = c.in_flight.saturating_sub(1).max(1);
+        c.seen_full = true;
     }
 
-    /// A create succeeded: probe one slot higher, up to the configured bound.
+    /// A create succeeded: probe higher, up to the configured bound.
     pub fn grow(&self) {
         {
             let mut c = self.lock();
-            if c.limit < c.max {
-                c.limit += 1;
+            if c.grows && c.limit < c.max {
+                // Until the account first says "full", one more per success
+                // (the limit is found in a few round trips); after that, one
+                // probe per window of successes, so the account is asked
+                // past its limit about once per `limit` creates, not each time.
+                if !c.seen_full {
+                    c.limit += 1;
+                } else {
+                    c.credit += 1;
+                    if c.credit >= c.limit {
+                        c.credit = 0;
+                        c.limit += 1;
+                    }
+                }
             }
         }
         self.notify.notify_waiters();
@@ -204,13 +267,33 @@ mod tests {
         let limit = InFlight::new(10, 6);
         limit.shrink();
         assert_eq!(limit.snapshot(), (6, 5));
+        // After a "full", one probe per window of successes.
+        for _ in 0..4 {
+            limit.grow();
+        }
+        assert_eq!(limit.snapshot(), (6, 5));
         limit.grow();
-        limit.grow();
-        assert_eq!(limit.snapshot(), (6, 7));
-        for _ in 0..10 {
+        assert_eq!(limit.snapshot(), (6, 6));
+        for _ in 0..100 {
             limit.grow();
         }
         assert_eq!(limit.snapshot().1, 10, "never above the configured bound");
+    }
+
+    #[test]
+    fn an_auto_bound_starts_low_and_a_queueing_one_grows_only_when_raised() {
+        let n = || Arc::new(Notify::new());
+        let auto = InFlight::adaptive(4, 500, true, 0, n());
+        auto.grow();
+        assert_eq!(auto.snapshot().1, 5);
+        let queued = InFlight::adaptive(4, 500, false, 0, n());
+        queued.grow();
+        assert_eq!(queued.snapshot().1, 4, "a create proves nothing there");
+        queued.raise_to(12);
+        queued.raise_to(6);
+        assert_eq!(queued.learned(), (12, false));
+        queued.raise_to(10_000);
+        assert_eq!(queued.snapshot().1, 500, "the ceiling holds");
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! - `fetch.rs`: the download queue (pool, fresh-URL budget) and file names.
 //! - `recover.rs`: what resuming does about each item (pure) and file checks.
 //! - `pool.rs`: which account sends the next create (account pools).
+//! - `pace.rs`: each account's create rate (fixed, or adaptive with `auto`).
 //! - `submit.rs`, `limit.rs`, `budget.rs`, `setup.rs`, `ids.rs`,
 //!   `counts.rs`, `backoff.rs`: one create, the in-flight bound, the spend
 //!   cap, broken-setup detection, keys, request counts, retry delays.
@@ -43,6 +44,7 @@ mod fetched;
 pub mod ids;
 mod ledger;
 mod limit;
+mod pace;
 mod poll;
 mod polled;
 mod pool;
@@ -96,6 +98,9 @@ pub struct RunOutcome {
     pub cap: Option<CapOutcome>,
     /// Accounts of a pool that were drained, by name, and why.
     pub drained: Vec<(String, String)>,
+    /// Where each automatic in-flight bound settled, by account name (`""`:
+    /// the unnamed account), for the next run of the batch to start from.
+    pub learned: Vec<(String, usize)>,
 }
 
 /// What `--max-units` did in a run.
@@ -125,9 +130,15 @@ pub struct Account<P> {
     /// `None`: the batch's only (unnamed) account.
     pub name: Option<String>,
     pub provider: Arc<P>,
+    /// Its in-flight bound; with `concurrency_auto`, the ceiling.
     pub concurrency: usize,
-    /// Creates per second.
+    /// Find the account's concurrency instead of being told.
+    pub concurrency_auto: bool,
+    /// Where an earlier run of the batch found the bound settle (auto only).
+    pub learned: Option<usize>,
+    /// Creates per second; with `submit_rate_auto`, the starting rate.
     pub submit_rate: f64,
+    pub submit_rate_auto: bool,
     /// New items may go to it; `false`: it only finishes the tasks it
     /// created in earlier runs.
     pub takes_new: bool,
@@ -140,7 +151,10 @@ impl<P> Account<P> {
             name: None,
             provider,
             concurrency: settings.concurrency,
+            concurrency_auto: settings.concurrency_auto,
+            learned: None,
             submit_rate: settings.submit_rate.per_second,
+            submit_rate_auto: settings.submit_rate_auto,
             takes_new: true,
         }
     }

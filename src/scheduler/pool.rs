@@ -15,26 +15,29 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
 use tokio::sync::Notify;
 
 use super::counts::RequestCounts;
 use super::ledger::AccountLedger;
 use super::limit::{InFlight, Stop};
+use super::pace::Pace;
 use super::setup::SetupWatch;
 use super::submit::Submitter;
-use super::workers::{DirectLimiter, limiter};
 use super::{Account, RunOutcome};
 use crate::events::EventSender;
 use crate::provider::Provider;
 use crate::state::WriterHandle;
 
+/// Where an automatic in-flight bound starts when no earlier run of the
+/// batch found the account's limit.
+pub const AUTO_START: usize = 5;
+/// Fastest an automatic submit rate goes, creates per second.
+pub const AUTO_RATE_CEILING: f64 = crate::settings::AUTO_RATE_CEILING;
+
 pub(super) struct Pool<P> {
     pub(super) accounts: Vec<Arc<Submitter<P>>>,
     /// Sum of the accounts' in-flight bounds.
     pub(super) total_concurrency: usize,
-    /// Each account's submit rate.
-    pub(super) rates: Vec<Arc<DirectLimiter>>,
     /// Woken when a slot may have come free in any account, or one was drained.
     pub(super) notify: Arc<Notify>,
 }
@@ -52,14 +55,29 @@ impl<P: Provider> Pool<P> {
         retry_base: Duration,
     ) -> (Self, Vec<AccountLedger>) {
         let notify = Arc::new(Notify::new());
-        let (mut submitters, mut rates, mut ledgers) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut submitters, mut ledgers) = (Vec::new(), Vec::new());
         let mut total_concurrency = 0;
         for (a, account) in accounts.into_iter().enumerate() {
-            let limit = Arc::new(InFlight::sharing(
+            let queues = account.provider.capabilities().queues_over_limit;
+            // Auto: start low (or where the last run settled); grow per
+            // create where "full" is answered, else follow what runs.
+            let (start, grows) = if account.concurrency_auto {
+                (account.learned.unwrap_or(AUTO_START), !queues)
+            } else {
+                (account.concurrency, true)
+            };
+            let limit = Arc::new(InFlight::adaptive(
+                start,
                 account.concurrency,
+                grows,
                 holding.get(a).copied().unwrap_or(0),
                 notify.clone(),
             ));
+            let pace = Arc::new(if account.submit_rate_auto {
+                Pace::adaptive(account.submit_rate, AUTO_RATE_CEILING)
+            } else {
+                Pace::fixed(account.submit_rate)
+            });
             let stop = Arc::new(Stop::default());
             total_concurrency += account.concurrency;
             ledgers.push(AccountLedger {
@@ -68,8 +86,11 @@ impl<P: Provider> Pool<P> {
                 stop: stop.clone(),
                 takes_new: account.takes_new,
                 drained: None,
+                auto: account.concurrency_auto,
+                follows_running: account.concurrency_auto && queues,
+                running: 0,
+                peak_running: 0,
             });
-            rates.push(limiter(account.submit_rate));
             submitters.push(Arc::new(Submitter {
                 name: account.name,
                 takes_new: account.takes_new,
@@ -79,6 +100,7 @@ impl<P: Provider> Pool<P> {
                 writer: writer.clone(),
                 events: events.clone(),
                 limit,
+                pace,
                 stop,
                 retry_base,
                 setup: Arc::new(SetupWatch::default()),
@@ -87,7 +109,6 @@ impl<P: Provider> Pool<P> {
         let pool = Pool {
             accounts: submitters,
             total_concurrency,
-            rates,
             notify,
         };
         (pool, ledgers)
@@ -97,7 +118,6 @@ impl<P: Provider> Pool<P> {
     /// `None`: `stop` fired, or no account takes new items any more.
     pub(super) async fn acquire(&self, stop: &Stop, turn: &mut usize) -> Option<usize> {
         let n = self.accounts.len();
-        let clock = DefaultClock::default();
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -122,27 +142,25 @@ impl<P: Provider> Pool<P> {
                 if !account.limit.try_acquire() {
                     continue;
                 }
-                match self.rates[a].check() {
+                match account.pace.check() {
                     Ok(()) => {
                         *turn = turn.wrapping_add(1);
                         return Some(a);
                     }
-                    Err(not_until) => {
+                    Err(wait) => {
                         account.limit.untake();
-                        let wait = not_until.wait_time_from(clock.now());
                         if soonest.is_none_or(|(w, _)| wait < w) {
                             soonest = Some((wait, a));
                         }
                     }
                 }
             }
-            // Wait for that permit with the limiter's own timer (finer than
-            // a sleep), or for a slot anywhere. Only this loop takes slots,
+            // Wait for that permit, or for a slot anywhere. Only this loop takes slots,
             // so the slot seen free is still free when the permit comes.
             let permit = async {
                 match soonest {
                     Some((_, a)) => {
-                        self.rates[a].until_ready().await;
+                        self.accounts[a].pace.until_ready().await;
                         Some(a)
                     }
                     None => std::future::pending().await,
@@ -207,5 +225,6 @@ pub(super) fn cannot_start(
         requests: Default::default(),
         cap: None,
         drained: Vec::new(),
+        learned: Vec::new(),
     }
 }

@@ -70,6 +70,8 @@ pub struct Submitter<P> {
     pub writer: WriterHandle,
     pub events: EventSender,
     pub limit: Arc<InFlight>,
+    /// Its create rate (adapts when automatic).
+    pub pace: Arc<super::pace::Pace>,
     /// Stop creating through this account (drained, abort or Ctrl-C).
     pub stop: Arc<Stop>,
     pub retry_base: Duration,
@@ -131,6 +133,7 @@ impl<P: Provider> Submitter<P> {
                         self.events.send(RunEvent::SlotAvailable);
                     }
                     self.limit.grow();
+                    self.pace.succeeded();
                     return SubmitOutcome::Created {
                         task_id: c.task_id,
                         request_id: c.request_id,
@@ -156,6 +159,8 @@ impl<P: Provider> Submitter<P> {
                     }
                 }
                 ErrorClass::RetryLater => {
+                    // "Too fast" (or a struggling server): ease off.
+                    self.pace.too_fast();
                     transient += 1;
                     if transient >= MAX_TRANSIENT {
                         return SubmitOutcome::NotCreated(err);

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod auto;
 mod browser;
 mod cli;
 mod common;

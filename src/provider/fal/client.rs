@@ -327,6 +327,7 @@ impl Provider for FalProvider {
             lookup_by_key: false,
             idempotency_key: false,
             cancel: true,
+            queues_over_limit: true,
         }
     }
 

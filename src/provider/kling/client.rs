@@ -344,6 +344,7 @@ impl Provider for KlingProvider {
             lookup_by_key: true,
             idempotency_key: true,
             cancel: false,
+            queues_over_limit: false,
         }
     }
 

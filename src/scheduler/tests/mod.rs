@@ -132,6 +132,7 @@ impl Provider for Fake {
             lookup_by_key: !self.s.lock().unwrap().no_lookup,
             idempotency_key: true,
             cancel: false,
+            queues_over_limit: false,
         }
     }
 
@@ -273,7 +274,9 @@ fn prompt_of(job: &Job) -> Option<String> {
 fn fast() -> EngineSettings {
     EngineSettings {
         concurrency: 4,
+        concurrency_auto: false,
         submit_rate: crate::settings::Rate { per_second: 1000.0 },
+        submit_rate_auto: false,
         poll_interval: Duration::from_millis(5),
         max_poll_interval: Duration::from_millis(20),
         task_timeout: Duration::from_secs(30),

@@ -13,7 +13,10 @@ async fn account(name: &str, concurrency: usize) -> (Arc<Fake>, Account<Fake>) {
         name: Some(name.into()),
         provider: fake.clone(),
         concurrency,
+        concurrency_auto: false,
+        learned: None,
         submit_rate: 1000.0,
+        submit_rate_auto: false,
         takes_new: true,
     };
     (fake, account)
