@@ -26,6 +26,8 @@
 //! - [`accounts`]: the accounts file of a pool (names of credential variables, limits).
 //! - [`scheduler`]: pacing, in-flight bound, exactly-once submit, polling, downloads.
 //! - [`download`]: streaming, resumable, verified downloads.
+//! - [`storage`]: `--output s3://…`: videos and batch files copied to an
+//!   object store, create-if-absent, each upload recorded in the state.
 //! - [`events`]: [`events::RunEvent`], the engine -> reporter contract.
 //! - [`report`]: report.csv, the index.html gallery, JSON reports, summary.json
 //!   and the end-of-run summary, progress display.
@@ -47,3 +49,4 @@ pub mod settings;
 pub mod shard;
 pub mod state;
 pub mod stdio;
+pub mod storage;

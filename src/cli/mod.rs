@@ -236,6 +236,12 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
     {
         return Exit::BadInput;
     }
+    match err.downcast_ref::<crate::storage::StorageError>() {
+        Some(e) if e.is_bad_input() => return Exit::BadInput,
+        Some(crate::storage::StorageError::State(e)) => return state_exit(e),
+        Some(_) => return Exit::Aborted,
+        None => {}
+    }
     match err.downcast_ref::<crate::shard::ShardError>() {
         Some(crate::shard::ShardError::State(e)) => return state_exit(e),
         Some(_) => return Exit::BadInput,

@@ -17,14 +17,20 @@ use crate::report::{self, progress};
 use crate::scheduler::{self, EngineInput, RunOutcome, Stop};
 use crate::settings::{self, Overrides, RunSettings};
 use crate::state::{Update, Writer};
+use crate::storage::{self, remote::Remote};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Manifest file (.yaml, .yml or .csv). Running the same command again resumes.
     pub manifest: PathBuf,
-    /// Batch folder for state.db, videos/ and report.csv [default: output/<manifest stem>]
-    #[arg(short, long, value_name = "DIR")]
+    /// Batch folder for state.db, videos/ and report.csv, or s3://bucket/prefix
+    /// [default: output/<manifest stem>]
+    #[arg(short, long, value_name = "DIR|URL")]
     pub output: Option<PathBuf>,
+    /// Local working folder (state.db, staged videos) of an s3:// --output
+    /// [default: $XDG_CACHE_HOME/vidbatch/s3/<bucket>/<prefix>]
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
     /// API root, e.g. https://api-singapore.klingai.com (kling) or https://host/v1/ai/ENDPOINT (kling-gateway)
     /// (not with --emulator, which brings its own; VIDBATCH_BASE_URL counts too)
     #[arg(
@@ -124,6 +130,14 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         .as_deref()
         .map(|spec| crate::shard::Shard::parse(spec, &|k| std::env::var(k).ok()))
         .transpose()?;
+    // An object-store --output is checked (nothing sent) before anything else;
+    // the batch then works in a local folder as always.
+    let (output, remote) = storage::resolve(
+        args.output.as_deref(),
+        args.state.as_deref(),
+        shard.map(|s| s.dir_name()).as_deref(),
+        &|k| std::env::var(k).ok(),
+    )?;
     // The provider style changes what a valid model name is (gateways use free-form names).
     let options = manifest::LoadOptions {
         provider_style: args.provider.clone(),
@@ -146,7 +160,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         None => (manifest, None),
     };
     let overrides = Overrides {
-        output: args.output.clone().or_else(|| {
+        output: output.or_else(|| {
             shard.map(|s| settings::default_batch_dir(&args.manifest).join(s.dir_name()))
         }),
         base_url: args.base_url.clone(),
@@ -187,6 +201,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         emulator: args.emulator,
         mode: progress::Mode::detect(quiet),
         resubmit_changed: args.resubmit_changed,
+        remote,
     };
     let exit = runtime.block_on(run_batch(launch, &mut writer_thread));
     // Tasks still running (e.g. after Ctrl-C) are dropped here; the state is already flushed.
@@ -210,6 +225,8 @@ struct Launch {
     emulator: bool,
     mode: progress::Mode,
     resubmit_changed: bool,
+    /// The object store the batch is copied to (`--output s3://…`).
+    remote: Option<Remote>,
 }
 
 async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow::Result<Exit> {
@@ -221,7 +238,11 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
         emulator,
         mode,
         resubmit_changed: args_resubmit_changed,
+        remote,
     } = launch;
+    if let Some(remote) = &remote {
+        storage::remote::probe(remote).await?;
+    }
     let started_at = std::time::SystemTime::now();
     let batch_dir = settings.batch_dir.clone();
     let (settings_new_batch, batch_name) = (settings.new_batch, settings.batch_name.clone());
@@ -292,13 +313,27 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
     let downloader =
         Downloader::new(http, 5, settings.engine.retry_base).with_limits(settings.download);
 
-    let (events, rx) = EventSender::channel();
-    let (done_tx, done_rx) = oneshot::channel();
-    let reporter = tokio::spawn(progress::report(mode, rx, done_rx));
-
     let interrupt = Arc::new(Stop::default());
     let signalled = Arc::new(std::sync::OnceLock::<Exit>::new());
     spawn_signal_handler(interrupt.clone(), signalled.clone());
+
+    let (events, rx) = EventSender::channel();
+    // An object-store batch uploads each video as soon as it is downloaded.
+    let uploads = remote.clone().map(|remote| {
+        storage::pipeline::Pipeline::start(
+            remote,
+            batch_dir.clone(),
+            writer.clone(),
+            settings.engine.download_concurrency,
+            interrupt.clone(),
+        )
+    });
+    let rx = match &uploads {
+        Some(pipeline) => pipeline.tee(rx),
+        None => rx,
+    };
+    let (done_tx, done_rx) = oneshot::channel();
+    let reporter = tokio::spawn(progress::report(mode, rx, done_rx));
 
     let item_ids: Vec<String> = manifest.items.iter().map(|i| i.id.clone()).collect();
     let spend = settings.max_units.map(|max_units| scheduler::Spend {
@@ -326,7 +361,7 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
         writer: writer.clone(),
         events,
         settings: settings.engine.clone(),
-        interrupt,
+        interrupt: interrupt.clone(),
         spend,
     })
     .await;
@@ -334,9 +369,20 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
     writer.flush().await?;
     let _ = done_tx.send(());
     let _ = reporter.await;
+    let uploads = match (uploads, &remote) {
+        (Some(pipeline), Some(remote)) => {
+            let tally = pipeline.finish().await?;
+            crate::outln!("{}", tally.line(remote));
+            Some(tally)
+        }
+        _ => None,
+    };
 
     let exit = match (exit_for(&outcome), signalled.get()) {
         (Exit::Interrupted, Some(signal)) => *signal,
+        // Stopped during the upload stage: as interrupted as the engine would be.
+        (_, Some(signal)) if uploads.as_ref().is_some_and(|t| t.interrupted) => *signal,
+        (Exit::Success, _) if uploads.as_ref().is_some_and(|t| t.failed > 0) => Exit::ItemsFailed,
         (exit, _) => exit,
     };
     if settings_new_batch {
@@ -379,6 +425,9 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
             resubmitted,
         },
     })?;
+    if let Some(remote) = &remote {
+        storage::upload::batch_files(remote, &batch_dir).await?;
+    }
     Ok(exit)
 }
 

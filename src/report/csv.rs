@@ -115,7 +115,13 @@ impl ReportWriter {
             r.units.clone().unwrap_or_default(),
             r.submit_requests.to_string(),
             r.error_code.map(|c| c.to_string()).unwrap_or_default(),
-            if status == Status::Downloaded {
+            // A downloaded item's old notes are stale; a failed upload is not.
+            if status == Status::Downloaded
+                && !r
+                    .error_message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with(crate::state::uploads::ERROR_PREFIX))
+            {
                 String::new()
             } else {
                 r.error_message.clone().unwrap_or_default()

@@ -15,6 +15,7 @@
 
 mod read;
 mod schema;
+pub mod uploads;
 mod watch;
 pub mod writer;
 

@@ -12,7 +12,7 @@ use rusqlite::{Connection, params};
 use super::StateError;
 
 /// The schema this build writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -59,6 +59,9 @@ const MIGRATIONS: &[&str] = &[
     // credentials created the item's current task; NULL: the batch's only
     // (default) account. Polls, lookups and URL refreshes use it.
     "ALTER TABLE items ADD COLUMN account TEXT;",
+    // 3 -> 4: videos copied to an object store (`--output s3://…`); see
+    // `state::uploads`. A table of its own: a local batch never has rows.
+    super::uploads::MIGRATION,
 ];
 
 /// Bring a writable connection to [`VERSION`], creating the batch id on

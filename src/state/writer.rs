@@ -101,6 +101,12 @@ pub enum Update {
         attempt: u32,
         params_hash: String,
     },
+    /// Video `n` is in the object store under `key` (uploaded now, or
+    /// found there with the same bytes): a rerun does not upload it again.
+    Uploaded(super::uploads::Uploaded),
+    /// Video `n` could not be uploaded; the item keeps `downloaded` and
+    /// shows the message, a rerun tries again.
+    UploadFailed(super::uploads::UploadFailed),
 }
 
 /// One item of [`Update::Recover`].
@@ -527,6 +533,8 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
             )?
             .execute(params![id, message, now])?;
         }
+        Update::Uploaded(u) => super::uploads::apply_uploaded(tx, u, now)?,
+        Update::UploadFailed(f) => super::uploads::apply_failed(tx, f, now)?,
         Update::VideoGone { id, n } => {
             tx.prepare_cached(
                 "UPDATE videos SET path = NULL, bytes = NULL, sha256 = NULL WHERE item_id = ?1 AND n = ?2",

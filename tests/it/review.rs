@@ -175,7 +175,7 @@ async fn status_report_and_ls_print_what_scripts_parse() {
     );
 
     let st = json(&vidbatch(&["status", "--json"], &out));
-    assert_eq!(st["schema"], 3);
+    assert_eq!(st["schema"], vidbatch::state::SCHEMA_VERSION);
     assert_eq!(st["items"], 4);
     assert_eq!(st["by_status"]["downloaded"], 3);
     assert_eq!(st["by_status"]["pending"], 0, "every status is listed");
