@@ -269,7 +269,8 @@ impl<P: Provider> Coordinator<P> {
                             status: Status::Submitted,
                         });
                     }
-                    polled::track_in_flight(&mut self.ledger, &mut self.polls, &self.cfg, idx, now);
+                    let (l, polls, cfg) = (&mut self.ledger, &mut self.polls, &self.cfg);
+                    polled::track_in_flight(l, polls, cfg, idx, now, false);
                     self.polls.schedule(idx, now);
                 }
                 Step::Unknown => {

@@ -47,7 +47,8 @@ pub(super) fn on_submitted(
             l.entries[idx].task_id = Some(task_id);
             l.transition(idx, Status::Submitted);
             let now = Instant::now();
-            polled::track_in_flight(l, polls, cfg, idx, now);
+            // A task found after an ambiguous create was made at some earlier time.
+            polled::track_in_flight(l, polls, cfg, idx, now, snapshot.is_none());
             match snapshot {
                 // Found after an ambiguous create: it may have moved on already.
                 Some(snap) if snap.status != RemoteStatus::Submitted => {

@@ -24,7 +24,8 @@
 //! - `created.rs`, `polled.rs`, `fetched.rs`: what a create, a poll and a
 //!   download's outcome do, as functions over the ledger and their queue.
 //! - `workers.rs`: spawns every request and defines the `Msg` they send back.
-//! - `poll.rs`: the poll queue (due times, sweeps per route).
+//! - `poll.rs`: the poll queue (due times, sweeps per route); `latency.rs`:
+//!   the window a route's tasks end in, which the poll times follow.
 //! - `fetch.rs`: the download queue (pool, fresh-URL budget) and file names.
 //! - `recover.rs`: what resuming does about each item (pure) and file checks.
 //! - `pool.rs`: which account sends the next create (account pools).
@@ -42,6 +43,7 @@ mod entry;
 mod fetch;
 mod fetched;
 pub mod ids;
+mod latency;
 mod ledger;
 mod limit;
 mod pace;

@@ -17,6 +17,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
+use super::latency::Latency;
+
 /// Failed polls in a row of one task before it is treated as gone.
 pub(super) const MAX_POLL_ERRORS: u32 = 10;
 /// List sweeps in a row that see none of our tasks before list polling is off.
@@ -32,6 +34,10 @@ struct Slot {
     busy: bool,
     /// The last list sweep did not see it: query it on its own next time.
     list_missed: bool,
+    /// Created (in this run) at; `None`: created earlier, its age unknown.
+    since: Option<Instant>,
+    /// Last seen unfinished at.
+    seen_running: Option<Instant>,
 }
 
 /// Sweep state of one route.
@@ -42,6 +48,8 @@ struct Route {
     sweeping: bool,
     /// The earliest time the next sweep may start.
     next_sweep: Option<Instant>,
+    /// How long its tasks took in this run.
+    latency: Latency,
 }
 
 /// What is due now.
@@ -107,10 +115,43 @@ impl<R: Copy + Ord> PollQueue<R> {
         self.page_size
     }
 
-    /// Start tracking a task that went in flight on `route`.
-    pub(super) fn track(&mut self, idx: usize, route: R) {
+    /// Start tracking a task that went in flight on `route`, created at
+    /// `since` (`None`: in an earlier run).
+    pub(super) fn track(&mut self, idx: usize, route: R, since: Option<Instant>) {
         self.in_flight.insert(idx, route);
         self.routes.entry(route).or_default().in_flight += 1;
+        let slot = &mut self.slots[idx];
+        slot.since = since;
+        slot.seen_running = None;
+    }
+
+    /// A poll found the task still running.
+    pub(super) fn saw_running(&mut self, idx: usize, now: Instant) {
+        self.slots[idx].seen_running = Some(now);
+    }
+
+    /// A poll found the task ended: what it took tells when to poll its
+    /// route's next tasks.
+    pub(super) fn ended(&mut self, idx: usize, now: Instant) {
+        let slot = &self.slots[idx];
+        let (Some(since), Some(route)) = (slot.since, self.in_flight.get(&idx)) else {
+            return;
+        };
+        let running_at = slot.seen_running.unwrap_or(since).duration_since(since);
+        if let Some(r) = self.routes.get_mut(route) {
+            r.latency.ended(running_at, now.duration_since(since));
+        }
+    }
+
+    /// The shortest gap between two looks at one task.
+    fn min_gap(&self) -> Duration {
+        (self.interval / 10).max(Duration::from_millis(1))
+    }
+
+    /// The gap between looks inside `route`'s window, once it has one.
+    fn window_gap(&self, route: &R) -> Option<Duration> {
+        let w = self.routes.get(route)?.latency.window()?;
+        Some(((w.late - w.early) / 4).clamp(self.min_gap(), self.interval.max(self.min_gap())))
     }
 
     /// Stop tracking a task that ended (or timed out).
@@ -122,9 +163,23 @@ impl<R: Copy + Ord> PollQueue<R> {
         }
     }
 
-    /// Next poll: the poll interval, stretched by a quarter per poll already
-    /// made (long tasks are asked less often), up to the maximum.
+    /// Next poll: inside the window this route's tasks end in (see
+    /// [`Latency`]) when it is known; otherwise (and past it) the poll
+    /// interval, stretched by a quarter per poll already made (long tasks
+    /// are asked less often), up to the maximum.
     pub(super) fn schedule(&mut self, idx: usize, now: Instant) {
+        let window = self
+            .in_flight
+            .get(&idx)
+            .and_then(|r| self.routes.get(r))
+            .and_then(|r| r.latency.window());
+        if let (Some(w), Some(since)) = (window, self.slots[idx].since)
+            && let Some(d) = w.next_poll(now.duration_since(since), self.min_gap(), self.interval)
+        {
+            self.slots[idx].polls += 1;
+            self.schedule_at(idx, now + d);
+            return;
+        }
         let polls = self.slots[idx].polls;
         let stretch = 1.0 + polls as f64 / 4.0;
         let d = self.interval.mul_f64(stretch).min(self.max_interval);
@@ -194,7 +249,10 @@ impl<R: Copy + Ord> PollQueue<R> {
                 .get(&r)
                 .map_or((false, None), |s| (s.sweeping, s.next_sweep));
             match next_sweep {
-                _ if sweeping => self.schedule_at(idx, now + self.interval),
+                _ if sweeping => {
+                    let gap = self.window_gap(&r).unwrap_or(self.interval);
+                    self.schedule_at(idx, now + gap)
+                }
                 Some(at) if at > now => self.schedule_at(idx, at),
                 _ => {
                     sweeps.insert(r);
@@ -216,9 +274,10 @@ impl<R: Copy + Ord> PollQueue<R> {
         in_flight: impl Fn(usize) -> bool,
         task_id: impl Fn(usize) -> Option<String>,
     ) -> HashMap<String, usize> {
+        let gap = self.window_gap(&route).unwrap_or(self.interval);
         let r = self.routes.entry(route).or_default();
         r.sweeping = true;
-        r.next_sweep = Some(now + self.interval);
+        r.next_sweep = Some(now + gap);
         let mut wanted: HashMap<String, usize> = HashMap::new();
         for (&idx, &on) in &self.in_flight {
             let s = &mut self.slots[idx];
@@ -280,6 +339,38 @@ mod tests {
     }
 
     #[test]
+    fn once_tasks_ended_a_fresh_one_is_first_asked_when_they_usually_end() {
+        let mut q = queue(100, None);
+        let t0 = Instant::now();
+        // Three tasks seen running at 15 ms and ended by 25 ms: about 20 ms.
+        for idx in 0..3 {
+            q.track(idx, 1, Some(t0));
+            q.saw_running(idx, t0 + 15 * MS);
+            q.ended(idx, t0 + 25 * MS);
+            q.untrack(idx);
+        }
+        q.track(3, 1, Some(t0));
+        q.schedule(3, t0);
+        assert_eq!(
+            q.next_due().unwrap() - t0,
+            20 * MS,
+            "at the window, not the 10 ms interval"
+        );
+        q.heap.clear();
+        q.schedule(3, t0 + 20 * MS);
+        assert_eq!(
+            q.next_due().unwrap() - t0,
+            21 * MS,
+            "then every tenth of the interval"
+        );
+        // A task from an earlier run (age unknown) keeps the usual schedule.
+        q.track(4, 1, None);
+        q.heap.clear();
+        q.schedule(4, t0);
+        assert_eq!(q.next_due().unwrap() - t0, 10 * MS);
+    }
+
+    #[test]
     fn polls_stretch_by_a_quarter_up_to_the_maximum() {
         let mut q = queue(100, Some(500));
         let t0 = Instant::now();
@@ -298,7 +389,7 @@ mod tests {
         let mut q = queue(3, Some(500));
         let t0 = Instant::now();
         for idx in 0..2 {
-            q.track(idx, 7);
+            q.track(idx, 7, None);
             q.schedule_at(idx, t0);
         }
         let due = q.take_due(t0, |_| true, |_| 7);
@@ -311,7 +402,7 @@ mod tests {
         let mut q = queue(3, Some(500));
         let t0 = Instant::now();
         for idx in 0..4 {
-            q.track(idx, 1);
+            q.track(idx, 1, None);
             q.schedule_at(idx, t0);
         }
         let due = q.take_due(t0, |_| true, |_| 1);
@@ -334,7 +425,7 @@ mod tests {
         let mut q = queue(0, None);
         let t0 = Instant::now();
         for idx in 0..4 {
-            q.track(idx, 1);
+            q.track(idx, 1, None);
             q.schedule_at(idx, t0);
         }
         let due = q.take_due(t0, |_| true, |_| 1);
@@ -356,9 +447,9 @@ mod tests {
     fn routes_are_counted_apart() {
         let mut q = queue(2, Some(500));
         let t0 = Instant::now();
-        q.track(0, 1);
-        q.track(1, 2);
-        q.track(2, 2);
+        q.track(0, 1, None);
+        q.track(1, 2, None);
+        q.track(2, 2, None);
         for idx in 0..3 {
             q.schedule_at(idx, t0);
         }

@@ -35,6 +35,14 @@ pub(super) fn on_snapshot(
     if !l.entries[idx].status.is_in_flight() {
         return false; // already settled (e.g. timed out while the answer was in the air)
     }
+    if matches!(
+        snap.status,
+        RemoteStatus::Submitted | RemoteStatus::Processing
+    ) {
+        polls.saw_running(idx, now);
+    } else {
+        polls.ended(idx, now);
+    }
     match snap.status {
         RemoteStatus::Submitted | RemoteStatus::Processing => {
             let to = if snap.status == RemoteStatus::Processing {
@@ -185,15 +193,18 @@ pub(super) fn on_sweep_error(
 }
 
 /// The task is in flight from `now`: tracked for sweeps, with a deadline.
+/// `created_now`: its create was answered just now (its age is known).
 pub(super) fn track_in_flight(
     l: &mut Ledger,
     polls: &mut PollQueue<Route>,
     cfg: &EngineSettings,
     idx: usize,
     now: Instant,
+    created_now: bool,
 ) {
     if l.entries[idx].deadline.is_none() {
-        polls.track(idx, (l.entries[idx].account, l.items[idx].kind));
+        let route = (l.entries[idx].account, l.items[idx].kind);
+        polls.track(idx, route, created_now.then_some(now));
     }
     l.entries[idx].deadline = Some(now + cfg.task_timeout);
 }
