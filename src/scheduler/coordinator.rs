@@ -168,7 +168,7 @@ impl<P: Provider> Coordinator<P> {
                 biased;
                 _ = self.interrupt.stopped() => {
                     interrupted = true;
-                    self.ledger.stop_submit.stop();
+                    self.ledger.stop_submitting();
                     self.ledger.events.send(RunEvent::Interrupted);
                     break;
                 }

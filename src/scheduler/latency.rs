@@ -66,21 +66,23 @@ impl Latency {
 impl Window {
     /// When to ask next about a task `age` old: at the window's start if it
     /// has not come yet, then every quarter of the window's width (between
-    /// `min_gap` and `max_gap`) until its end; `None` past the window (the
-    /// task is slower than most: back to the usual schedule).
+    /// `min_gap` and `max_gap`) until its end; past it, half the time it
+    /// has overrun the window (a task slower than most is asked less and
+    /// less often), up to `slowest`.
     pub(super) fn next_poll(
         &self,
         age: Duration,
         min_gap: Duration,
         max_gap: Duration,
-    ) -> Option<Duration> {
+        slowest: Duration,
+    ) -> Duration {
         let gap = ((self.late - self.early) / 4).clamp(min_gap, max_gap.max(min_gap));
         if age + gap < self.early {
-            Some(self.early - age)
+            self.early - age
         } else if age <= self.late + gap {
-            Some(gap)
+            gap
         } else {
-            None
+            ((age - self.late) / 2).clamp(gap, slowest.max(gap))
         }
     }
 }
@@ -117,16 +119,19 @@ mod tests {
             early: 2 * S,
             late: 4 * S,
         };
-        let (min, max) = (100 * MS, 5 * S);
-        assert_eq!(w.next_poll(Duration::ZERO, min, max), Some(2 * S));
-        assert_eq!(w.next_poll(2 * S, min, max), Some(500 * MS));
-        assert_eq!(w.next_poll(4 * S, min, max), Some(500 * MS));
-        assert_eq!(w.next_poll(5 * S, min, max), None, "slower than most");
+        let (min, max, slowest) = (100 * MS, 5 * S, 30 * S);
+        assert_eq!(w.next_poll(Duration::ZERO, min, max, slowest), 2 * S);
+        assert_eq!(w.next_poll(2 * S, min, max, slowest), 500 * MS);
+        assert_eq!(w.next_poll(4 * S, min, max, slowest), 500 * MS);
+        // Slower than most: asked less and less often.
+        assert_eq!(w.next_poll(5 * S, min, max, slowest), 500 * MS);
+        assert_eq!(w.next_poll(10 * S, min, max, slowest), 3 * S);
+        assert_eq!(w.next_poll(600 * S, min, max, slowest), slowest);
         let narrow = Window {
             early: 2 * S,
             late: 2 * S,
         };
-        assert_eq!(narrow.next_poll(2 * S, min, max), Some(min));
+        assert_eq!(narrow.next_poll(2 * S, min, max, slowest), min);
     }
 
     #[test]

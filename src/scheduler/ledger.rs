@@ -265,14 +265,19 @@ impl Ledger {
             });
             self.aborted = Some(reason);
         }
+        self.stop_submitting();
+        if !self.submitter_started {
+            self.submitter_started = true;
+            self.submitter_done = true;
+        }
+    }
+
+    /// No create is sent any more, through any account (abort, interrupt).
+    pub(super) fn stop_submitting(&self) {
         self.stop_submit.stop();
         for account in &self.accounts {
             account.stop.stop();
             account.limit.wake();
-        }
-        if !self.submitter_started {
-            self.submitter_started = true;
-            self.submitter_done = true;
         }
     }
 

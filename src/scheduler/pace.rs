@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Successful creates in a row after which an adaptive pace speeds up.
-const SPEED_UP_AFTER: u32 = 10;
+const SPEED_UP_AFTER: u32 = 5;
 /// Slowest an adaptive pace goes, creates per second.
 const MIN_RATE: f64 = 0.2;
 

@@ -145,7 +145,7 @@ impl<R: Copy + Ord> PollQueue<R> {
 
     /// The shortest gap between two looks at one task.
     fn min_gap(&self) -> Duration {
-        (self.interval / 10).max(Duration::from_millis(1))
+        (self.interval / 20).max(Duration::from_millis(1))
     }
 
     /// The gap between looks inside `route`'s window, once it has one.
@@ -163,24 +163,35 @@ impl<R: Copy + Ord> PollQueue<R> {
         }
     }
 
-    /// Next poll: inside the window this route's tasks end in (see
-    /// [`Latency`]) when it is known; otherwise (and past it) the poll
-    /// interval, stretched by a quarter per poll already made (long tasks
-    /// are asked less often), up to the maximum.
+    /// Next poll of a task created in this run: by the window its route's
+    /// tasks end in (see [`Latency`]) once that is known, and until then
+    /// from a twentieth of the poll interval, a quarter longer each time.
+    /// A task of an earlier run (its age unknown): the poll interval,
+    /// stretched by a quarter per poll already made (long tasks are asked
+    /// less often), up to the maximum.
     pub(super) fn schedule(&mut self, idx: usize, now: Instant) {
         let window = self
             .in_flight
             .get(&idx)
             .and_then(|r| self.routes.get(r))
             .and_then(|r| r.latency.window());
-        if let (Some(w), Some(since)) = (window, self.slots[idx].since)
-            && let Some(d) = w.next_poll(now.duration_since(since), self.min_gap(), self.interval)
-        {
+        let polls = self.slots[idx].polls;
+        if let Some(since) = self.slots[idx].since {
+            let age = now.duration_since(since);
+            let d = match window {
+                Some(w) => w.next_poll(age, self.min_gap(), self.interval, self.max_interval),
+                // No task of the route has ended yet: look often at first, a
+                // quarter longer each time, so the first ends are seen (and
+                // measured) closely; at most the poll interval apart.
+                None => self
+                    .min_gap()
+                    .mul_f64(1.25f64.powi(polls.min(64) as i32))
+                    .min(self.interval),
+            };
             self.slots[idx].polls += 1;
             self.schedule_at(idx, now + d);
             return;
         }
-        let polls = self.slots[idx].polls;
         let stretch = 1.0 + polls as f64 / 4.0;
         let d = self.interval.mul_f64(stretch).min(self.max_interval);
         self.slots[idx].polls += 1;
@@ -361,7 +372,7 @@ mod tests {
         assert_eq!(
             q.next_due().unwrap() - t0,
             21 * MS,
-            "then every tenth of the interval"
+            "then every twentieth of the interval (1 ms at least)"
         );
         // A task from an earlier run (age unknown) keeps the usual schedule.
         q.track(4, 1, None);

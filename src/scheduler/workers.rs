@@ -179,11 +179,16 @@ impl<P: Provider> Workers<P> {
                     // Definitely not created, for the account's sake: drain
                     // it here too (the coordinator records why), so the
                     // item goes to an account that still takes new items.
-                    let requeue = matches!(outcome, SubmitOutcome::Fatal(_)) && {
+                    // So does a create this account's drain stopped before
+                    // it was sent.
+                    let refused = matches!(outcome, SubmitOutcome::Fatal(_));
+                    if refused {
                         sub.stop.stop();
                         sub.limit.wake();
-                        pool.any_live()
-                    };
+                    }
+                    let drained =
+                        sub.stop.is_stopped() && matches!(outcome, SubmitOutcome::NotCreated(_));
+                    let requeue = (refused || drained) && pool.any_live();
                     let _ = tx.send(Msg::Submitted(idx, outcome));
                     if requeue {
                         let _ = requeue_tx.send((idx, attempt));

@@ -36,7 +36,11 @@ async fn auto_concurrency_settles_at_the_accounts_limit_and_remembers_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let m = manifest(dir.path(), 40);
-    let result = output(run_defaults(&m, &out, &emu.base_url())).await;
+    // A create refused as "full" waits (backs off from --retry-base) for a
+    // slot; 200 ms keeps those waits few while tasks take 1 s.
+    let mut cmd = run_defaults(&m, &out, &emu.base_url());
+    cmd.args(["--retry-base", "200ms"]);
+    let result = output(cmd).await;
     assert_exit(&result, 0);
     assert_all_videos_intact(&out, 40);
     let stats = emu.stats();
@@ -48,7 +52,7 @@ async fn auto_concurrency_settles_at_the_accounts_limit_and_remembers_it() {
         .copied()
         .unwrap_or(0);
     assert!(full >= 1, "it probed past the limit (free)");
-    assert!(full <= 12, "and did not keep knocking: {full} × 1303");
+    assert!(full <= 20, "and did not keep knocking: {full} × 1303");
 
     // The limit found is kept with the batch, for its next run to start at.
     let conn = vidbatch::state::open_ro(&out).unwrap();
