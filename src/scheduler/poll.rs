@@ -46,8 +46,9 @@ struct Route {
     in_flight: usize,
     /// A sweep is out.
     sweeping: bool,
-    /// The earliest time the next sweep may start.
-    next_sweep: Option<Instant>,
+    /// When the last sweep started (the next may start a sweep gap later:
+    /// the window's gap once known, else the poll interval).
+    last_sweep: Option<Instant>,
     /// How long its tasks took in this run.
     latency: Latency,
 }
@@ -255,16 +256,16 @@ impl<R: Copy + Ord> PollQueue<R> {
                 queries.push(idx);
                 continue;
             }
-            let (sweeping, next_sweep) = self
+            let (sweeping, last_sweep) = self
                 .routes
                 .get(&r)
-                .map_or((false, None), |s| (s.sweeping, s.next_sweep));
-            match next_sweep {
-                _ if sweeping => {
-                    let gap = self.window_gap(&r).unwrap_or(self.interval);
-                    self.schedule_at(idx, now + gap)
-                }
-                Some(at) if at > now => self.schedule_at(idx, at),
+                .map_or((false, None), |s| (s.sweeping, s.last_sweep));
+            let gap = self.window_gap(&r).unwrap_or(self.interval);
+            match last_sweep.map(|t| t + gap) {
+                _ if sweeping => self.schedule_at(idx, now + gap),
+                // Looked at again soon: a window learned meanwhile brings
+                // the next sweep forward.
+                Some(at) if at > now => self.schedule_at(idx, at.min(now + self.min_gap())),
                 _ => {
                     sweeps.insert(r);
                 }
@@ -285,10 +286,9 @@ impl<R: Copy + Ord> PollQueue<R> {
         in_flight: impl Fn(usize) -> bool,
         task_id: impl Fn(usize) -> Option<String>,
     ) -> HashMap<String, usize> {
-        let gap = self.window_gap(&route).unwrap_or(self.interval);
         let r = self.routes.entry(route).or_default();
         r.sweeping = true;
-        r.next_sweep = Some(now + gap);
+        r.last_sweep = Some(now);
         let mut wanted: HashMap<String, usize> = HashMap::new();
         for (&idx, &on) in &self.in_flight {
             let s = &mut self.slots[idx];
