@@ -73,6 +73,29 @@ pub struct JobFile {
     pub path: PathBuf,
 }
 
+impl JobFile {
+    /// The request value of `field` for a manifest image: a URL as written;
+    /// a local file is added to `files` (the provider encodes it when the
+    /// request goes out) and the field is left out for now.
+    pub fn image_field(
+        files: &mut Vec<JobFile>,
+        field: &str,
+        image: Option<&crate::manifest::ImageRef>,
+    ) -> Option<String> {
+        match image? {
+            crate::manifest::ImageRef::Url(url) => Some(url.clone()),
+            crate::manifest::ImageRef::Path(path) => {
+                files.push(JobFile {
+                    field: field.to_owned(),
+                    index: None,
+                    path: path.clone(),
+                });
+                None
+            }
+        }
+    }
+}
+
 impl Job {
     /// A job with an empty body (tests, and providers that build it up).
     pub fn new(id: impl Into<String>, kind: Kind) -> Job {

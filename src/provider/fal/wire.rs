@@ -121,16 +121,8 @@ impl Handle {
 /// fal has no idempotency key, so nothing of ours rides along.
 pub fn job(item: &Item, default_model: Option<&str>) -> Job {
     let mut files = item.extra_files.clone();
-    let mut image = |field: &str, image: Option<&ImageRef>| match image? {
-        ImageRef::Url(url) => Some(Value::from(url.as_str())),
-        ImageRef::Path(path) => {
-            files.push(JobFile {
-                field: field.to_owned(),
-                index: None,
-                path: path.clone(),
-            });
-            None
-        }
+    let mut image = |field: &str, image: Option<&ImageRef>| {
+        JobFile::image_field(&mut files, field, image).map(Value::from)
     };
     let (first, tail) = match item.kind {
         Kind::Image2Video => (

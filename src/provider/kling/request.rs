@@ -81,17 +81,8 @@ impl<'a> CreateBody<'a> {
 /// when the request goes out).
 pub fn job(item: &Item) -> Job {
     let mut files = Vec::new();
-    let mut image = |field: &str, image: Option<&ImageRef>| match image? {
-        ImageRef::Url(url) => Some(url.clone()),
-        ImageRef::Path(path) => {
-            files.push(JobFile {
-                field: field.to_owned(),
-                index: None,
-                path: path.clone(),
-            });
-            None
-        }
-    };
+    let mut image =
+        |field: &str, image: Option<&ImageRef>| JobFile::image_field(&mut files, field, image);
     let (first, tail) = match item.kind {
         Kind::Image2Video => (
             image("image", item.image.as_ref()),
