@@ -1,10 +1,10 @@
 //! The create rate of one account: a token bucket that may adapt.
 //!
-//! Kling documents no QPS limit for creates (1302 "too fast" exists, but
-//! when it fires is not said) and fal answers 429 when pushed, so a fixed
-//! default either leaves the account idle or trips the limit. With `auto`
-//! the pace starts at a modest rate, speeds up by a quarter after every run
-//! of successful creates, and halves on a rate-limit answer — the same
+//! Providers rarely say how fast creates may come: some document no limit
+//! at all, others answer "too fast" (a rate-limit error) when pushed, so a
+//! fixed default either leaves the account idle or trips the limit. With
+//! `auto` the pace starts at a modest rate, speeds up by a quarter after
+//! every few accepted creates, and halves on a rate-limit answer — the same
 //! additive-increase / multiplicative-decrease the in-flight bound uses. An
 //! explicit `--submit-rate` is fixed.
 //!

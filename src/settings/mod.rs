@@ -7,6 +7,10 @@
 //! [`SettingsError`] (exit 2, nothing sent). Credentials come only from the
 //! environment and never appear in errors or `Debug` output.
 
+mod rate;
+
+pub use rate::Rate;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,36 +32,6 @@ fn err(source_name: impl Into<String>, message: impl Into<String>) -> SettingsEr
     SettingsError {
         source_name: source_name.into(),
         message: message.into(),
-    }
-}
-
-/// A submission rate: `per_second` requests per second on average.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rate {
-    pub per_second: f64,
-}
-
-impl Rate {
-    /// Parse `10/s`, `300/min`, `2/h`, `0.5/s` (the manifest's grammar,
-    /// [`validate::parse_submit_rate`]) or a bare number (per second).
-    pub fn parse(s: &str) -> Result<Rate, String> {
-        let s = s.trim();
-        let per_second = if s.contains('/') {
-            validate::parse_submit_rate(s)?
-        } else {
-            match s.parse::<f64>() {
-                Ok(n) if n.is_finite() && n > 0.0 => n,
-                _ => {
-                    return Err(format!(
-                        "`{s}` is not a rate; expected e.g. 10/s, 300/min, 2/h"
-                    ));
-                }
-            }
-        };
-        if per_second > 100_000.0 {
-            return Err(format!("`{s}`: rate must be at most 100000/s"));
-        }
-        Ok(Rate { per_second })
     }
 }
 
@@ -473,18 +447,6 @@ mod tests {
                 .iter()
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn rates_parse_in_every_documented_form() {
-        assert_eq!(Rate::parse("10/s").unwrap().per_second, 10.0);
-        assert_eq!(Rate::parse("300/min").unwrap().per_second, 5.0);
-        assert_eq!(Rate::parse("7200/h").unwrap().per_second, 2.0);
-        assert_eq!(Rate::parse("0.5/s").unwrap().per_second, 0.5);
-        assert_eq!(Rate::parse("4").unwrap().per_second, 4.0);
-        for bad in ["", "x/s", "0/s", "-1/s", "5/fortnight", "NaN/s", "inf/s"] {
-            assert!(Rate::parse(bad).is_err(), "{bad} should be rejected");
         }
     }
 
