@@ -24,6 +24,8 @@ pub(super) struct Latency {
     samples: Vec<Duration>,
     /// Where the next sample replaces the oldest, once full.
     next: usize,
+    /// The window of the samples, kept as they come: every poll reads it.
+    window: Option<Window>,
 }
 
 /// The window most tasks end in.
@@ -46,20 +48,20 @@ impl Latency {
             self.samples[self.next] = sample;
             self.next = (self.next + 1) % KEPT;
         }
+        if self.samples.len() >= ENOUGH {
+            let mut sorted = self.samples.clone();
+            sorted.sort_unstable();
+            let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+            self.window = Some(Window {
+                early: at(0.1),
+                late: at(0.9),
+            });
+        }
     }
 
     /// The window, once enough tasks ended.
     pub(super) fn window(&self) -> Option<Window> {
-        if self.samples.len() < ENOUGH {
-            return None;
-        }
-        let mut sorted = self.samples.clone();
-        sorted.sort_unstable();
-        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-        Some(Window {
-            early: at(0.1),
-            late: at(0.9),
-        })
+        self.window
     }
 }
 

@@ -2,28 +2,11 @@
 //! itself. "Slot full" costs nothing, so it probes one slot past what it
 //! holds, settles at the account's limit, and remembers it for the next run.
 
-use std::process::Command;
 use std::time::Duration;
 
 use vidbatch::emulator::EmulatorConfig;
 
 use crate::common::*;
-
-/// `vidbatch run` with no concurrency or rate flag at all.
-fn run_defaults(manifest: &std::path::Path, out: &std::path::Path, base_url: &str) -> Command {
-    let mut cmd = Command::new(bin());
-    cmd.env_clear()
-        .env("KLING_ACCESS_KEY", AK)
-        .env("KLING_SECRET_KEY", SK)
-        .arg("run")
-        .arg(manifest)
-        .arg("-o")
-        .arg(out)
-        .args(["-q", "--base-url", base_url])
-        .args(["--poll-interval", "50ms", "--retry-base", "20ms"])
-        .stdin(std::process::Stdio::null());
-    cmd
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_concurrency_settles_at_the_accounts_limit_and_remembers_it() {
@@ -38,7 +21,7 @@ async fn auto_concurrency_settles_at_the_accounts_limit_and_remembers_it() {
     let m = manifest(dir.path(), 40);
     // A create refused as "full" waits (backs off from --retry-base) for a
     // slot; 200 ms keeps those waits few while tasks take 1 s.
-    let mut cmd = run_defaults(&m, &out, &emu.base_url());
+    let mut cmd = run_paced_by_default(&m, &out, &emu.base_url());
     cmd.args(["--retry-base", "200ms"]);
     let result = output(cmd).await;
     assert_exit(&result, 0);
@@ -73,11 +56,11 @@ async fn an_explicit_concurrency_stays_a_hard_ceiling() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let m = manifest(dir.path(), 30);
-    let mut cmd = run_defaults(&m, &out, &emu.base_url());
+    let mut cmd = run_paced_by_default(&m, &out, &emu.base_url());
     cmd.args(["--concurrency", "3"]);
     assert_exit(&output(cmd).await, 0);
     assert!(emu.stats().max_in_flight <= 3);
-    let mut bad = run_defaults(&m, &dir.path().join("o2"), &emu.base_url());
+    let mut bad = run_paced_by_default(&m, &dir.path().join("o2"), &emu.base_url());
     bad.args(["--concurrency", "lots"]);
     let result = output(bad).await;
     assert_exit(&result, 2);

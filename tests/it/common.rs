@@ -48,6 +48,13 @@ pub(crate) fn manifest(dir: &Path, n: usize) -> PathBuf {
 
 /// `vidbatch run` with a scrubbed environment and test-sized timings.
 pub(crate) fn run_cmd(manifest: &Path, out: &Path, base_url: &str, extra: &[&str]) -> Command {
+    let mut cmd = run_paced_by_default(manifest, out, base_url);
+    cmd.args(["--submit-rate", "200/s"]).args(extra);
+    cmd
+}
+
+/// [`run_cmd`] without a submit rate or concurrency: the defaults find them.
+pub(crate) fn run_paced_by_default(manifest: &Path, out: &Path, base_url: &str) -> Command {
     let mut cmd = Command::new(bin());
     cmd.env_clear()
         .env("KLING_ACCESS_KEY", AK)
@@ -56,17 +63,8 @@ pub(crate) fn run_cmd(manifest: &Path, out: &Path, base_url: &str, extra: &[&str
         .arg(manifest)
         .arg("--output")
         .arg(out)
-        .args([
-            "--base-url",
-            base_url,
-            "--poll-interval",
-            "50ms",
-            "--retry-base",
-            "20ms",
-            "--submit-rate",
-            "200/s",
-        ])
-        .args(extra)
+        .args(["--base-url", base_url])
+        .args(["--poll-interval", "50ms", "--retry-base", "20ms"])
         .stdin(Stdio::null());
     cmd
 }
