@@ -227,6 +227,9 @@ fn account(
     let before = problems.len();
     let (mut name, mut base_url, mut concurrency, mut submit_rate) = (None, None, None, None);
     let (mut access, mut secret, mut key) = (None, None, None);
+    // A secret written in the file is the one problem to report about its
+    // credentials ("no credentials" would only repeat it).
+    let mut secret_written = false;
     for (k, v) in fields.iter() {
         let Some(field) = k.as_str() else {
             problems.push(format!("{file}:{}: {label}: keys must be strings", k.pos));
@@ -289,10 +292,13 @@ fn account(
                 }
             }
             other => match SECRET_FIELDS.iter().find(|(s, _)| *s == other) {
-                Some((_, meant)) => problems.push(format!(
-                    "{}: this would hold the secret itself; write the name of the environment variable that holds it as `{meant}` (the file then holds no secret)",
-                    at(k, other)
-                )),
+                Some((_, meant)) => problems.push({
+                    secret_written = true;
+                    format!(
+                        "{}: this would hold the secret itself; write the name of the environment variable that holds it as `{meant}` (the file then holds no secret)",
+                        at(k, other)
+                    )
+                }),
                 None => problems.push(format!(
                     "{}: {}",
                     at(k, other),
@@ -314,6 +320,7 @@ fn account(
             ));
             None
         }
+        (None, None, None) if secret_written => None,
         (None, None, None) => {
             problems.push(format!(
                 "{file}:{}: {label}: no credentials: name the variables with access_key_env + secret_key_env (Kling) or api_key_env (fal, gateways)",

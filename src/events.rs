@@ -18,7 +18,10 @@ pub enum RunEvent {
         total: u64,
         counts: Vec<(Status, u64)>,
         batch_dir: PathBuf,
+        /// The in-flight bound; with `concurrency_auto`, its ceiling.
         concurrency: usize,
+        /// The bound is found at run time (`--concurrency auto`).
+        concurrency_auto: bool,
         /// Tasks created by an earlier run and still running: item id and
         /// Unix ms of creation (from the state file), so a resumed run's ETA
         /// knows how far along they are instead of starting them from zero.

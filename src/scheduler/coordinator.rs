@@ -151,6 +151,7 @@ impl<P: Provider> Coordinator<P> {
             counts: at_start.clone().into_iter().collect(),
             batch_dir: self.batch_dir.clone(),
             concurrency: self.total_concurrency,
+            concurrency_auto: self.ledger.accounts.iter().any(|a| a.auto),
             in_flight_since: (self.ledger.entries.iter().zip(self.ledger.items.iter()))
                 .filter(|(e, _)| matches!(e.status, Status::Submitted | Status::Processing))
                 .filter_map(|(e, it)| Some((it.id.clone(), e.submitted_at?)))

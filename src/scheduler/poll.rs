@@ -166,7 +166,7 @@ impl<R: Copy + Ord> PollQueue<R> {
 
     /// Next poll of a task created in this run: by the window its route's
     /// tasks end in (see [`Latency`]) once that is known, and until then
-    /// from a twentieth of the poll interval, a quarter longer each time.
+    /// from a twentieth of the poll interval, half again as long each time.
     /// A task of an earlier run (its age unknown): the poll interval,
     /// stretched by a quarter per poll already made (long tasks are asked
     /// less often), up to the maximum.
@@ -181,12 +181,13 @@ impl<R: Copy + Ord> PollQueue<R> {
             let age = now.duration_since(since);
             let d = match window {
                 Some(w) => w.next_poll(age, self.min_gap(), self.interval, self.max_interval),
-                // No task of the route has ended yet: look often at first, a
-                // quarter longer each time, so the first ends are seen (and
-                // measured) closely; at most the poll interval apart.
+                // No task of the route has ended yet: look often at first,
+                // half again as long each time, so the first ends are seen
+                // (and measured) within a third of their age; at most the
+                // poll interval apart.
                 None => self
                     .min_gap()
-                    .mul_f64(1.25f64.powi(polls.min(64) as i32))
+                    .mul_f64(1.5f64.powi(polls.min(64) as i32))
                     .min(self.interval),
             };
             self.slots[idx].polls += 1;

@@ -130,6 +130,7 @@ mod tests {
             counts: vec![],
             batch_dir: "out".into(),
             concurrency: 2,
+            concurrency_auto: false,
             in_flight_since: in_flight.iter().map(|(i, t)| (i.to_string(), *t)).collect(),
         }
     }

@@ -311,13 +311,18 @@ pub async fn report(
                 total,
                 batch_dir,
                 concurrency,
+                concurrency_auto,
                 ..
             } => {
                 started = true;
-                let msg = format!(
-                    "batch {} — {total} items, up to {concurrency} in flight",
-                    batch_dir.display()
-                );
+                let bound = if *concurrency_auto {
+                    format!(
+                        "in flight: as many as the account takes (found as it goes, at most {concurrency})"
+                    )
+                } else {
+                    format!("up to {concurrency} in flight")
+                };
+                let msg = format!("batch {} — {total} items, {bound}", batch_dir.display());
                 emit(mode, bar.as_ref(), &msg);
                 false
             }
