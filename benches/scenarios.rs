@@ -1025,26 +1025,32 @@ fn now_ms() -> u64 {
 /// of matching size and hash), the rest pending.
 async fn build_half_done_state(batch: &Path, manifest: &Path, n: usize) -> BenchResult<()> {
     use sha2::{Digest, Sha256};
-    let m = vidbatch::manifest::load(manifest).map_err(|e| format!("manifest: {e}"))?;
+    let source = vidbatch::batch::source::Source {
+        path: manifest.to_path_buf(),
+        options: Default::default(),
+        shard: None,
+    };
+    let scanned = source
+        .scan(Some(batch))
+        .map_err(|e| format!("manifest: {e}"))?;
     let name = manifest
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let prepared = vidbatch::batch::prepare(
         batch,
-        &m,
+        &source,
+        &scanned,
         vidbatch::batch::Prepare {
             name: &name,
             name_explicit: false,
             new_batch: false,
             resubmit_changed: false,
             api: Api::Kling,
-            shard: None,
         },
     )
     .await
     .map_err(|e| format!("open the batch: {e}"))?;
-    drop(m);
     let videos = batch.join("videos");
     std::fs::create_dir_all(&videos).map_err(|e| format!("mkdir: {e}"))?;
     let handle = prepared.writer;

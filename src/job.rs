@@ -64,7 +64,7 @@ pub struct Job {
 }
 
 /// A local file that fills one place in a job's body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobFile {
     /// The top-level body field it goes into.
     pub field: String,
@@ -132,6 +132,42 @@ impl Job {
             }
         }
         Ok(body)
+    }
+}
+
+/// Where the engine reads what a create sends, when it sends it: a page of
+/// items at a time, so the requests of a whole batch are never in memory
+/// together. `vidbatch run` reads them from the state file
+/// (`batch::jobs::StateJobs`); tests and small library uses hold them in a
+/// [`JobList`].
+pub trait JobSource: Send + Sync + 'static {
+    /// The jobs of the items with these ids, in the same order. Blocking
+    /// (the engine calls it off its async threads). An error says what could
+    /// not be read; the engine then stops creating (nothing is sent for an
+    /// item whose request it cannot read).
+    fn jobs(&self, ids: &[&str]) -> Result<Vec<Job>, String>;
+}
+
+/// Jobs held in memory, by id.
+#[derive(Debug, Default, Clone)]
+pub struct JobList(std::collections::HashMap<String, Job>);
+
+impl JobList {
+    pub fn new(jobs: impl IntoIterator<Item = Job>) -> JobList {
+        JobList(jobs.into_iter().map(|j| (j.id.clone(), j)).collect())
+    }
+}
+
+impl JobSource for JobList {
+    fn jobs(&self, ids: &[&str]) -> Result<Vec<Job>, String> {
+        ids.iter()
+            .map(|id| {
+                self.0
+                    .get(*id)
+                    .cloned()
+                    .ok_or_else(|| format!("no request is known for item `{id}`"))
+            })
+            .collect()
     }
 }
 

@@ -20,8 +20,6 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{Item, Manifest};
-
 /// `meta` key: the shard a folder holds, as `i/N`. Absent: an unsharded batch.
 pub const META_SHARD: &str = "shard";
 /// `meta` key: fingerprint of the whole manifest (every item's id and
@@ -170,8 +168,6 @@ impl Shard {
 #[derive(Debug, Clone)]
 pub struct Selection {
     pub shard: Shard,
-    /// Each kept item's position in the whole manifest (its report order).
-    pub positions: Vec<u64>,
     /// [`META_MANIFEST_ID`] of the whole manifest.
     pub manifest_id: String,
     /// Items in the whole manifest.
@@ -187,47 +183,6 @@ impl Selection {
             (META_MANIFEST_ITEMS, self.manifest_items.to_string()),
         ]
     }
-}
-
-/// Keep only `shard`'s items of `manifest` (in manifest order).
-pub fn select(mut manifest: Manifest, shard: Shard) -> (Manifest, Selection) {
-    let manifest_id = manifest_id(&manifest);
-    let manifest_items = manifest.items.len() as u64;
-    let mut positions = Vec::new();
-    let items: Vec<Item> = std::mem::take(&mut manifest.items)
-        .into_iter()
-        .enumerate()
-        .filter(|(_, it)| shard.contains(&it.id))
-        .map(|(i, it)| {
-            positions.push(i as u64);
-            it
-        })
-        .collect();
-    manifest.items = items;
-    (
-        manifest,
-        Selection {
-            shard,
-            positions,
-            manifest_id,
-            manifest_items,
-        },
-    )
-}
-
-/// Every item's id and parameters' hash, in order: equal for the shards of
-/// one manifest, different when an item was added, removed or edited.
-fn manifest_id(manifest: &Manifest) -> String {
-    let base = manifest.path.parent().unwrap_or(Path::new(""));
-    let mut h = Sha256::new();
-    h.update(b"vidbatch-manifest-v1\n");
-    for it in &manifest.items {
-        h.update(it.id.as_bytes());
-        h.update([0]);
-        h.update(crate::batch::changes::params_hash(it, base).as_bytes());
-        h.update([0xff]);
-    }
-    hex::encode(h.finalize())
 }
 
 /// Refuse to continue a folder that holds another shard than `wanted`
@@ -355,32 +310,5 @@ mod tests {
         let big = |_: &str| Some("3".to_string());
         let e = Shard::parse("auto/3", &big).unwrap_err().to_string();
         assert!(e.contains("=3 is not a shard of 3"), "{e}");
-    }
-
-    #[test]
-    fn selection_keeps_manifest_positions_and_the_whole_manifest_identity() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.csv");
-        let mut csv = String::from("id,prompt\n");
-        for i in 0..20 {
-            csv.push_str(&format!("c{i},shot {i}\n"));
-        }
-        std::fs::write(&path, csv).unwrap();
-        let manifest = crate::manifest::load(&path).unwrap();
-        let mut seen = Vec::new();
-        let mut ids = Vec::new();
-        for index in 0..2 {
-            let (m, sel) = select(manifest.clone(), Shard { index, total: 2 });
-            assert_eq!(sel.manifest_items, 20);
-            assert_eq!(m.items.len(), sel.positions.len());
-            for (it, pos) in m.items.iter().zip(&sel.positions) {
-                assert_eq!(it.id, format!("c{pos}"));
-            }
-            seen.extend(sel.positions);
-            ids.push(sel.manifest_id);
-        }
-        seen.sort();
-        assert_eq!(seen, (0..20).collect::<Vec<u64>>());
-        assert_eq!(ids[0], ids[1], "both shards name the same manifest");
     }
 }

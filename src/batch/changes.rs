@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::BatchError;
 use crate::manifest::{self, Item};
-use crate::state::{self, Status, Update};
+use crate::state::{self, StateError, Status, Update};
 
 /// A fingerprint of what the item asks for (kept in the state to tell what
 /// was submitted). Fields are hashed directly, each tagged and terminated, so
@@ -80,33 +80,40 @@ pub struct Changed {
     paths: Vec<String>,
 }
 
-/// Items submitted (in any run) whose parameters in the manifest changed since.
-pub fn changed_items(
-    batch_dir: &Path,
-    items: &[Item],
-    hashes: &[String],
-) -> Result<Vec<Changed>, BatchError> {
-    let current: std::collections::HashMap<&str, &str> = items
-        .iter()
-        .zip(hashes)
-        .map(|(it, h)| (it.id.as_str(), h.as_str()))
-        .collect();
-    let mut changed = Vec::new();
-    state::for_each_item(&state::open_ro(batch_dir)?, false, |r| {
-        if r.status() != Status::Pending
-            && let Some(now) = current.get(r.id.as_str())
-            && *now != r.params_hash
-        {
+/// Items submitted (in any run) whose parameters in the manifest changed
+/// since: the state holds both hashes (`params_hash` as submitted,
+/// `manifest_hash` as the manifest last synced asks), so this needs no
+/// manifest in memory.
+pub fn changed_items(batch_dir: &Path) -> Result<Vec<Changed>, BatchError> {
+    let conn = state::open_ro(batch_dir)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT i.id, i.status, i.attempt, i.manifest_hash, v.path
+             FROM items i LEFT JOIN videos v ON v.item_id = i.id
+             WHERE i.listed = 1 AND i.status != 'pending'
+               AND i.manifest_hash IS NOT NULL AND i.manifest_hash != i.params_hash
+             ORDER BY i.seq, i.id, v.n",
+        )
+        .map_err(StateError::from)?;
+    let mut rows = stmt.query([]).map_err(StateError::from)?;
+    let mut changed: Vec<Changed> = Vec::new();
+    while let Some(r) = rows.next().map_err(StateError::from)? {
+        let id: String = r.get(0).map_err(StateError::from)?;
+        let path: Option<String> = r.get(4).map_err(StateError::from)?;
+        if changed.last().is_none_or(|c| c.id != id) {
+            let status: String = r.get(1).map_err(StateError::from)?;
             changed.push(Changed {
-                status: r.status(),
-                attempt: r.attempt,
-                params_hash: (*now).to_string(),
-                paths: r.videos.iter().filter_map(|v| v.path.clone()).collect(),
-                id: r.id,
+                id,
+                status: Status::parse(&status).unwrap_or(Status::Pending),
+                attempt: r.get(2).map_err(StateError::from)?,
+                params_hash: r.get(3).map_err(StateError::from)?,
+                paths: Vec::new(),
             });
         }
-        Ok::<(), BatchError>(())
-    })?;
+        if let (Some(c), Some(p)) = (changed.last_mut(), path) {
+            c.paths.push(p);
+        }
+    }
     Ok(changed)
 }
 

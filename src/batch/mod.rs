@@ -18,7 +18,9 @@
 //! anything is created.
 
 pub mod changes;
+pub mod jobs;
 mod prepare;
+pub mod source;
 pub mod sync;
 
 pub use prepare::{Prepare, Prepared, prepare};
@@ -37,6 +39,9 @@ use crate::state::{self, BatchLock, StateError};
 pub enum BatchError {
     #[error(transparent)]
     State(#[from] StateError),
+    /// The manifest, read again to be synced, is no longer what was checked.
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
     /// The folder holds another shard (or an unsharded batch).
     #[error(transparent)]
     Shard(#[from] crate::shard::ShardError),

@@ -13,10 +13,9 @@
 use std::path::Path;
 
 use super::changes::{self, Changed};
+use super::source::{Scanned, Source};
 use super::{BatchError, Rebuilt, sync};
-use crate::manifest::Manifest;
 use crate::provider::registry::Api;
-use crate::shard::Selection;
 use crate::state::{self, BatchLock, ItemRecord, Update, Writer, WriterHandle};
 
 /// How to open the batch.
@@ -35,9 +34,6 @@ pub struct Prepare<'a> {
     /// The API the batch goes to; it prices each item for the state (the
     /// spend cap, the report).
     pub api: Api,
-    /// The run is one shard of the manifest: the folder must hold this
-    /// shard (or nothing), and the items keep their whole-manifest order.
-    pub shard: Option<&'a Selection>,
 }
 
 /// A batch ready for the engine. Keep `lock` alive for the whole run, and
@@ -55,26 +51,33 @@ pub struct Prepared {
     pub changed: Vec<Changed>,
     /// Of those, the ids given a new attempt (`resubmit_changed`).
     pub resubmitted: Vec<String>,
-    /// Every item's progress, in manifest order, without prompts (the
-    /// engine's jobs carry what it sends).
+    /// Every item's progress, in manifest order, without prompts or
+    /// settings (what a create sends is read when it is sent:
+    /// [`super::jobs::StateJobs`]).
     pub records: Vec<ItemRecord>,
 }
 
-/// Lock `dir`, open (or rebuild) its state, sync `manifest` into it, find
-/// and (when asked) resubmit edited items, and read what the engine resumes
-/// from. On an error after the writer started, the writer is stopped and
-/// joined before returning, so the folder is left consistent.
+/// Lock `dir`, open (or rebuild) its state, sync the manifest `source`
+/// into it (`scanned`: what [`Source::scan`] found), find and (when asked)
+/// resubmit edited items, and read what the engine resumes from. On an
+/// error after the writer started, the writer is stopped and joined before
+/// returning, so the folder is left consistent.
 pub async fn prepare(
     dir: &Path,
-    manifest: &Manifest,
+    source: &Source,
+    scanned: &Scanned,
     how: Prepare<'_>,
 ) -> Result<Prepared, BatchError> {
     let opened = super::open(dir, how.name, how.name_explicit, how.new_batch)?;
-    crate::shard::check_folder(&opened.conn, dir, how.shard.map(|s| s.shard))?;
+    crate::shard::check_folder(
+        &opened.conn,
+        dir,
+        scanned.selection.as_ref().map(|s| s.shard),
+    )?;
     let (writer_thread, writer) = Writer::start_at(opened.conn, &state::db_path(dir));
     match settle(
         dir,
-        manifest,
+        (source, scanned),
         how,
         &writer,
         &opened.batch_id,
@@ -105,32 +108,30 @@ type Settled = (Vec<Changed>, Vec<String>, Vec<ItemRecord>);
 /// The steps after the state is open, in their safe order.
 async fn settle(
     dir: &Path,
-    manifest: &Manifest,
+    (source, scanned): (&Source, &Scanned),
     how: Prepare<'_>,
     writer: &WriterHandle,
     batch_id: &str,
     rebuilt: &Option<Rebuilt>,
 ) -> Result<Settled, BatchError> {
-    for (key, value) in how.shard.iter().flat_map(|s| s.meta()) {
+    for (key, value) in scanned.selection.iter().flat_map(|s| s.meta()) {
         writer.send(Update::SetMeta {
             key: key.into(),
             value,
         })?;
     }
-    let positions = how.shard.map(|s| s.positions.as_slice());
-    let hashes = sync::sync_manifest_at(writer, dir, manifest, how.api, positions).await?;
-    let changed = changes::changed_items(dir, &manifest.items, &hashes)?;
-    drop(hashes);
+    sync::sync_manifest(writer, dir, source, scanned, how.api).await?;
+    let changed = changes::changed_items(dir)?;
     let resubmitted = if how.resubmit_changed {
         changes::resubmit(dir, writer, &changed).await?
     } else {
         Vec::new()
     };
     if let Some(rebuilt) = rebuilt {
-        sync::mark_for_lookup(writer, batch_id, &manifest.items, rebuilt).await?;
+        sync::mark_for_lookup(writer, dir, batch_id, rebuilt).await?;
     }
     // The engine needs each item's progress, not its prompt.
-    let records = state::load_items_with(&state::open_ro(dir)?, false)?;
+    let records = state::load_progress(&state::open_ro(dir)?)?;
     Ok((changed, resubmitted, records))
 }
 
@@ -138,10 +139,16 @@ async fn settle(
 mod tests {
     use super::*;
 
-    fn manifest(dir: &Path, rows: &str) -> Manifest {
+    fn manifest(dir: &Path, rows: &str) -> (Source, Scanned) {
         let p = dir.join("m.csv");
         std::fs::write(&p, format!("id,prompt,model_name,duration\n{rows}")).unwrap();
-        crate::manifest::load(&p).unwrap()
+        let source = Source {
+            path: p,
+            options: Default::default(),
+            shard: None,
+        };
+        let scanned = source.scan(None).unwrap();
+        (source, scanned)
     }
 
     fn how(name: &str) -> Prepare<'_> {
@@ -151,7 +158,6 @@ mod tests {
             new_batch: false,
             resubmit_changed: false,
             api: Api::Kling,
-            shard: None,
         }
     }
 
@@ -167,7 +173,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let m = manifest(tmp.path(), "b,two,kling-v1,10\na,one,kling-v3,8\n");
         let out = tmp.path().join("out");
-        let p = prepare(&out, &m, how("m")).await.unwrap();
+        let p = prepare(&out, &m.0, &m.1, how("m")).await.unwrap();
         assert_eq!(p.batch_id, super::super::batch_key("m"));
         let ids: Vec<&str> = p.records.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["b", "a"]);
@@ -184,8 +190,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let m = manifest(tmp.path(), "a,one,,\n");
         let out = tmp.path().join("out");
-        let p = prepare(&out, &m, how("m")).await.unwrap();
-        let again = prepare(&out, &m, how("m")).await;
+        let p = prepare(&out, &m.0, &m.1, how("m")).await.unwrap();
+        let again = prepare(&out, &m.0, &m.1, how("m")).await;
         assert!(
             matches!(
                 again,
@@ -194,7 +200,9 @@ mod tests {
             "a second runner is kept off the batch"
         );
         close(p).await;
-        let p = prepare(&out, &m, how("m")).await.expect("free again");
+        let p = prepare(&out, &m.0, &m.1, how("m"))
+            .await
+            .expect("free again");
         close(p).await;
     }
 }

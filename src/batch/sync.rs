@@ -1,163 +1,141 @@
 //! Making a batch's state know its manifest, before the engine starts.
 //!
-//! [`sync_manifest`] writes every item (id, order, kind, prompt, parameters'
-//! hash, settings, estimated units) into the state in committed chunks, and
-//! skips the work when the state already holds this very manifest (its
-//! fingerprint is in `meta`): resuming 100k items must not rewrite 100k rows.
-//! [`mark_for_lookup`] is the rebuild's second half (see [`super::open`]):
-//! every item is marked `submitting` under its key, so recovery looks each
-//! one up before anything is created.
+//! [`sync_manifest`] streams every item (id, order, kind, prompt, parameters'
+//! hash, settings, estimated units, and the whole item as the spec its next
+//! create sends) into the state in committed chunks, and skips the work when
+//! the state already holds this very manifest (its fingerprint is in `meta`):
+//! resuming 100k items must not rewrite 100k rows. Items the manifest no
+//! longer lists stay in the state (their paid results are kept) but are not
+//! run. [`mark_for_lookup`] is the rebuild's second half (see
+//! [`super::open`]): every item is marked `submitting` under its key, so
+//! recovery looks each one up before anything is created.
 
 use std::path::Path;
 
-use super::Rebuilt;
-use super::changes::params_hash;
-use crate::manifest::{self, Item, Manifest};
+use super::source::{MANIFEST_SEAL, Scanned, Source};
+use super::{BatchError, Rebuilt};
+use crate::manifest::{self, Item};
 use crate::provider::registry::{self, Api};
 use crate::scheduler::ids;
 use crate::state::writer::RecoverItem;
 use crate::state::{self, NewItem, StateError, Update, WriterHandle};
 
-/// Items per `SyncItems` update.
-const SYNC_CHUNK: usize = 25_000;
+/// Items per `SyncItems` update: each is committed before the next is read,
+/// so a sync holds this many items, not the manifest.
+const SYNC_CHUNK: usize = 4_096;
 
 /// `meta` key of the fingerprint of the manifest last synced into the state.
 pub const MANIFEST_FINGERPRINT: &str = "manifest_fingerprint";
 
-/// Sync `manifest` into the state behind `writer`, each item with its
-/// estimated units as `api` prices it; returns every item's parameters'
-/// hash, in manifest order.
+/// Make the state behind `writer` hold `scanned`'s items (read again from
+/// `source`), each with its estimated units as `api` prices it, unless it
+/// already does; then seal it, so the next run need not read the manifest.
 pub async fn sync_manifest(
     writer: &WriterHandle,
     batch_dir: &Path,
-    manifest: &Manifest,
+    source: &Source,
+    scanned: &Scanned,
     api: Api,
-) -> Result<Vec<String>, StateError> {
-    sync_manifest_at(writer, batch_dir, manifest, api, None).await
-}
-
-/// [`sync_manifest`] of a shard's items: `positions` are their places in the
-/// whole manifest (stored as `seq`, so merged shard reports keep manifest order).
-pub async fn sync_manifest_at(
-    writer: &WriterHandle,
-    batch_dir: &Path,
-    manifest: &Manifest,
-    api: Api,
-    positions: Option<&[u64]>,
-) -> Result<Vec<String>, StateError> {
-    let base = manifest
-        .path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let hashes: Vec<String> = manifest
-        .items
-        .iter()
-        .map(|it| params_hash(it, &base))
-        .collect();
-    let mut fingerprint = manifest_fingerprint(&manifest.items, &hashes);
-    if let Some(p) = positions {
-        use sha2::{Digest, Sha256};
-        let text: Vec<String> = p.iter().map(u64::to_string).collect();
-        let digest = Sha256::digest(format!("{fingerprint}\n{}", text.join(",")).as_bytes());
-        fingerprint = hex::encode(digest);
-    }
+) -> Result<(), BatchError> {
     let synced = state::meta(&state::open_ro(batch_dir)?, MANIFEST_FINGERPRINT)?;
-    if synced.as_deref() != Some(fingerprint.as_str()) {
-        // In chunks, each committed before the next is built, so the copy the
-        // store needs never holds the whole manifest a second time.
-        let mut seq = 0u64;
-        for (chunk, chunk_hashes) in manifest
-            .items
-            .chunks(SYNC_CHUNK)
-            .zip(hashes.chunks(SYNC_CHUNK))
-        {
-            writer
-                .send_durable(Update::SyncItems(new_items(
-                    api,
-                    chunk,
-                    chunk_hashes,
-                    seq,
-                    positions,
-                )))
-                .await?;
-            seq += chunk.len() as u64;
-        }
+    if synced.as_deref() != Some(scanned.fingerprint.as_str()) {
+        writer.send_durable(Update::BeginSync).await?;
+        // The files are read again on a blocking thread; each full chunk
+        // waits for its commit before more is read.
+        let (source2, scanned2, writer2) = (source.clone(), scanned.clone(), writer.clone());
+        let handle = tokio::runtime::Handle::current();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(SYNC_CHUNK);
+            let mut failed: Option<StateError> = None;
+            let read = source2.each(&scanned2, &mut |pos, item, hash| {
+                if failed.is_some() {
+                    return;
+                }
+                chunk.push(new_item(api, &item, hash, pos));
+                if chunk.len() == SYNC_CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(SYNC_CHUNK));
+                    if let Err(e) = handle.block_on(writer2.send_durable(Update::SyncItems(full))) {
+                        failed = Some(e);
+                    }
+                }
+            });
+            match (read, failed) {
+                (Err(e), _) => Err(BatchError::Manifest(e)),
+                (Ok(()), Some(e)) => Err(e.into()),
+                (Ok(()), None) => Ok(chunk),
+            }
+        })
+        .await
+        .map_err(|_| StateError::WriterGone)??;
+        writer.send_durable(Update::SyncItems(read)).await?;
         writer
             .send_durable(Update::SetMeta {
                 key: MANIFEST_FINGERPRINT.into(),
-                value: fingerprint,
+                value: scanned.fingerprint.clone(),
             })
             .await?;
     }
-    Ok(hashes)
+    if !scanned.sealed {
+        writer
+            .send_durable(Update::SetMeta {
+                key: MANIFEST_SEAL.into(),
+                value: scanned.seal(),
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 /// A rebuilt state: every item may have a task already, under the key the
 /// old report knew or the one its name derives.
 pub async fn mark_for_lookup(
     writer: &WriterHandle,
+    batch_dir: &Path,
     batch_id: &str,
-    items: &[Item],
     rebuilt: &Rebuilt,
 ) -> Result<(), StateError> {
-    let recover = items
-        .iter()
-        .map(|it| {
-            let (external_task_id, attempt) = rebuilt
-                .known
-                .get(&it.id)
-                .cloned()
-                .unwrap_or_else(|| (ids::external_task_id(batch_id, &it.id, 1), 1));
-            RecoverItem {
-                id: it.id.clone(),
-                external_task_id,
-                attempt,
-            }
-        })
-        .collect();
+    let recover = lookups(batch_dir, batch_id, rebuilt)?;
     writer.send_durable(Update::Recover(recover)).await
 }
 
-/// `positions`: the whole manifest's positions of a shard's items (`None`:
-/// the manifest is whole, positions count from 0).
-fn new_items(
-    api: Api,
-    items: &[Item],
-    hashes: &[String],
-    first_seq: u64,
-    positions: Option<&[u64]>,
-) -> Vec<NewItem> {
-    items
-        .iter()
-        .zip(hashes)
-        .enumerate()
-        .map(|(i, (it, hash))| NewItem {
-            id: it.id.clone(),
-            seq: {
-                let i = first_seq + i as u64;
-                positions
-                    .and_then(|p| p.get(i as usize).copied())
-                    .unwrap_or(i)
-            },
-            kind: it.kind.as_str().to_string(),
-            prompt: it.prompt.clone(),
-            params_hash: hash.clone(),
-            params: Some(manifest::params::settings_json(it)),
-            est_units: registry::price(api, it).units(),
-        })
-        .collect()
+/// The key each listed item's task would have (no connection is held
+/// across an await: the future stays `Send`).
+fn lookups(
+    batch_dir: &Path,
+    batch_id: &str,
+    rebuilt: &Rebuilt,
+) -> Result<Vec<RecoverItem>, StateError> {
+    let conn = state::open_ro(batch_dir)?;
+    let mut stmt = conn.prepare("SELECT id FROM items WHERE listed = 1 ORDER BY seq")?;
+    let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut recover = Vec::new();
+    for id in ids {
+        let id = id?;
+        let (external_task_id, attempt) = rebuilt
+            .known
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| (ids::external_task_id(batch_id, &id, 1), 1));
+        recover.push(RecoverItem {
+            id,
+            external_task_id,
+            attempt,
+        });
+    }
+    Ok(recover)
 }
 
-/// The manifest as the state sees it: every item's id and parameters, in order.
-fn manifest_fingerprint(items: &[Item], hashes: &[String]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for (it, hash) in items.iter().zip(hashes) {
-        h.update(it.id.as_bytes());
-        h.update([0]);
-        h.update(hash.as_bytes());
-        h.update([0xff]);
+/// One item as the store keeps it; `seq` is its place in the whole manifest
+/// (a shard's items keep theirs, so merged shard reports keep manifest order).
+fn new_item(api: Api, it: &Item, params_hash: String, seq: u64) -> NewItem {
+    NewItem {
+        id: it.id.clone(),
+        seq,
+        kind: it.kind.as_str().to_string(),
+        prompt: it.prompt.clone(),
+        params_hash,
+        params: Some(manifest::params::settings_json(it)),
+        est_units: registry::price(api, it).units(),
+        spec: serde_json::to_string(it).ok(),
     }
-    hex::encode(h.finalize())
 }

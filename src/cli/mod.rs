@@ -268,7 +268,9 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
         Some(crate::batch::BatchError::Shard(crate::shard::ShardError::State(e))) => {
             return state_exit(e);
         }
-        Some(crate::batch::BatchError::Shard(_)) => return Exit::BadInput,
+        Some(crate::batch::BatchError::Shard(_) | crate::batch::BatchError::Manifest(_)) => {
+            return Exit::BadInput;
+        }
         None => {}
     }
     match err.downcast_ref::<StateError>() {

@@ -27,7 +27,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
         "jsonl" => Layout::Lines,
         _ => {
             drop(conn);
-            let written = report::write_outputs(&args.dir, None)?;
+            let written = report::write_outputs(&args.dir, false)?;
             crate::outln!("{}", written.report.display());
             crate::outln!("{}", written.gallery.display());
             return Ok(Exit::Success);

@@ -11,8 +11,7 @@ use super::Exit;
 use crate::batch::{self, changes};
 use crate::download::Downloader;
 use crate::events::EventSender;
-use crate::manifest::{self, Manifest};
-use crate::provider::registry;
+use crate::manifest;
 use crate::report::{self, progress};
 use crate::scheduler::{self, EngineInput, RunOutcome, Stop};
 use crate::settings::{self, Overrides, RunSettings};
@@ -142,22 +141,12 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     let options = manifest::LoadOptions {
         provider_style: args.provider.clone(),
     };
-    let manifest = manifest::load_with(&args.manifest, &options)?;
     let pool = super::pool::load(args.accounts.as_deref())?;
     // A shard runs its items only, under the manifest's batch name (same task keys).
-    let (manifest, selection) = match shard {
-        Some(shard) => {
-            let (manifest, selection) = crate::shard::select(manifest, shard);
-            if !quiet {
-                crate::errln!(
-                    "shard {shard}: {} of the manifest's {} items",
-                    manifest.items.len(),
-                    selection.manifest_items
-                );
-            }
-            (manifest, Some(selection))
-        }
-        None => (manifest, None),
+    let source = batch::source::Source {
+        path: args.manifest.clone(),
+        options,
+        shard,
     };
     let overrides = Overrides {
         output: output.or_else(|| {
@@ -182,8 +171,21 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         download_min_speed: args.download_min_speed.clone(),
         pool: pool.is_some(),
     };
+    // Checked item by item without keeping them; not read at all when the
+    // batch's state holds exactly these files (a resume).
+    let scanned = source.scan(seal_dir(&overrides, &args.manifest).as_deref())?;
+    if let Some(selection) = &scanned.selection
+        && !quiet
+    {
+        crate::errln!(
+            "shard {}: {} of the manifest's {} items",
+            selection.shard,
+            scanned.items,
+            selection.manifest_items
+        );
+    }
     let settings = settings::resolve(
-        &manifest,
+        &scanned.head,
         &overrides,
         &|k| std::env::var(k).ok(),
         args.emulator,
@@ -194,10 +196,10 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         .context("cannot start the async runtime")?;
     let mut writer_thread = None;
     let launch = Launch {
-        manifest,
+        source,
+        scanned,
         settings,
         pool,
-        selection,
         emulator: args.emulator,
         mode: progress::Mode::detect(quiet),
         resubmit_changed: args.resubmit_changed,
@@ -214,14 +216,27 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     exit
 }
 
+/// Where the state of the batch a run continues would be, when it can hold
+/// a seal of the manifest (`--new-batch` always starts a new folder).
+fn seal_dir(overrides: &Overrides, manifest: &std::path::Path) -> Option<PathBuf> {
+    if overrides.new_batch {
+        return None;
+    }
+    Some(
+        overrides
+            .output
+            .clone()
+            .unwrap_or_else(|| settings::default_batch_dir(manifest)),
+    )
+}
+
 /// What one run of a batch starts from, parsed and checked.
 struct Launch {
-    manifest: Manifest,
+    source: batch::source::Source,
+    scanned: batch::source::Scanned,
     settings: RunSettings,
     /// The accounts file's accounts, when one was given.
     pool: Option<Vec<crate::accounts::AccountSpec>>,
-    /// The shard's items, when the run is one shard of the manifest.
-    selection: Option<crate::shard::Selection>,
     emulator: bool,
     mode: progress::Mode,
     resubmit_changed: bool,
@@ -231,10 +246,10 @@ struct Launch {
 
 async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow::Result<Exit> {
     let Launch {
-        manifest,
+        source,
+        scanned,
         mut settings,
         pool,
-        selection,
         emulator,
         mode,
         resubmit_changed: args_resubmit_changed,
@@ -248,19 +263,25 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
     let (settings_new_batch, batch_name) = (settings.new_batch, settings.batch_name.clone());
     // Lock, state (or its rebuild), manifest sync, edits, records: one
     // owner, the same for the tests and the benchmarks.
-    let prepared = batch::prepare(
+    let prepared = match batch::prepare(
         &batch_dir,
-        &manifest,
+        &source,
+        &scanned,
         batch::Prepare {
             name: &settings.batch_name,
             name_explicit: settings.batch_name_explicit,
             new_batch: settings.new_batch,
             resubmit_changed: args_resubmit_changed,
             api: settings.api,
-            shard: selection.as_ref(),
         },
     )
-    .await?;
+    .await
+    {
+        Ok(prepared) => prepared,
+        // Said as any manifest problem is (every problem listed, exit 2).
+        Err(batch::BatchError::Manifest(e)) => return Err(e.into()),
+        Err(e) => return Err(e.into()),
+    };
     let _lock = prepared.lock;
     *writer_thread = Some(prepared.writer_thread);
     let (writer, batch_id, records) = (prepared.writer, prepared.batch_id, prepared.records);
@@ -335,34 +356,25 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
     let (done_tx, done_rx) = oneshot::channel();
     let reporter = tokio::spawn(progress::report(mode, rx, done_rx));
 
-    let item_ids: Vec<String> = manifest.items.iter().map(|i| i.id.clone()).collect();
-    let spend = settings.max_units.map(|max_units| scheduler::Spend {
-        max_units,
-        estimates: manifest
-            .items
-            .iter()
-            .map(|item| registry::price(settings.api, item).units())
-            .collect(),
-    });
-    // Each item in its provider's request shape; the engine sees only jobs.
-    let jobs = manifest
-        .items
-        .iter()
-        .map(|item| accounts[0].provider.job(item))
-        .collect();
-    drop(manifest);
+    // Each item in its provider's request shape, read from the state when
+    // it is sent; the engine sees only jobs.
+    let provider = accounts[0].provider.clone();
+    let jobs = Arc::new(batch::jobs::StateJobs::open(
+        &batch_dir,
+        Box::new(move |item| provider.job(item)),
+    )?);
     let outcome = scheduler::run(EngineInput {
         accounts,
         downloader,
-        items: jobs,
         records,
+        jobs,
         batch_id,
         batch_dir: batch_dir.clone(),
         writer: writer.clone(),
         events,
         settings: settings.engine.clone(),
         interrupt: interrupt.clone(),
-        spend,
+        max_units: settings.max_units,
     })
     .await;
     super::pool::remember(&writer, learned, &outcome.learned)?;
@@ -409,7 +421,6 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
     }
     report::summary::finish_run(&report::summary::FinishedRun {
         batch_dir: &batch_dir,
-        item_ids: &item_ids,
         outcome: &outcome,
         exit_code: exit as i32,
         started_at,

@@ -27,7 +27,7 @@ pub(crate) fn read<R: Read>(
     file: &str,
     base_dir: &Path,
     v: &mut Validator,
-    items: &mut Vec<Item>,
+    items: &mut dyn FnMut(Item),
 ) -> Result<Option<usize>, std::io::Error> {
     let mut input = BufReader::with_capacity(64 * 1024, input);
     let cap = input.capacity();
@@ -161,7 +161,7 @@ pub(crate) fn read<R: Read>(
             }
         }
         if let Some(item) = v.finish(p, origin) {
-            items.push(item);
+            items(item);
         }
     }
     Ok(Some(rows))

@@ -33,7 +33,8 @@ pub use crate::job::Kind;
 
 /// An input image: a local file (already checked: exists, JPEG/PNG, size and
 /// dimensions within Kling's limits) or a URL passed through to the provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ImageRef {
     /// Absolute (or manifest-relative, resolved) path to a checked local file.
     Path(PathBuf),
@@ -70,7 +71,7 @@ pub struct CameraConfig {
 /// One validated generation request. Field names are the Kling API's own.
 /// `None` means "not given": the provider leaves the field out and the API
 /// default applies.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Item {
     /// Stable identity: the user's `id`, or derived from the item's content.
     /// Safe as a file name.
@@ -100,7 +101,7 @@ pub struct Item {
 }
 
 /// The `provider:` block of a YAML manifest (all optional; CLI and environment win).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProviderBlock {
     /// `kling` (official API, JWT) or `kling-gateway` (static bearer key).
     pub style: Option<String>,
@@ -109,7 +110,7 @@ pub struct ProviderBlock {
 
 /// The `limits:` block of a YAML manifest (all optional; CLI and environment win).
 /// Values are kept as written; `settings` parses them and reports bad ones.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LimitsBlock {
     pub concurrency: Option<u32>,
     /// e.g. "10/s", "300/min".
@@ -128,8 +129,11 @@ pub struct LimitsBlock {
 pub struct Manifest {
     /// The file it was read from.
     pub path: PathBuf,
-    /// Items in manifest order.
+    /// Items in manifest order (empty after a [`scan_with`]).
     pub items: Vec<Item>,
+    /// Every file read (the manifest, then an `items_from` CSV) with the
+    /// sha256 (hex) of the bytes validated.
+    pub files: Vec<(PathBuf, String)>,
     pub provider: ProviderBlock,
     pub limits: LimitsBlock,
 }
@@ -180,14 +184,26 @@ fn too_big(len: u64) -> String {
 
 /// A reader that fails once more than [`MAX_MANIFEST_BYTES`] came through
 /// (a file that grows while read, a FIFO, `/dev/zero`).
+/// It also hashes what it passes on: a run remembers the sha256 of exactly
+/// the bytes it validated (see `batch::source`).
 pub(crate) struct CappedRead<R> {
     inner: R,
     read: u64,
+    hash: sha2::Sha256,
+}
+
+impl<R> CappedRead<R> {
+    /// The sha256 (hex) of everything read so far.
+    pub(crate) fn digest(&self) -> String {
+        use sha2::Digest;
+        hex::encode(self.hash.clone().finalize())
+    }
 }
 
 impl<R: std::io::Read> std::io::Read for CappedRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hash, &buf[..n]);
         self.read += n as u64;
         if self.read > MAX_MANIFEST_BYTES {
             return Err(std::io::Error::new(
@@ -212,7 +228,16 @@ pub(crate) fn open_capped(path: &Path) -> std::io::Result<CappedRead<std::fs::Fi
     Ok(CappedRead {
         inner: file,
         read: 0,
+        hash: sha2::Digest::new(),
     })
+}
+
+/// The sha256 (hex) of a manifest file's bytes, read as a manifest is
+/// (refusing one over [`MAX_MANIFEST_BYTES`]).
+pub fn file_digest(path: &Path) -> std::io::Result<String> {
+    let mut file = open_capped(path)?;
+    std::io::copy(&mut file, &mut std::io::sink())?;
+    Ok(file.digest())
 }
 
 /// Options for [`load_with`].
@@ -231,6 +256,27 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 
 /// [`load`] with options.
 pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
+    let mut items = Vec::new();
+    let (mut manifest, _) = scan_with(path, opts, &mut |item| items.push(item))?;
+    manifest.items = items;
+    Ok(manifest)
+}
+
+/// Read and validate a manifest, handing each valid item to `sink` as it is
+/// read instead of keeping them: a 100,000-item batch is checked (and then
+/// synced into its state) without holding every item. The items handed over
+/// count only when this returns `Ok` (a problem may come after them).
+/// Returns the manifest without items, and how many items were valid.
+pub fn scan_with(
+    path: &Path,
+    opts: &LoadOptions,
+    sink: &mut dyn FnMut(Item),
+) -> Result<(Manifest, usize), ManifestError> {
+    let mut count = 0usize;
+    let mut items = |item: Item| {
+        count += 1;
+        sink(item);
+    };
     let display = path.display().to_string();
     let ext = path
         .extension()
@@ -301,25 +347,24 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestEr
             }],
         });
     }
+    let mut file = open_capped(path).map_err(read_err)?;
     let rows = if is_yaml {
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut open_capped(path).map_err(read_err)?, &mut bytes)
-            .map_err(read_err)?;
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(read_err)?;
         let out = yaml::read(
             &bytes,
             &display,
             &base_dir,
             style_override,
             &mut v,
-            &mut manifest.items,
+            &mut items,
         );
         drop(bytes);
         manifest.provider = out.provider;
         manifest.limits = out.limits;
         out.rows
     } else {
-        let file = open_capped(path).map_err(read_err)?;
-        self::csv::read(file, &display, &base_dir, &mut v, &mut manifest.items).map_err(read_err)?
+        self::csv::read(&mut file, &display, &base_dir, &mut v, &mut items).map_err(read_err)?
     };
     // `None`: the file never got as far as items (empty, not UTF-8, syntax error).
     if rows == Some(0) {
@@ -331,5 +376,8 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestEr
             problems: v.problems,
         });
     }
-    Ok(manifest)
+    manifest.files = std::iter::once((path.to_path_buf(), file.digest()))
+        .chain(v.also_read)
+        .collect();
+    Ok((manifest, count))
 }

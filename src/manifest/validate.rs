@@ -56,6 +56,9 @@ pub struct Validator {
     /// The manifest's folder: relative paths in pass-through fields are read from here.
     pub base_dir: std::path::PathBuf,
     pub problems: Vec<Problem>,
+    /// Files read besides the manifest itself (`items_from`), each with
+    /// the sha256 (hex) of the bytes read.
+    pub also_read: Vec<(std::path::PathBuf, String)>,
     defaults: Partial,
     ids: Ids,
 }

@@ -41,7 +41,7 @@ pub(crate) fn read(
     base_dir: &Path,
     style_override: Option<bool>,
     v: &mut Validator,
-    items: &mut Vec<Item>,
+    items: &mut dyn FnMut(Item),
 ) -> YamlOut {
     let mut out = YamlOut {
         provider: ProviderBlock::default(),
@@ -414,7 +414,7 @@ fn read_items(
     file: &str,
     base_dir: &Path,
     v: &mut Validator,
-    items: &mut Vec<Item>,
+    items: &mut dyn FnMut(Item),
 ) -> Option<usize> {
     let seq = match &val.value {
         Value::Seq(s) => s,
@@ -449,7 +449,7 @@ fn read_items(
         let mut p = Partial::default();
         read_fields(m, origin, base_dir, v, &mut p, false);
         if let Some(item) = v.finish(p, origin) {
-            items.push(item);
+            items(item);
         }
     }
     Some(seq.len())
@@ -460,7 +460,7 @@ fn read_items_from(
     file: &str,
     base_dir: &Path,
     v: &mut Validator,
-    items: &mut Vec<Item>,
+    items: &mut dyn FnMut(Item),
 ) -> Option<usize> {
     let name = string_setting(val, file, "items_from", v)?;
     if !name.to_ascii_lowercase().ends_with(".csv") {
@@ -482,10 +482,15 @@ fn read_items_from(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| base_dir.to_path_buf());
-    let result =
-        super::open_capped(&path).and_then(|f| super::csv::read(f, &shown, &csv_dir, v, items));
+    let result = super::open_capped(&path).and_then(|mut f| {
+        let rows = super::csv::read(&mut f, &shown, &csv_dir, v, items)?;
+        Ok((rows, f.digest()))
+    });
     match result {
-        Ok(rows) => rows,
+        Ok((rows, digest)) => {
+            v.also_read.push((path, digest));
+            rows
+        }
         Err(e) => {
             v.problems.push(problem(
                 file,

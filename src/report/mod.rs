@@ -14,7 +14,6 @@ pub mod merge;
 pub mod progress;
 pub mod summary;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::state::{self, ItemRecord, StateError, Status};
@@ -101,12 +100,9 @@ pub struct Written {
 }
 
 /// Write `report.csv` and `index.html` of `batch_dir` from its state, in one
-/// pass: every item the state knows, or only those in `only` (the current
-/// manifest's ids, for a run).
-pub fn write_outputs(
-    batch_dir: &Path,
-    only: Option<&HashSet<&str>>,
-) -> Result<Written, OutputError> {
+/// pass: every item the state knows, or (`listed_only`, for a run) those
+/// the manifest it last synced lists.
+pub fn write_outputs(batch_dir: &Path, listed_only: bool) -> Result<Written, OutputError> {
     let conn = state::open_ro(batch_dir)?;
     let meta = GalleryMeta {
         title: batch_title(batch_dir),
@@ -115,15 +111,18 @@ pub fn write_outputs(
     let mut report = ReportWriter::create(batch_dir)?;
     let mut gallery = GalleryWriter::create(batch_dir, &meta)?;
     let mut totals = Totals::default();
-    state::for_each_item(&conn, true, |r| {
-        if only.is_none_or(|ids| ids.contains(r.id.as_str())) {
-            let r = as_on_disk(r, batch_dir);
-            report.row(&r)?;
-            gallery.row(&r)?;
-            totals.add(&r);
-        }
+    let mut row = |r: ItemRecord| {
+        let r = as_on_disk(r, batch_dir);
+        report.row(&r)?;
+        gallery.row(&r)?;
+        totals.add(&r);
         Ok::<(), OutputError>(())
-    })?;
+    };
+    if listed_only {
+        state::for_each_listed(&conn, &mut row)?;
+    } else {
+        state::for_each_item(&conn, true, &mut row)?;
+    }
     Ok(Written {
         batch_id: meta.batch_id,
         report: report.finish()?,

@@ -27,8 +27,6 @@ const PRINT_MAX: usize = 20;
 /// What `run` hands over when the engine has stopped.
 pub struct FinishedRun<'a> {
     pub batch_dir: &'a Path,
-    /// The manifest's item ids (the report covers exactly these).
-    pub item_ids: &'a [String],
     pub outcome: &'a RunOutcome,
     /// The process exit code this run ends with.
     pub exit_code: i32,
@@ -132,9 +130,7 @@ pub struct Videos {
 /// Rewrite the report and the gallery, write `summary.json`, print the
 /// summary. Returns the summary.
 pub fn finish_run(run: &FinishedRun<'_>) -> Result<Summary, OutputError> {
-    let wanted: HashSet<&str> = run.item_ids.iter().map(String::as_str).collect();
-    let written = write_outputs(run.batch_dir, Some(&wanted))?;
-    drop(wanted);
+    let written = write_outputs(run.batch_dir, true)?;
     let summary = build(run, &written);
     write_summary(run.batch_dir, &summary)?;
     crate::out!("{}", human(&summary, run.outcome, &written.totals));
@@ -448,7 +444,6 @@ mod tests {
         };
         let run = FinishedRun {
             batch_dir: Path::new("out"),
-            item_ids: &[],
             outcome: o,
             exit_code: 0,
             started_at: SystemTime::now(),

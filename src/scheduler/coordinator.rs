@@ -20,6 +20,7 @@ use super::budget::{Budget, Held};
 use super::counts::RequestCounts;
 use super::fetch::DownloadQueue;
 use super::ids;
+use super::items::Items;
 use super::ledger::Ledger;
 use super::limit::Stop;
 use super::poll::PollQueue;
@@ -30,6 +31,7 @@ use super::workers::{Msg, Route, SubmitPlan, Workers, limiter};
 use super::{CapOutcome, EngineInput, RunOutcome};
 use super::{created, fetched, polled};
 use crate::events::RunEvent;
+use crate::job::JobSource;
 use crate::provider::{Provider, TaskSnapshot};
 use crate::settings::EngineSettings;
 use crate::state::{Status, Update};
@@ -57,6 +59,8 @@ pub(super) struct Coordinator<P> {
     to_verify: Vec<usize>,
     budget: Option<Arc<Budget>>,
     estimates: Arc<Vec<Option<f64>>>,
+    /// What each create sends, read when it is sent.
+    jobs: Arc<dyn JobSource>,
     /// Items held back by the spend cap: over it, and unpriced.
     held: [u64; 2],
 }
@@ -65,15 +69,13 @@ impl<P: Provider> Coordinator<P> {
     /// The coordinator of `input`, or the outcome of a run that cannot
     /// start (tasks of an account the run was not given).
     pub(super) fn new(input: EngineInput<P>) -> Result<Self, Box<RunOutcome>> {
-        let estimates = Arc::new(
-            input
-                .spend
-                .as_ref()
-                .map(|s| s.estimates.clone())
-                .unwrap_or_default(),
-        );
+        let estimates: Arc<Vec<Option<f64>>> = Arc::new(match input.max_units {
+            Some(_) => input.records.iter().map(|r| r.est_units).collect(),
+            None => Vec::new(),
+        });
         let names: Vec<Option<String>> = input.accounts.iter().map(|a| a.name.clone()).collect();
-        let loaded = recover::load(&input.items, input.records, &estimates, &names);
+        let items = Arc::new(Items::of(&input.records));
+        let loaded = recover::load(input.records, &estimates, &names);
         if input.accounts.is_empty() || !loaded.missing_accounts.is_empty() {
             return Err(Box::new(super::pool::cannot_start(
                 &loaded.entries,
@@ -82,9 +84,8 @@ impl<P: Provider> Coordinator<P> {
         }
         let cfg = input.settings;
         let budget = input
-            .spend
-            .as_ref()
-            .map(|s| Arc::new(Budget::new(s.max_units, loaded.already_spent)));
+            .max_units
+            .map(|max| Arc::new(Budget::new(max, loaded.already_spent)));
         let stop_submit = Arc::new(Stop::default());
         let requests = Arc::new(RequestCounts::default());
         let (pool, ledgers) = Pool::build(
@@ -105,7 +106,7 @@ impl<P: Provider> Coordinator<P> {
         let n = loaded.entries.len();
         Ok(Coordinator {
             ledger: Ledger::new(
-                Arc::new(input.items),
+                items,
                 loaded.entries,
                 input.writer,
                 input.events,
@@ -140,6 +141,7 @@ impl<P: Provider> Coordinator<P> {
             to_verify: Vec::new(),
             budget,
             estimates,
+            jobs: input.jobs,
             held: [0; 2],
         })
     }
@@ -152,9 +154,9 @@ impl<P: Provider> Coordinator<P> {
             batch_dir: self.batch_dir.clone(),
             concurrency: self.total_concurrency,
             concurrency_auto: self.ledger.accounts.iter().any(|a| a.auto),
-            in_flight_since: (self.ledger.entries.iter().zip(self.ledger.items.iter()))
+            in_flight_since: (self.ledger.entries.iter().zip(self.ledger.items.ids()))
                 .filter(|(e, _)| matches!(e.status, Status::Submitted | Status::Processing))
-                .filter_map(|(e, it)| Some((it.id.clone(), e.submitted_at?)))
+                .filter_map(|(e, id)| Some((id.to_string(), e.submitted_at?)))
                 .collect(),
         });
         self.resume();
@@ -237,7 +239,7 @@ impl<P: Provider> Coordinator<P> {
                         Some(key) => key.into_string(),
                         None => ids::external_task_id(
                             &self.batch_id,
-                            &self.ledger.items[idx].id,
+                            self.ledger.items.id(idx),
                             e.attempt,
                         ),
                     };
@@ -248,7 +250,7 @@ impl<P: Provider> Coordinator<P> {
                         vec![e.account]
                     };
                     self.workers
-                        .settle(idx, self.ledger.items[idx].kind, accounts, ext);
+                        .settle(idx, self.ledger.items.kind(idx), accounts, ext);
                 }
                 Step::Unusable => {
                     // It was counted against the bound at start: give that back.
@@ -266,7 +268,7 @@ impl<P: Provider> Coordinator<P> {
                     if timed_out {
                         self.ledger.transition(idx, Status::Submitted);
                         self.ledger.write(Update::Status {
-                            id: self.ledger.items[idx].id.clone(),
+                            id: self.ledger.items.id(idx).to_string(),
                             status: Status::Submitted,
                         });
                     }
@@ -291,7 +293,7 @@ impl<P: Provider> Coordinator<P> {
                     e.videos.clear();
                     let attempt = e.attempt;
                     self.ledger.write(Update::Retry {
-                        id: self.ledger.items[idx].id.clone(),
+                        id: self.ledger.items.id(idx).to_string(),
                         attempt,
                     });
                     self.ledger.transition(idx, Status::Pending);
@@ -311,7 +313,7 @@ impl<P: Provider> Coordinator<P> {
             } else {
                 // The state forgets the file before anything relies on it: a
                 // run that cannot download it again leaves it `succeeded`.
-                let id = self.ledger.items[idx].id.clone();
+                let id = self.ledger.items.id(idx).to_string();
                 for n in gone {
                     self.ledger.write(Update::VideoGone { id: id.clone(), n });
                 }
@@ -333,6 +335,7 @@ impl<P: Provider> Coordinator<P> {
         self.workers.submit_loop(SubmitPlan {
             order,
             items: self.ledger.items.clone(),
+            jobs: self.jobs.clone(),
             batch_id: self.batch_id.clone(),
             budget: self.budget.clone(),
             estimates: self.estimates.clone(),
@@ -358,6 +361,9 @@ impl<P: Provider> Coordinator<P> {
             }
             Msg::SubmitterDone => self.ledger.submitter_done = true,
             Msg::Held(idx, held) => self.on_held(idx, held),
+            Msg::Unreadable(e) => self.ledger.abort(format!(
+                "cannot read what to send from the state file: {e}; items not yet sent stay pending"
+            )),
             Msg::Recovered(idx, account, settled) => {
                 self.recovering -= 1;
                 self.move_to_account(idx, account);
@@ -391,20 +397,22 @@ impl<P: Provider> Coordinator<P> {
                     }
                 }
             }
+            Msg::ListedPage(found) => {
+                for (idx, snap) in found {
+                    self.polls.set_busy(idx, false);
+                    self.on_snapshot(idx, snap);
+                }
+            }
             Msg::Listed {
                 route,
-                found,
+                found_any,
                 missing,
                 error,
             } => {
                 self.active_polls -= 1;
                 self.polls
-                    .sweep_returned(route, !found.is_empty(), !missing.is_empty());
+                    .sweep_returned(route, found_any, !missing.is_empty());
                 let now = Instant::now();
-                for (idx, snap) in found {
-                    self.polls.set_busy(idx, false);
-                    self.on_snapshot(idx, snap);
-                }
                 for idx in missing {
                     self.polls.missed(idx);
                     if self.ledger.entries[idx].status.is_in_flight() {
@@ -450,7 +458,7 @@ impl<P: Provider> Coordinator<P> {
             ),
         };
         self.held[slot] += 1;
-        let id = self.ledger.items[idx].id.clone();
+        let id = self.ledger.items.id(idx).to_string();
         self.ledger.write(Update::Note {
             id,
             code: None,
@@ -501,7 +509,7 @@ impl<P: Provider> Coordinator<P> {
         let due = self.polls.take_due(
             now,
             |i| entries[i].status.is_in_flight(),
-            |i| (entries[i].account, items[i].kind),
+            |i| (entries[i].account, items.kind(i)),
         );
         for idx in due.queries {
             self.query(idx);
@@ -519,7 +527,7 @@ impl<P: Provider> Coordinator<P> {
         self.active_polls += 1;
         let route = (
             self.ledger.entries[idx].account,
-            self.ledger.items[idx].kind,
+            self.ledger.items.kind(idx),
         );
         self.workers.query(idx, route, task_id);
     }
@@ -532,7 +540,7 @@ impl<P: Provider> Coordinator<P> {
         self.active_polls += 1;
         let route = (
             self.ledger.entries[idx].account,
-            self.ledger.items[idx].kind,
+            self.ledger.items.kind(idx),
         );
         self.workers.refresh(idx, route, task_id);
     }

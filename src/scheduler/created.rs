@@ -29,7 +29,7 @@ pub(super) fn on_submitted(
     idx: usize,
     outcome: SubmitOutcome,
 ) -> bool {
-    let id = l.items[idx].id.clone();
+    let id = l.items.id(idx).to_string();
     match outcome {
         SubmitOutcome::Created {
             task_id,
@@ -135,7 +135,7 @@ pub(super) fn on_recovered(
     idx: usize,
     settled: Settled,
 ) -> bool {
-    let id = l.items[idx].id.clone();
+    let id = l.items.id(idx).to_string();
     match settled {
         Settled::Found(snap) => {
             return on_submitted(

@@ -22,7 +22,7 @@ pub(super) fn on_refreshed<P: Provider>(
     idx: usize,
     result: Result<TaskSnapshot, ProviderError>,
 ) {
-    let id = l.items[idx].id.clone();
+    let id = l.items.id(idx).to_string();
     match result {
         Ok(TaskSnapshot {
             status: RemoteStatus::Succeeded { videos, .. },
@@ -63,7 +63,7 @@ pub(super) fn on_fetched(
     n: u32,
     result: Result<Downloaded, DownloadError>,
 ) -> bool {
-    let id = l.items[idx].id.clone();
+    let id = l.items.id(idx).to_string();
     match result {
         Ok(d) => {
             let path = video_rel_path(&id, n, l.entries[idx].videos.len());
@@ -144,7 +144,7 @@ pub(super) fn start<P: Provider>(
     dir: &Path,
     idx: usize,
 ) {
-    let id = l.items[idx].id.clone();
+    let id = l.items.id(idx).to_string();
     let mut queued = 0;
     for v in &l.entries[idx].videos {
         if v.sha256.is_none() && v.url.is_some() {
@@ -181,7 +181,7 @@ pub(super) fn pump<P: Provider>(l: &mut Ledger, q: &mut DownloadQueue, w: &Worke
             q.dropped(idx);
             continue;
         };
-        let dest = dir.join(video_rel_path(&l.items[idx].id, n, count));
+        let dest = dir.join(video_rel_path(l.items.id(idx), n, count));
         q.started();
         w.fetch(idx, n, url, dest);
     }

@@ -11,15 +11,15 @@ use std::sync::Arc;
 
 use super::Failure;
 use super::entry::Entry;
+use super::items::Items;
 use super::limit::{InFlight, Stop};
 use super::setup;
 use crate::events::{EventSender, RunEvent};
-use crate::job::Job;
 use crate::provider::{ErrorClass, ProviderError};
 use crate::state::{Status, Update, WriterHandle, now_ms};
 
 pub(super) struct Ledger {
-    pub(super) items: Arc<Vec<Job>>,
+    pub(super) items: Arc<Items>,
     pub(super) entries: Vec<Entry>,
     pub(super) writer: WriterHandle,
     pub(super) events: EventSender,
@@ -64,7 +64,7 @@ pub(super) struct AccountLedger {
 
 impl Ledger {
     pub(super) fn new(
-        items: Arc<Vec<Job>>,
+        items: Arc<Items>,
         entries: Vec<Entry>,
         writer: WriterHandle,
         events: EventSender,
@@ -187,12 +187,12 @@ impl Ledger {
             "{why}: it may have been created and charged; not resubmitted (--resubmit-unknown sends it again)"
         );
         self.write(Update::Unknown {
-            id: self.items[idx].id.clone(),
+            id: self.items.id(idx).to_string(),
             message: message.clone(),
         });
         self.transition(idx, Status::Unknown);
         self.failures.push(Failure {
-            id: self.items[idx].id.clone(),
+            id: self.items.id(idx).to_string(),
             status: Status::Unknown,
             code: None,
             message,
@@ -206,7 +206,7 @@ impl Ledger {
         message: String,
         request_id: Option<String>,
     ) {
-        let id = self.items[idx].id.clone();
+        let id = self.items.id(idx).to_string();
         self.write(Update::Failed {
             id: id.clone(),
             code,
@@ -229,7 +229,7 @@ impl Ledger {
     }
 
     pub(super) fn warn(&mut self, idx: usize, code: Option<i64>, message: String) {
-        let id = self.items[idx].id.clone();
+        let id = self.items.id(idx).to_string();
         self.write(Update::Note {
             id: id.clone(),
             code,
@@ -296,7 +296,7 @@ impl Ledger {
                 self.count_running(idx, to == Status::Processing);
             }
             self.events.send(RunEvent::Transition {
-                id: self.items[idx].id.clone(),
+                id: self.items.id(idx).to_string(),
                 from,
                 to,
             });

@@ -43,6 +43,7 @@ mod entry;
 mod fetch;
 mod fetched;
 pub mod ids;
+mod items;
 mod latency;
 mod ledger;
 mod limit;
@@ -61,7 +62,7 @@ use std::sync::Arc;
 
 use crate::download::Downloader;
 use crate::events::EventSender;
-use crate::job::Job;
+use crate::job::JobSource;
 use crate::provider::Provider;
 use crate::settings::EngineSettings;
 use crate::state::{ItemRecord, Status, WriterHandle};
@@ -167,10 +168,12 @@ pub struct EngineInput<P> {
     /// The accounts, at least one.
     pub accounts: Vec<Account<P>>,
     pub downloader: Downloader,
-    /// The manifest's items as jobs for the provider, in manifest order.
-    pub items: Vec<Job>,
-    /// The store's records (after syncing the manifest), any order.
+    /// The batch's items, in manifest order: their progress as the state
+    /// holds it (`state::load_progress` after syncing the manifest). The
+    /// engine runs exactly these.
     pub records: Vec<ItemRecord>,
+    /// What each item's create sends, read when it is sent.
+    pub jobs: Arc<dyn JobSource>,
     pub batch_id: String,
     pub batch_dir: PathBuf,
     pub writer: WriterHandle,
@@ -178,17 +181,9 @@ pub struct EngineInput<P> {
     pub settings: EngineSettings,
     /// Set by Ctrl-C: stop at once, state consistent.
     pub interrupt: Arc<Stop>,
-    /// The spend cap (`--max-units`) and each item's estimated units, in
-    /// manifest order; `None`: no cap.
-    pub spend: Option<Spend>,
-}
-
-/// A spend cap and the estimates it is kept with.
-#[derive(Debug, Clone)]
-pub struct Spend {
-    pub max_units: f64,
-    /// Per item, in manifest order; `None`: no price known.
-    pub estimates: Vec<Option<f64>>,
+    /// The spend cap (`--max-units`), kept with each record's estimated
+    /// units; `None`: no cap.
+    pub max_units: Option<f64>,
 }
 
 /// Run the batch to the end (or to an abort or interrupt).

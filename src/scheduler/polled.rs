@@ -30,7 +30,7 @@ pub(super) fn on_snapshot(
     snap: TaskSnapshot,
 ) -> bool {
     let now = Instant::now();
-    let id = l.items[idx].id.clone();
+    let id = l.items.id(idx).to_string();
     polls.answered(idx);
     if !l.entries[idx].status.is_in_flight() {
         return false; // already settled (e.g. timed out while the answer was in the air)
@@ -203,7 +203,7 @@ pub(super) fn track_in_flight(
     created_now: bool,
 ) {
     if l.entries[idx].deadline.is_none() {
-        let route = (l.entries[idx].account, l.items[idx].kind);
+        let route = (l.entries[idx].account, l.items.kind(idx));
         polls.track(idx, route, created_now.then_some(now));
     }
     l.entries[idx].deadline = Some(now + cfg.task_timeout);
@@ -219,7 +219,7 @@ fn in_flight_done(l: &mut Ledger, polls: &mut PollQueue<Route>, idx: usize) {
 fn time_out(l: &mut Ledger, polls: &mut PollQueue<Route>, cfg: &EngineSettings, idx: usize) {
     l.release(idx);
     in_flight_done(l, polls, idx);
-    let id = l.items[idx].id.clone();
+    let id = l.items.id(idx).to_string();
     let message = format!(
         "still unfinished after {}; rerun to keep polling it",
         humantime::format_duration(cfg.task_timeout)

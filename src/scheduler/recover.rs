@@ -8,11 +8,9 @@
 //! resume rules are tested here without a provider, a store or a clock. The
 //! coordinator carries the plan out; [`files_gone`] is its one file check.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::entry::Entry;
-use crate::job::Job;
 use crate::state::{ItemRecord, Status, VideoRecord};
 
 /// The entries of a run and what earlier runs committed.
@@ -28,7 +26,7 @@ pub(super) struct Loaded {
     pub(super) missing_accounts: std::collections::BTreeSet<String>,
 }
 
-/// Entries for `items`, in manifest order, from the store's `records` (any
+/// Entries for the batch's items from the store's `records` (manifest
 /// order; moved, not copied: on 100k items the video records are tens of
 /// megabytes). `estimates` are the items' estimated units, when known.
 ///
@@ -38,23 +36,20 @@ pub(super) struct Loaded {
 /// [`Loaded::missing_accounts`] (its task could only be polled, or its
 /// create settled, with those credentials).
 pub(super) fn load(
-    items: &[Job],
     records: Vec<ItemRecord>,
     estimates: &[Option<f64>],
     accounts: &[Option<String>],
 ) -> Loaded {
     let default = accounts.iter().position(Option::is_none);
     let mut missing_accounts = std::collections::BTreeSet::new();
-    let mut by_id: HashMap<String, ItemRecord> =
-        records.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut already_spent = 0.0;
-    let mut entries = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+    let mut entries = Vec::with_capacity(records.len());
+    for (i, r) in records.into_iter().enumerate() {
         let mut e = Entry {
             attempt: 1,
             ..Entry::default()
         };
-        if let Some(r) = by_id.remove(item.id.as_str()) {
+        {
             let bound = r.needs_its_account();
             // What earlier runs committed: the charge, else the estimate.
             if r.task_id.is_some() || r.status() == Status::Submitting {
@@ -94,7 +89,6 @@ pub(super) fn load(
         }
         entries.push(e);
     }
-    drop(by_id);
     let mut holding_slots = vec![0; accounts.len().max(1)];
     for e in &entries {
         if matches!(

@@ -9,7 +9,7 @@
 //! coordinator, because it is the workers' reply contract: the coordinator
 //! depends on the workers, never the other way round.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,11 +22,12 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use super::budget::{Budget, Held};
 use super::counts::{Request, RequestCounts};
 use super::ids;
+use super::items::Items;
 use super::limit::Stop;
 use super::pool::Pool;
 use super::submit::{Settled, SubmitOutcome};
 use crate::download::{DownloadError, Downloaded, Downloader};
-use crate::job::{Job, Kind};
+use crate::job::{Job, JobSource, Kind};
 use crate::provider::{Provider, ProviderError, TaskSnapshot};
 
 /// Where a task's queries and sweeps go: its account (by index) and the
@@ -42,12 +43,18 @@ pub(super) enum Msg {
     SubmitterDone,
     /// The spend cap kept this item back; it stays pending.
     Held(usize, Held),
+    /// What the next creates send could not be read: creating stops.
+    Unreadable(String),
     /// What settling item `.0`'s unsettled create found, and in which account.
     Recovered(usize, u16, Settled),
     Polled(usize, Result<TaskSnapshot, ProviderError>),
+    /// One page of a sweep: our tasks on it, sent as soon as the page is
+    /// read (a task that ended frees its slot without waiting for the rest).
+    ListedPage(Vec<(usize, TaskSnapshot)>),
+    /// The sweep of `route` is over (after its pages).
     Listed {
         route: Route,
-        found: Vec<(usize, TaskSnapshot)>,
+        found_any: bool,
         missing: Vec<usize>,
         error: Option<ProviderError>,
     },
@@ -73,6 +80,39 @@ pub(super) fn limiter(per_second: f64) -> Arc<DirectLimiter> {
     Arc::new(RateLimiter::direct(quota))
 }
 
+/// Items whose requests the submit loop reads at once, ahead of sending them.
+const JOB_PAGE: usize = 128;
+
+/// The jobs of `page` (item, attempt), read off the async threads.
+async fn read_page(
+    jobs: &Arc<dyn JobSource>,
+    items: &Arc<Items>,
+    page: Vec<(usize, u32)>,
+) -> Result<Vec<(usize, u32, Job)>, String> {
+    if page.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (jobs, items) = (jobs.clone(), items.clone());
+    tokio::task::spawn_blocking(move || {
+        let ids: Vec<&str> = page.iter().map(|&(idx, _)| items.id(idx)).collect();
+        let read = jobs.jobs(&ids)?;
+        if read.len() != page.len() {
+            return Err(format!(
+                "{} requests read for {} items",
+                read.len(),
+                page.len()
+            ));
+        }
+        Ok(page
+            .into_iter()
+            .zip(read)
+            .map(|((idx, attempt), job)| (idx, attempt, job))
+            .collect())
+    })
+    .await
+    .map_err(|e| format!("the reader stopped: {e}"))?
+}
+
 /// A reservation whose create did not happen is free again.
 pub(super) fn give_back(budget: &Option<Arc<Budget>>, estimates: &[Option<f64>], idx: usize) {
     if let (Some(b), Some(est)) = (budget, estimates.get(idx).copied().flatten()) {
@@ -84,7 +124,9 @@ pub(super) fn give_back(budget: &Option<Arc<Budget>>, estimates: &[Option<f64>],
 pub(super) struct SubmitPlan {
     /// Pending items in manifest order, with the attempt each is created as.
     pub(super) order: Vec<(usize, u32)>,
-    pub(super) items: Arc<Vec<Job>>,
+    pub(super) items: Arc<Items>,
+    /// What each create sends, read a page ahead of the sends.
+    pub(super) jobs: Arc<dyn JobSource>,
     pub(super) batch_id: String,
     pub(super) budget: Option<Arc<Budget>>,
     pub(super) estimates: Arc<Vec<Option<f64>>>,
@@ -116,26 +158,38 @@ impl<P: Provider> Workers<P> {
         let SubmitPlan {
             order,
             items,
+            jobs,
             batch_id,
             budget,
             estimates,
             stop,
         } = plan;
         tokio::spawn(async move {
-            let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<(usize, u32)>();
+            let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<(usize, u32, Job)>();
             let outstanding = Arc::new(AtomicUsize::new(0));
             let came_back = Arc::new(Notify::new());
             let mut order = order.into_iter();
+            let mut ahead = VecDeque::new();
             let mut turn = 0usize;
             loop {
                 if stop.is_stopped() {
                     break;
                 }
+                if ahead.is_empty() {
+                    let page: Vec<(usize, u32)> = order.by_ref().take(JOB_PAGE).collect();
+                    match read_page(&jobs, &items, page).await {
+                        Ok(page) => ahead.extend(page),
+                        Err(e) => {
+                            let _ = tx.send(Msg::Unreadable(e));
+                            break;
+                        }
+                    }
+                }
                 let next = match requeue_rx.try_recv() {
                     Ok(x) => Some(x),
-                    Err(_) => order.next(),
+                    Err(_) => ahead.pop_front(),
                 };
-                let (idx, attempt) = match next {
+                let (idx, attempt, job) = match next {
                     Some(x) => x,
                     // A submission that comes back hands its item back
                     // before it stops counting: seeing none outstanding
@@ -170,12 +224,12 @@ impl<P: Provider> Workers<P> {
                     break;
                 }
                 outstanding.fetch_add(1, Ordering::SeqCst);
-                let (pool, items, tx) = (pool.clone(), items.clone(), tx.clone());
+                let (pool, tx) = (pool.clone(), tx.clone());
                 let (requeue_tx, outstanding, came_back) =
                     (requeue_tx.clone(), outstanding.clone(), came_back.clone());
-                let ext = ids::external_task_id(&batch_id, &items[idx].id, attempt);
+                let ext = ids::external_task_id(&batch_id, items.id(idx), attempt);
                 tokio::spawn(async move {
-                    let outcome = sub.submit(&items[idx], &ext, attempt).await;
+                    let outcome = sub.submit(&job, &ext, attempt).await;
                     // Definitely not created, for the account's sake: drain
                     // it here too (the coordinator records why), so the
                     // item goes to an account that still takes new items.
@@ -191,7 +245,7 @@ impl<P: Provider> Workers<P> {
                     let requeue = (refused || drained) && pool.any_live();
                     let _ = tx.send(Msg::Submitted(idx, outcome));
                     if requeue {
-                        let _ = requeue_tx.send((idx, attempt));
+                        let _ = requeue_tx.send((idx, attempt, job));
                     }
                     outstanding.fetch_sub(1, Ordering::SeqCst);
                     came_back.notify_one();
@@ -266,7 +320,7 @@ impl<P: Provider> Workers<P> {
         let max_pages = (wanted.len() as u32 / page_size + 3).min(MAX_SWEEP_PAGES);
         let requests = self.requests.clone();
         tokio::spawn(async move {
-            let mut found = Vec::new();
+            let mut found_any = false;
             let mut error = None;
             for page in 1..=max_pages {
                 rate.until_ready().await;
@@ -274,10 +328,13 @@ impl<P: Provider> Workers<P> {
                 match provider.list(route.1, page, page_size).await {
                     Ok(tasks) => {
                         let short = (tasks.len() as u32) < page_size;
-                        for snap in tasks {
-                            if let Some(idx) = wanted.remove(&snap.task_id) {
-                                found.push((idx, snap));
-                            }
+                        let found: Vec<(usize, TaskSnapshot)> = tasks
+                            .into_iter()
+                            .filter_map(|snap| Some((wanted.remove(&snap.task_id)?, snap)))
+                            .collect();
+                        if !found.is_empty() {
+                            found_any = true;
+                            let _ = tx.send(Msg::ListedPage(found));
                         }
                         if short || wanted.is_empty() {
                             break;
@@ -292,7 +349,7 @@ impl<P: Provider> Workers<P> {
             let missing = wanted.into_values().collect();
             let _ = tx.send(Msg::Listed {
                 route,
-                found,
+                found_any,
                 missing,
                 error,
             });

@@ -321,11 +321,63 @@ pub fn load_items_with(conn: &Connection, prompts: bool) -> Result<Vec<ItemRecor
     Ok(items)
 }
 
+/// What the engine resumes from: the items the manifest last synced still
+/// lists, in its order, without prompts or settings (what a create sends is
+/// read when it is sent: see `batch::jobs`).
+pub fn load_progress(conn: &Connection) -> Result<Vec<ItemRecord>, StateError> {
+    let mut items = Vec::new();
+    let read = Read {
+        prompts: false,
+        params: false,
+        listed_only: true,
+    };
+    visit(conn, read, |r| {
+        items.push(r);
+        Ok::<(), StateError>(())
+    })?;
+    Ok(items)
+}
+
+/// [`for_each_item`] of the items the manifest last synced still lists
+/// (what a run reports), with prompts and settings.
+pub fn for_each_listed<E: From<StateError>>(
+    conn: &Connection,
+    f: impl FnMut(ItemRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    let read = Read {
+        prompts: true,
+        params: true,
+        listed_only: true,
+    };
+    visit(conn, read, f)
+}
+
+/// What [`visit`] reads.
+#[derive(Clone, Copy)]
+struct Read {
+    prompts: bool,
+    params: bool,
+    listed_only: bool,
+}
+
 /// Visit every item, in manifest order, with its videos — one at a time, so a
 /// report of 100k items never holds them all.
 pub fn for_each_item<E: From<StateError>>(
     conn: &Connection,
     prompts: bool,
+    f: impl FnMut(ItemRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    let read = Read {
+        prompts,
+        params: true,
+        listed_only: false,
+    };
+    visit(conn, read, f)
+}
+
+fn visit<E: From<StateError>>(
+    conn: &Connection,
+    read: Read,
     mut f: impl FnMut(ItemRecord) -> Result<(), E>,
 ) -> Result<(), E> {
     // Schema 1 files (read-only readers do not migrate) lack the v2 columns.
@@ -337,17 +389,22 @@ pub fn for_each_item<E: From<StateError>>(
                 i.error_code, i.error_message, i.request_id, i.submitted_at, i.finished_at,
                 v.n, v.video_id, v.url, v.duration, v.path, v.bytes, v.sha256,
                 i.updated_at, {}, {}
-         FROM items i LEFT JOIN videos v ON v.item_id = i.id
+         FROM items i LEFT JOIN videos v ON v.item_id = i.id {}
          ORDER BY i.seq, i.id, v.n",
-        if v2 {
-            "i.params, i.est_units"
-        } else {
-            "NULL, NULL"
+        match (v2, read.params) {
+            (true, true) => "i.params, i.est_units",
+            (true, false) => "NULL, i.est_units",
+            (false, _) => "NULL, NULL",
         },
-        if version >= 3 { "i.account" } else { "NULL" }
+        if version >= 3 { "i.account" } else { "NULL" },
+        if read.listed_only && version >= 5 {
+            "WHERE i.listed = 1"
+        } else {
+            ""
+        }
     );
     let mut stmt = conn.prepare(&sql).map_err(StateError::from)?;
-    let mut rows = stmt.query([prompts]).map_err(StateError::from)?;
+    let mut rows = stmt.query([read.prompts]).map_err(StateError::from)?;
     let mut current: Option<ItemRecord> = None;
     while let Some(r) = rows.next().map_err(StateError::from)? {
         let id: String = r.get(0).map_err(StateError::from)?;

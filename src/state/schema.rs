@@ -12,7 +12,7 @@ use rusqlite::{Connection, params};
 use super::StateError;
 
 /// The schema this build writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -62,6 +62,16 @@ const MIGRATIONS: &[&str] = &[
     // 3 -> 4: videos copied to an object store (`--output s3://…`); see
     // `state::uploads`. A table of its own: a local batch never has rows.
     super::uploads::MIGRATION,
+    // 4 -> 5: the engine reads what a create sends from the state, not from a
+    // manifest held in memory (flat memory at 100k items): `spec` is the item
+    // as the manifest last synced asks for it (JSON), `manifest_hash` its
+    // parameters' hash (against `params_hash`, what was submitted: an edit
+    // after submit), `listed` whether that manifest still has it. Forgetting
+    // the fingerprint makes the next run sync once and fill them in.
+    "ALTER TABLE items ADD COLUMN spec TEXT;
+     ALTER TABLE items ADD COLUMN manifest_hash TEXT;
+     ALTER TABLE items ADD COLUMN listed INTEGER NOT NULL DEFAULT 1;
+     DELETE FROM meta WHERE key IN ('manifest_fingerprint', 'manifest_seal');",
 ];
 
 /// Bring a writable connection to [`VERSION`], creating the batch id on

@@ -290,6 +290,7 @@ async fn a_schema_1_file_migrates_and_a_sync_fills_in_what_was_submitted() {
         params_hash: hash.into(),
         params: Some(format!(r#"{{"model_name":"m-{id}"}}"#)),
         est_units: Some(2.0),
+        spec: None,
     };
     h.send_durable(Update::SyncItems(vec![
         sync("sea-dawn", 0, &before[0].params_hash),

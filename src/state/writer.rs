@@ -20,6 +20,9 @@ pub enum Update {
     /// Make the store know the manifest's items (insert new ones, refresh order
     /// and, for items not yet submitted, their parameters).
     SyncItems(Vec<NewItem>),
+    /// A manifest sync begins: every item counts as no longer listed until
+    /// a `SyncItems` of this sync names it again.
+    BeginSync,
     /// About to POST a create for `id` tagged `external_task_id`.
     Intent {
         id: String,
@@ -129,6 +132,9 @@ pub struct NewItem {
     pub params: Option<String>,
     /// Estimated units (`None`: the price table has no price for it).
     pub est_units: Option<f64>,
+    /// The whole item as the manifest asks for it now (JSON): what its next
+    /// create sends, read from the state when it is sent.
+    pub spec: Option<String>,
 }
 
 struct Msg {
@@ -358,8 +364,9 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
             // are filled in only when missing (a schema 1 file) and the
             // manifest still asks for exactly that (same params_hash).
             let mut insert = tx.prepare_cached(
-                "INSERT INTO items (id, seq, kind, prompt, params_hash, params, est_units, status, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)
+                "INSERT INTO items (id, seq, kind, prompt, params_hash, params, est_units, status, updated_at,
+                                    spec, manifest_hash, listed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?5, 1)
                  ON CONFLICT(id) DO UPDATE SET seq = excluded.seq,
                    kind = CASE WHEN items.status = 'pending' THEN excluded.kind ELSE items.kind END,
                    prompt = CASE WHEN items.status = 'pending' THEN excluded.prompt ELSE items.prompt END,
@@ -369,7 +376,8 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
                    est_units = CASE WHEN items.status = 'pending'
                        OR (items.params IS NULL AND items.params_hash = excluded.params_hash)
                      THEN excluded.est_units ELSE items.est_units END,
-                   params_hash = CASE WHEN items.status = 'pending' THEN excluded.params_hash ELSE items.params_hash END",
+                   params_hash = CASE WHEN items.status = 'pending' THEN excluded.params_hash ELSE items.params_hash END,
+                   spec = excluded.spec, manifest_hash = excluded.manifest_hash, listed = 1",
             )?;
             for it in items {
                 insert.execute(params![
@@ -380,9 +388,13 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
                     it.params_hash,
                     it.params,
                     it.est_units,
-                    now
+                    now,
+                    it.spec
                 ])?;
             }
+        }
+        Update::BeginSync => {
+            tx.execute("UPDATE items SET listed = 0 WHERE listed != 0", [])?;
         }
         Update::Intent {
             id,

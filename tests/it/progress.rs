@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vidbatch::batch;
+use vidbatch::batch::source::Source;
 use vidbatch::download::Downloader;
 use vidbatch::emulator::{self, EmulatorConfig};
 use vidbatch::events::{EventSender, RunEvent};
-use vidbatch::manifest::{self, Manifest};
 use vidbatch::provider::kling::{Credentials, KlingConfig, KlingProvider, Style};
 use vidbatch::provider::registry::Api;
 use vidbatch::report::progress::Tally;
@@ -22,34 +22,39 @@ use vidbatch::state::{Status, now_ms};
 const AK: &str = "eta-test-ak";
 const SK: &str = "eta-test-sk-0123456789";
 
-fn manifest_of(dir: &Path, n: usize) -> Manifest {
+fn manifest_of(dir: &Path, n: usize) -> Source {
     let p = dir.join("m.csv");
     let mut s = String::from("id,prompt\n");
     for i in 0..n {
         s.push_str(&format!("clip-{i},a calm sea at dawn {i}\n"));
     }
     std::fs::write(&p, s).unwrap();
-    manifest::load(&p).unwrap()
+    Source {
+        path: p,
+        options: Default::default(),
+        shard: None,
+    }
 }
 
 /// One engine run over the batch in `dir`, opened as `vidbatch run` opens it.
 async fn run_engine(
     dir: &Path,
-    manifest: Manifest,
+    source: Source,
     base_url: &str,
     events: EventSender,
     interrupt: Arc<Stop>,
 ) -> RunOutcome {
+    let scanned = source.scan(Some(dir)).unwrap();
     let prepared = batch::prepare(
         dir,
-        &manifest,
+        &source,
+        &scanned,
         batch::Prepare {
             name: "eta-test",
             name_explicit: false,
             new_batch: false,
             resubmit_changed: false,
             api: Api::Kling,
-            shard: None,
         },
     )
     .await
@@ -74,19 +79,17 @@ async fn run_engine(
     let outcome = scheduler::run(EngineInput {
         accounts: vec![scheduler::Account::only(provider, &settings)],
         downloader: Downloader::new(reqwest::Client::new(), 3, Duration::from_millis(20)),
-        items: manifest
-            .items
-            .iter()
-            .map(vidbatch::provider::kling::job)
-            .collect(),
         records: prepared.records,
+        jobs: Arc::new(
+            batch::jobs::StateJobs::open(dir, Box::new(vidbatch::provider::kling::job)).unwrap(),
+        ),
         batch_id: prepared.batch_id,
         batch_dir: dir.to_path_buf(),
         writer: prepared.writer.clone(),
         events,
         settings,
         interrupt,
-        spend: None,
+        max_units: None,
     })
     .await;
     // Everything is committed; the lock goes with `prepared`. (Not joined:

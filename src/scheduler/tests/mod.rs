@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::*;
-use crate::job::{Job, Kind};
+use crate::job::{Job, JobList, Kind};
 use crate::provider::{
     Capabilities, Created, ErrorClass, ProviderError, RemoteStatus, TaskSnapshot, Video,
 };
@@ -343,15 +343,15 @@ impl Harness {
         run(EngineInput {
             accounts,
             downloader,
-            items,
             records,
+            jobs: Arc::new(JobList::new(items)),
             batch_id,
             batch_dir: self.dir.path().to_path_buf(),
             writer,
             events: EventSender::none(),
             settings,
             interrupt,
-            spend: None,
+            max_units: None,
         })
         .await
     }
