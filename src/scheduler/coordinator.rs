@@ -22,12 +22,12 @@ use super::fetch::DownloadQueue;
 use super::ids;
 use super::items::Items;
 use super::ledger::Ledger;
-use super::limit::Stop;
+use super::limit::{Gate, Stop};
 use super::poll::PollQueue;
 use super::pool::Pool;
 use super::recover::{self, Step};
 use super::submit::{Settled, SubmitOutcome};
-use super::workers::{Msg, Route, SubmitPlan, Workers, limiter};
+use super::workers::{Gone, Msg, Route, SubmitPlan, Workers, limiter};
 use super::{CapOutcome, EngineInput, RunOutcome};
 use super::{created, fetched, polled};
 use crate::events::RunEvent;
@@ -38,6 +38,10 @@ use crate::state::{Status, Update};
 
 /// Concurrent status requests.
 const POLL_CONCURRENCY: usize = 32;
+
+/// Videos that may wait for their downloads before new creates wait too
+/// (at least; twice the in-flight bound when that is more).
+const MIN_BACKLOG: usize = 256;
 
 pub(super) struct Coordinator<P> {
     ledger: Ledger,
@@ -57,10 +61,16 @@ pub(super) struct Coordinator<P> {
     active_polls: usize,
     /// Downloaded items whose files are checked once the run has started.
     to_verify: Vec<usize>,
+    /// The files of downloaded items are being checked.
+    verifying: bool,
     budget: Option<Arc<Budget>>,
     estimates: Arc<Vec<Option<f64>>>,
     /// What each create sends, read when it is sent.
     jobs: Arc<dyn JobSource>,
+    /// Creates wait here while more than `backlog_allowance` videos wait
+    /// for (or are in) their downloads.
+    backlog: Arc<Gate>,
+    backlog_allowance: usize,
     /// Items held back by the spend cap: over it, and unpriced.
     held: [u64; 2],
 }
@@ -114,7 +124,6 @@ impl<P: Provider> Coordinator<P> {
                 ledgers,
             ),
             polls: PollQueue::new(
-                n,
                 cfg.poll_interval,
                 cfg.max_poll_interval,
                 cfg.list_threshold,
@@ -139,9 +148,12 @@ impl<P: Provider> Coordinator<P> {
             active_submits: 0,
             active_polls: 0,
             to_verify: Vec::new(),
+            verifying: false,
             budget,
             estimates,
             jobs: input.jobs,
+            backlog: Arc::new(Gate::default()),
+            backlog_allowance: (2 * total_concurrency).max(MIN_BACKLOG),
             held: [0; 2],
         })
     }
@@ -156,7 +168,7 @@ impl<P: Provider> Coordinator<P> {
             concurrency_auto: self.ledger.accounts.iter().any(|a| a.auto),
             in_flight_since: (self.ledger.entries.iter().zip(self.ledger.items.ids()))
                 .filter(|(e, _)| matches!(e.status, Status::Submitted | Status::Processing))
-                .filter_map(|(e, id)| Some((id.to_string(), e.submitted_at?)))
+                .filter_map(|(e, id)| Some((id.to_string(), e.submitted_at?.get())))
                 .collect(),
         });
         self.resume();
@@ -181,6 +193,8 @@ impl<P: Provider> Coordinator<P> {
                 },
                 _ = sleep_until_opt(next_due) => self.dispatch_due_polls(),
             }
+            self.backlog
+                .hold(self.downloads.outstanding() > self.backlog_allowance);
             if self.ledger.fatal_stop
                 || (self.ledger.setup_stop && self.active_submits == 0 && self.recovering == 0)
             {
@@ -212,6 +226,7 @@ impl<P: Provider> Coordinator<P> {
 
     fn is_done(&self) -> bool {
         self.ledger.submitter_done
+            && !self.verifying
             && self.recovering == 0
             && self.active_submits == 0
             && self.polls.in_flight() == 0
@@ -304,23 +319,34 @@ impl<P: Provider> Coordinator<P> {
 
     /// Downloaded items whose files are gone or changed size are fetched again
     /// (from a fresh URL if needed) — never created again.
+    /// The check runs beside the run (the files of 100k items are not in
+    /// the way of the first request); the state keeps the video records.
     fn verify_downloaded(&mut self) {
-        for idx in std::mem::take(&mut self.to_verify) {
-            let gone = recover::files_gone(&mut self.ledger.entries[idx].videos, &self.batch_dir);
-            if gone.is_empty() {
-                // Done and verified: the store keeps its video records.
-                self.ledger.entries[idx].videos = Vec::new();
-            } else {
-                // The state forgets the file before anything relies on it: a
-                // run that cannot download it again leaves it `succeeded`.
-                let id = self.ledger.items.id(idx).to_string();
-                for n in gone {
-                    self.ledger.write(Update::VideoGone { id: id.clone(), n });
-                }
-                self.ledger.transition(idx, Status::Succeeded);
-                self.start_downloads(idx);
-            }
+        let todo = std::mem::take(&mut self.to_verify);
+        if todo.is_empty() {
+            return;
         }
+        self.verifying = true;
+        self.workers
+            .verify(todo, self.ledger.items.clone(), self.batch_dir.clone());
+    }
+
+    /// A downloaded item's files are gone: fetch them again. The state
+    /// forgets the file before anything relies on it: a run that cannot
+    /// download it again leaves it `succeeded`.
+    fn on_files_gone(&mut self, idx: usize, found: Gone) {
+        if self.ledger.entries[idx].status != Status::Downloaded {
+            return;
+        }
+        let id = self.ledger.items.id(idx).to_string();
+        for n in found.gone {
+            self.ledger.write(Update::VideoGone { id: id.clone(), n });
+        }
+        let e = &mut self.ledger.entries[idx];
+        e.videos = found.videos;
+        e.task_id = found.task_id.map(String::into_boxed_str);
+        self.ledger.transition(idx, Status::Succeeded);
+        self.start_downloads(idx);
     }
 
     fn start_submitter(&mut self) {
@@ -340,6 +366,7 @@ impl<P: Provider> Coordinator<P> {
             budget: self.budget.clone(),
             estimates: self.estimates.clone(),
             stop: self.ledger.stop_submit.clone(),
+            backlog: self.backlog.clone(),
         });
     }
 
@@ -361,6 +388,8 @@ impl<P: Provider> Coordinator<P> {
             }
             Msg::SubmitterDone => self.ledger.submitter_done = true,
             Msg::Held(idx, held) => self.on_held(idx, held),
+            Msg::FilesGone(idx, found) => self.on_files_gone(idx, found),
+            Msg::Verified => self.verifying = false,
             Msg::Unreadable(e) => self.ledger.abort(format!(
                 "cannot read what to send from the state file: {e}; items not yet sent stay pending"
             )),
@@ -520,7 +549,11 @@ impl<P: Provider> Coordinator<P> {
     }
 
     fn query(&mut self, idx: usize) {
-        let Some(task_id) = self.ledger.entries[idx].task_id.clone() else {
+        let Some(task_id) = self.ledger.entries[idx]
+            .task_id
+            .as_deref()
+            .map(String::from)
+        else {
             return;
         };
         self.polls.set_busy(idx, true);
@@ -533,7 +566,11 @@ impl<P: Provider> Coordinator<P> {
     }
 
     fn refresh(&mut self, idx: usize) {
-        let Some(task_id) = self.ledger.entries[idx].task_id.clone() else {
+        let Some(task_id) = self.ledger.entries[idx]
+            .task_id
+            .as_deref()
+            .map(String::from)
+        else {
             return;
         };
         self.polls.set_busy(idx, true);
@@ -555,7 +592,7 @@ impl<P: Provider> Coordinator<P> {
             route,
             now,
             |i| entries[i].status.is_in_flight(),
-            |i| entries[i].task_id.clone(),
+            |i| entries[i].task_id.as_deref().map(String::from),
         );
         self.active_polls += 1;
         self.workers.sweep(route, wanted, page_size);

@@ -44,7 +44,7 @@ pub(super) fn on_submitted(
                 at: now_ms(),
                 account,
             });
-            l.entries[idx].task_id = Some(task_id);
+            l.entries[idx].task_id = Some(task_id.into_boxed_str());
             l.transition(idx, Status::Submitted);
             let now = Instant::now();
             // A task found after an ambiguous create was made at some earlier time.
@@ -66,7 +66,6 @@ pub(super) fn on_submitted(
                 message: format!("not submitted: {}", e.message),
                 request_id: e.request_id.clone(),
             });
-            l.entries[idx].last_error = Some((e.code, e.message));
             l.transition(idx, Status::Pending);
         }
         SubmitOutcome::Unknown(e) => {
@@ -79,9 +78,8 @@ pub(super) fn on_submitted(
         }
         SubmitOutcome::Unsettled(e) => {
             // Left `submitting` on disk: the next run settles it first.
+            tracing::debug!("{}: create outcome unknown: {}", l.items.id(idx), e.message);
             l.release(idx);
-            l.entries[idx].last_error =
-                Some((e.code, format!("create outcome unknown: {}", e.message)));
         }
         SubmitOutcome::Rejected(e) => {
             l.release(idx);
@@ -108,8 +106,6 @@ pub(super) fn on_submitted(
             // Still `submitting` on disk, under this account: the next run
             // settles it there first.
             l.release(idx);
-            l.entries[idx].last_error =
-                Some((e.code, format!("create outcome unknown: {}", e.message)));
             let account = l.account_of(idx);
             l.drain(account, &e);
         }
@@ -163,9 +159,8 @@ pub(super) fn on_recovered(
             l.transition(idx, Status::Pending);
         }
         Settled::Unknown(e) => {
+            tracing::debug!("{}: create outcome unknown: {}", l.items.id(idx), e.message);
             l.release(idx);
-            l.entries[idx].last_error =
-                Some((e.code, format!("create outcome unknown: {}", e.message)));
         }
         Settled::Fatal(e) => {
             // Still `submitting` on disk: the next run settles it first.

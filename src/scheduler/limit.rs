@@ -48,6 +48,35 @@ impl Stop {
     }
 }
 
+/// A gate new creates wait at while finished work piles up: the engine
+/// holds it while more items wait for their downloads than it allows
+/// (memory stays flat and video URLs are not left to expire in a queue
+/// when the disk or the network is slower than the provider).
+#[derive(Debug, Default)]
+pub(super) struct Gate {
+    held: AtomicBool,
+    notify: Notify,
+}
+
+impl Gate {
+    pub(super) fn hold(&self, held: bool) {
+        if self.held.swap(held, Ordering::SeqCst) && !held {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Resolves once the gate is open.
+    pub(super) async fn open(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if !self.held.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Counts {
     in_flight: usize,

@@ -65,7 +65,9 @@ pub(super) struct Due<R> {
 #[derive(Debug)]
 pub(super) struct PollQueue<R> {
     heap: BinaryHeap<Reverse<(Instant, usize)>>,
-    slots: Vec<Slot>,
+    /// Only items with a poll scheduled or a task tracked have one (a
+    /// 100k-item batch keeps books for what is in flight, not for all).
+    slots: HashMap<usize, Slot>,
     /// In-flight items and their route (what a sweep looks for).
     in_flight: HashMap<usize, R>,
     routes: BTreeMap<R, Route>,
@@ -79,9 +81,8 @@ pub(super) struct PollQueue<R> {
 }
 
 impl<R: Copy + Ord> PollQueue<R> {
-    /// Books for `items` items; `page_size: None` means never sweep.
+    /// Books for a batch; `page_size: None` means never sweep.
     pub(super) fn new(
-        items: usize,
         interval: Duration,
         max_interval: Duration,
         list_threshold: usize,
@@ -89,7 +90,7 @@ impl<R: Copy + Ord> PollQueue<R> {
     ) -> Self {
         PollQueue {
             heap: BinaryHeap::new(),
-            slots: vec![Slot::default(); items],
+            slots: HashMap::new(),
             in_flight: HashMap::new(),
             routes: BTreeMap::new(),
             fruitless: 0,
@@ -121,20 +122,24 @@ impl<R: Copy + Ord> PollQueue<R> {
     pub(super) fn track(&mut self, idx: usize, route: R, since: Option<Instant>) {
         self.in_flight.insert(idx, route);
         self.routes.entry(route).or_default().in_flight += 1;
-        let slot = &mut self.slots[idx];
+        let slot = self.slots.entry(idx).or_default();
         slot.since = since;
         slot.seen_running = None;
     }
 
     /// A poll found the task still running.
     pub(super) fn saw_running(&mut self, idx: usize, now: Instant) {
-        self.slots[idx].seen_running = Some(now);
+        if let Some(s) = self.slots.get_mut(&idx) {
+            s.seen_running = Some(now);
+        }
     }
 
     /// A poll found the task ended: what it took tells when to poll its
     /// route's next tasks.
     pub(super) fn ended(&mut self, idx: usize, now: Instant) {
-        let slot = &self.slots[idx];
+        let Some(slot) = self.slots.get(&idx) else {
+            return;
+        };
         let (Some(since), Some(route)) = (slot.since, self.in_flight.get(&idx)) else {
             return;
         };
@@ -157,6 +162,7 @@ impl<R: Copy + Ord> PollQueue<R> {
 
     /// Stop tracking a task that ended (or timed out).
     pub(super) fn untrack(&mut self, idx: usize) {
+        self.slots.remove(&idx);
         if let Some(route) = self.in_flight.remove(&idx)
             && let Some(r) = self.routes.get_mut(&route)
         {
@@ -176,8 +182,10 @@ impl<R: Copy + Ord> PollQueue<R> {
             .get(&idx)
             .and_then(|r| self.routes.get(r))
             .and_then(|r| r.latency.window());
-        let polls = self.slots[idx].polls;
-        if let Some(since) = self.slots[idx].since {
+        let slot = self.slots.entry(idx).or_default();
+        let (polls, since) = (slot.polls, slot.since);
+        slot.polls += 1;
+        if let Some(since) = since {
             let age = now.duration_since(since);
             let d = match window {
                 Some(w) => w.next_poll(age, self.min_gap(), self.interval, self.max_interval),
@@ -190,34 +198,37 @@ impl<R: Copy + Ord> PollQueue<R> {
                     .mul_f64(1.5f64.powi(polls.min(64) as i32))
                     .min(self.interval),
             };
-            self.slots[idx].polls += 1;
             self.schedule_at(idx, now + d);
             return;
         }
         let stretch = 1.0 + polls as f64 / 4.0;
         let d = self.interval.mul_f64(stretch).min(self.max_interval);
-        self.slots[idx].polls += 1;
         self.schedule_at(idx, now + d);
     }
 
     pub(super) fn schedule_at(&mut self, idx: usize, at: Instant) {
-        self.slots[idx].next = Some(at);
+        self.slots.entry(idx).or_default().next = Some(at);
         self.heap.push(Reverse((at, idx)));
     }
 
     pub(super) fn set_busy(&mut self, idx: usize, busy: bool) {
-        self.slots[idx].busy = busy;
+        if let Some(s) = self.slots.get_mut(&idx) {
+            s.busy = busy;
+        }
     }
 
     /// The task answered: its error count starts again.
     pub(super) fn answered(&mut self, idx: usize) {
-        self.slots[idx].errors = 0;
+        if let Some(s) = self.slots.get_mut(&idx) {
+            s.errors = 0;
+        }
     }
 
     /// A poll of the task failed; the errors in a row so far.
     pub(super) fn failed(&mut self, idx: usize) -> u32 {
-        self.slots[idx].errors += 1;
-        self.slots[idx].errors
+        let s = self.slots.entry(idx).or_default();
+        s.errors += 1;
+        s.errors
     }
 
     /// Take what is due at `now`. A route with at least `list_threshold`
@@ -237,9 +248,9 @@ impl<R: Copy + Ord> PollQueue<R> {
                 break;
             }
             self.heap.pop();
-            let s = &self.slots[idx];
-            if s.next != Some(t) || s.busy || !in_flight(idx) {
-                continue;
+            match self.slots.get(&idx) {
+                Some(s) if s.next == Some(t) && !s.busy && in_flight(idx) => {}
+                _ => continue,
             }
             due.push(idx);
         }
@@ -248,12 +259,15 @@ impl<R: Copy + Ord> PollQueue<R> {
         for idx in due {
             let r = route(idx);
             let on_route = self.routes.get(&r).map_or(0, |s| s.in_flight);
-            if self.slots[idx].list_missed
+            let missed = self.slots.get(&idx).is_some_and(|s| s.list_missed);
+            if missed
                 || self.sweeps_off
                 || self.page_size.is_none()
                 || on_route < self.list_threshold
             {
-                self.slots[idx].list_missed = false;
+                if let Some(s) = self.slots.get_mut(&idx) {
+                    s.list_missed = false;
+                }
                 queries.push(idx);
                 continue;
             }
@@ -292,7 +306,7 @@ impl<R: Copy + Ord> PollQueue<R> {
         r.last_sweep = Some(now);
         let mut wanted: HashMap<String, usize> = HashMap::new();
         for (&idx, &on) in &self.in_flight {
-            let s = &mut self.slots[idx];
+            let s = self.slots.entry(idx).or_default();
             if on == route
                 && in_flight(idx)
                 && !s.busy
@@ -304,8 +318,10 @@ impl<R: Copy + Ord> PollQueue<R> {
             }
         }
         for &idx in wanted.values() {
-            self.slots[idx].polls += 1;
-            self.slots[idx].next = None;
+            if let Some(s) = self.slots.get_mut(&idx) {
+                s.polls += 1;
+                s.next = None;
+            }
         }
         wanted
     }
@@ -327,9 +343,10 @@ impl<R: Copy + Ord> PollQueue<R> {
 
     /// The last sweep did not see this task: query it on its own next time.
     pub(super) fn missed(&mut self, idx: usize) {
-        let s = &mut self.slots[idx];
-        s.busy = false;
-        s.list_missed = true;
+        if let Some(s) = self.slots.get_mut(&idx) {
+            s.busy = false;
+            s.list_missed = true;
+        }
     }
 
     pub(super) fn give_up_sweeps(&mut self, why: &str) {
@@ -347,7 +364,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn queue(threshold: usize, page_size: Option<u32>) -> PollQueue<u8> {
-        PollQueue::new(8, 10 * MS, 40 * MS, threshold, page_size)
+        PollQueue::new(10 * MS, 40 * MS, threshold, page_size)
     }
 
     #[test]

@@ -62,9 +62,12 @@ pub(super) fn load(
             }
             e.status = r.status();
             e.attempt = r.attempt.max(1);
-            e.task_id = r.task_id;
+            // Items done before this run need no task id in memory (a
+            // downloaded one whose files are gone reads it back).
+            if !matches!(e.status, Status::Downloaded | Status::Failed) {
+                e.task_id = r.task_id.map(String::into_boxed_str);
+            }
             e.videos = r.videos;
-            e.last_error = r.error_message.map(|m| (r.error_code, m));
             if e.status == Status::Submitting {
                 e.pending_key = r.external_task_id.map(String::into_boxed_str);
             }
@@ -85,7 +88,9 @@ pub(super) fn load(
                 }
                 (None, None) => {}
             }
-            e.submitted_at = r.submitted_at;
+            if e.status.is_in_flight() {
+                e.submitted_at = r.submitted_at.and_then(std::num::NonZeroI64::new);
+            }
         }
         entries.push(e);
     }
@@ -243,7 +248,7 @@ mod tests {
         Entry {
             status,
             attempt: 1,
-            task_id: task_id.map(String::from),
+            task_id: task_id.map(Into::into),
             ..Entry::default()
         }
     }

@@ -23,12 +23,13 @@ use super::budget::{Budget, Held};
 use super::counts::{Request, RequestCounts};
 use super::ids;
 use super::items::Items;
-use super::limit::Stop;
+use super::limit::{Gate, Stop};
 use super::pool::Pool;
 use super::submit::{Settled, SubmitOutcome};
 use crate::download::{DownloadError, Downloaded, Downloader};
 use crate::job::{Job, JobSource, Kind};
 use crate::provider::{Provider, ProviderError, TaskSnapshot};
+use crate::state::VideoRecord;
 
 /// Where a task's queries and sweeps go: its account (by index) and the
 /// provider's endpoint kind of the item. The poll queue treats it as an
@@ -45,6 +46,11 @@ pub(super) enum Msg {
     Held(usize, Held),
     /// What the next creates send could not be read: creating stops.
     Unreadable(String),
+    /// A downloaded item's files are gone or changed: its video records
+    /// and task id (as the state has them) and which videos to fetch again.
+    FilesGone(usize, Gone),
+    /// Every downloaded item's files were checked.
+    Verified,
     /// What settling item `.0`'s unsettled create found, and in which account.
     Recovered(usize, u16, Settled),
     Polled(usize, Result<TaskSnapshot, ProviderError>),
@@ -64,6 +70,14 @@ pub(super) enum Msg {
         n: u32,
         result: Result<Downloaded, DownloadError>,
     },
+}
+
+/// What the file check found gone for one downloaded item.
+pub(super) struct Gone {
+    pub(super) videos: Vec<VideoRecord>,
+    pub(super) task_id: Option<String>,
+    /// The videos (by `n`) to fetch again.
+    pub(super) gone: Vec<u32>,
 }
 
 /// Pages one sweep reads at most, whatever the page size.
@@ -132,6 +146,8 @@ pub(super) struct SubmitPlan {
     pub(super) estimates: Arc<Vec<Option<f64>>>,
     /// Stops the loop (abort, interrupt).
     pub(super) stop: Arc<Stop>,
+    /// Held while too many items wait for their downloads.
+    pub(super) backlog: Arc<Gate>,
 }
 
 pub(super) struct Workers<P> {
@@ -163,6 +179,7 @@ impl<P: Provider> Workers<P> {
             budget,
             estimates,
             stop,
+            backlog,
         } = plan;
         tokio::spawn(async move {
             let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<(usize, u32, Job)>();
@@ -207,6 +224,11 @@ impl<P: Provider> Workers<P> {
                         }
                     }
                 };
+                // Finished work piling up waits for the downloads first.
+                tokio::select! {
+                    _ = backlog.open() => {}
+                    _ = stop.stopped() => break,
+                }
                 if let Some(b) = &budget
                     && let Err(held) = b.try_reserve(estimates.get(idx).copied().flatten())
                 {
@@ -353,6 +375,44 @@ impl<P: Provider> Workers<P> {
                 missing,
                 error,
             });
+        });
+    }
+
+    /// Check the files of the downloaded items `todo` against the state's
+    /// records, off the async threads; only what is gone comes back.
+    pub(super) fn verify(&self, todo: Vec<usize>, items: Arc<Items>, batch_dir: PathBuf) {
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            match crate::state::open_ro(&batch_dir) {
+                Ok(conn) => {
+                    for idx in todo {
+                        let mut videos = match crate::state::videos_of(&conn, items.id(idx)) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                tracing::warn!("cannot check the files of downloaded items: {e}");
+                                break;
+                            }
+                        };
+                        let gone = super::recover::files_gone(&mut videos, &batch_dir);
+                        if gone.is_empty() {
+                            continue;
+                        }
+                        let task_id = crate::state::task_id_of(&conn, items.id(idx))
+                            .ok()
+                            .flatten();
+                        let gone = Gone {
+                            videos,
+                            task_id,
+                            gone,
+                        };
+                        if tx.send(Msg::FilesGone(idx, gone)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("cannot check the files of downloaded items: {e}"),
+            }
+            let _ = tx.send(Msg::Verified);
         });
     }
 

@@ -13,6 +13,7 @@
 //!
 //! Secrets never go in the store: it holds ids, statuses, URLs and results.
 
+mod progress;
 mod read;
 mod schema;
 pub mod uploads;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub use progress::{load_progress, task_id_of, videos_of};
 pub use read::{Overview, overview};
 /// Version of the state file layout this build writes (shown by `vidbatch --version`).
 pub use schema::VERSION as SCHEMA_VERSION;
@@ -293,13 +295,16 @@ pub fn open_ro(batch_dir: &Path) -> Result<Connection, StateError> {
     if !path.exists() {
         return Err(StateError::Missing { path });
     }
-    let conn =
-        Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
-            StateError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            }
-        })?;
+    let conn = Connection::open_with_flags(
+        &path,
+        // A connection is used by one thread at a time (it is `Send`,
+        // not `Sync`): SQLite's own per-call mutex is pure cost.
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StateError::Corrupt {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     schema::check_version(&conn, &path)?;
     Ok(conn)
@@ -321,23 +326,6 @@ pub fn load_items_with(conn: &Connection, prompts: bool) -> Result<Vec<ItemRecor
     Ok(items)
 }
 
-/// What the engine resumes from: the items the manifest last synced still
-/// lists, in its order, without prompts or settings (what a create sends is
-/// read when it is sent: see `batch::jobs`).
-pub fn load_progress(conn: &Connection) -> Result<Vec<ItemRecord>, StateError> {
-    let mut items = Vec::new();
-    let read = Read {
-        prompts: false,
-        params: false,
-        listed_only: true,
-    };
-    visit(conn, read, |r| {
-        items.push(r);
-        Ok::<(), StateError>(())
-    })?;
-    Ok(items)
-}
-
 /// [`for_each_item`] of the items the manifest last synced still lists
 /// (what a run reports), with prompts and settings.
 pub fn for_each_listed<E: From<StateError>>(
@@ -346,7 +334,6 @@ pub fn for_each_listed<E: From<StateError>>(
 ) -> Result<(), E> {
     let read = Read {
         prompts: true,
-        params: true,
         listed_only: true,
     };
     visit(conn, read, f)
@@ -356,7 +343,6 @@ pub fn for_each_listed<E: From<StateError>>(
 #[derive(Clone, Copy)]
 struct Read {
     prompts: bool,
-    params: bool,
     listed_only: bool,
 }
 
@@ -369,7 +355,6 @@ pub fn for_each_item<E: From<StateError>>(
 ) -> Result<(), E> {
     let read = Read {
         prompts,
-        params: true,
         listed_only: false,
     };
     visit(conn, read, f)
@@ -391,10 +376,10 @@ fn visit<E: From<StateError>>(
                 i.updated_at, {}, {}
          FROM items i LEFT JOIN videos v ON v.item_id = i.id {}
          ORDER BY i.seq, i.id, v.n",
-        match (v2, read.params) {
-            (true, true) => "i.params, i.est_units",
-            (true, false) => "NULL, i.est_units",
-            (false, _) => "NULL, NULL",
+        if v2 {
+            "i.params, i.est_units"
+        } else {
+            "NULL, NULL"
         },
         if version >= 3 { "i.account" } else { "NULL" },
         if read.listed_only && version >= 5 {
