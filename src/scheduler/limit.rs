@@ -227,6 +227,21 @@ impl InFlight {
         let mut c = self.lock();
         c.limit = c.in_flight.saturating_sub(1).max(1);
         c.seen_full = true;
+        // The next probe comes a whole window after this "full".
+        c.credit = 0;
+    }
+
+    /// Give back the caller's slot when more are held than the bound allows
+    /// (it shrank under them); `true` when it did. Nobody is woken: no slot
+    /// of the bound came free.
+    pub fn step_back(&self) -> bool {
+        let mut c = self.lock();
+        if c.in_flight > c.limit {
+            c.in_flight -= 1;
+            true
+        } else {
+            false
+        }
     }
 
     /// A create succeeded: probe higher, up to the configured bound.

@@ -157,6 +157,14 @@ impl<P: Provider> Submitter<P> {
                     if !self.pause(d).await {
                         return SubmitOutcome::NotCreated(err);
                     }
+                    // The bound just shrank below what we hold: this create
+                    // was the one past the account's limit. It waits for a
+                    // slot of the new bound (a task ending) instead of
+                    // pressing the account at every backoff.
+                    if self.limit.step_back() && !self.limit.acquire(&self.stop).await {
+                        self.limit.take_over();
+                        return SubmitOutcome::NotCreated(err);
+                    }
                 }
                 ErrorClass::RetryLater => {
                     // "Too fast" (or a struggling server): ease off.

@@ -67,3 +67,64 @@ async fn an_explicit_concurrency_stays_a_hard_ceiling() {
     assert!(String::from_utf8_lossy(&result.stderr).contains("or `auto`"));
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_presses_past_the_limit_once_per_window_and_converges_to_it() {
+    const LIMIT: usize = 7;
+    let emu = emulator(EmulatorConfig {
+        latency: Duration::from_millis(500),
+        jitter: Duration::ZERO,
+        concurrency_limit: Some(LIMIT),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m = manifest(dir.path(), 80);
+    let mut cmd = run_paced_by_default(&m, &out, &emu.base_url());
+    cmd.args(["--retry-base", "200ms"]);
+    assert_exit(&output(cmd).await, 0);
+    assert_eq!(emu.stats().creates_accepted, 80);
+    assert_eq!(
+        emu.stats().max_in_flight,
+        LIMIT as u64,
+        "the account never held more than its limit"
+    );
+
+    // The creates in the order the account answered them: true = "full".
+    let mut creates: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.code.is_some())
+        .collect();
+    creates.sort_by_key(|r| r.at);
+    let full: Vec<bool> = creates.iter().map(|r| r.code == Some(1303)).collect();
+    let first_full = full.iter().position(|&f| f).expect("it found the limit");
+    assert!(
+        first_full <= 3 * LIMIT,
+        "it grew to the limit early: first 'full' at create {first_full}"
+    );
+    // Past the limit is one probe, then a window of creates the account
+    // takes: never two "full" answers without a window between them.
+    let mut accepted_since = usize::MAX;
+    for (i, &is_full) in full.iter().enumerate() {
+        if is_full {
+            assert!(
+                accepted_since >= LIMIT - 1,
+                "a second 'full' {accepted_since} creates after the last (create {i}): {full:?}"
+            );
+            accepted_since = 0;
+        } else {
+            accepted_since = accepted_since.saturating_add(1);
+        }
+    }
+    let conn = vidbatch::state::open_ro(&out).unwrap();
+    let learned = vidbatch::state::meta(&conn, "learned_concurrency").unwrap();
+    let learned: std::collections::HashMap<String, usize> =
+        serde_json::from_str(&learned.expect("learned")).unwrap();
+    assert!(
+        (LIMIT..=LIMIT + 1).contains(&learned[""]),
+        "it settled at the limit: {learned:?}"
+    );
+    emu.shutdown().await;
+}
