@@ -29,6 +29,9 @@ pub enum RedirectRefused {
 pub fn http_client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
+        // Enough for the largest download pool; each idle connection keeps
+        // its buffers.
+        .pool_max_idle_per_host(64)
         .redirect(redirect_policy())
         .build()
 }

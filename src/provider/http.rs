@@ -6,6 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+/// Idle connections kept per API host. Creates, polls and sweeps need few
+/// at once (they are short); a burst may open many more, and an idle
+/// connection keeps its read buffer: without a cap a 100k-item run keeps
+/// hundreds of them (~15 MB).
+pub const MAX_IDLE_PER_HOST: usize = 32;
+
 /// Percent-encode one path segment (everything but RFC 3986 unreserved).
 pub fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

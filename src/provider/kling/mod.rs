@@ -82,6 +82,7 @@ impl KlingProvider {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(crate::provider::http::MAX_IDLE_PER_HOST)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("vidbatch/", env!("CARGO_PKG_VERSION")))
             .build()
