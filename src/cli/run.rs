@@ -58,9 +58,10 @@ pub struct RunArgs {
     /// A task unfinished after this is marked timed_out; a rerun polls it again [default: 60m]
     #[arg(long, value_name = "DUR")]
     pub task_timeout: Option<String>,
-    /// Parallel video downloads [default: 8]
-    #[arg(long, value_name = "N")]
-    pub download_concurrency: Option<usize>,
+    /// Parallel video downloads, or auto: 8, plus one for each finished video waiting
+    /// for a download, at most 64 [default: auto]
+    #[arg(long, value_name = "N|auto")]
+    pub download_concurrency: Option<String>,
     /// Base delay of exponential backoff on transient errors and full slots [default: 1s]
     #[arg(long, value_name = "DUR")]
     pub retry_base: Option<String>,
@@ -158,7 +159,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         submit_rate: args.submit_rate.clone(),
         poll_interval: args.poll_interval.clone(),
         task_timeout: args.task_timeout.clone(),
-        download_concurrency: args.download_concurrency,
+        download_concurrency: args.download_concurrency.clone(),
         retry_base: args.retry_base.clone(),
         request_timeout: args.request_timeout.clone(),
         retry_failed: args.retry_failed,
@@ -345,7 +346,7 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
             remote,
             batch_dir.clone(),
             writer.clone(),
-            settings.engine.download_concurrency,
+            settings.engine.download_pool.base(),
             interrupt.clone(),
         )
     });

@@ -3,7 +3,11 @@
 //! A video is paid for, so a cut connection must not lose it: bytes stream to
 //! `<dest>.part` (memory stays flat whatever the file size), a retry resumes
 //! with `Range`, the file is fsynced and renamed into place, and its sha256 is
-//! returned for the state.
+//! returned for the state — only once the file's data and its rename are
+//! durable, so a state record of it never outlives a power cut the file did
+//! not survive. The folder fsync that makes a rename durable is shared by the
+//! downloads that finish together (`dirsync.rs`); the file's own bytes cost
+//! one blocking trip, not one per chunk (`file.rs`).
 //!
 //! A server is not trusted to send what it says. An answer counts only if:
 //! - its status is 200, or 206 for the range asked (403/404/410 mean the URL
@@ -23,24 +27,26 @@
 
 mod body;
 mod client;
+mod dirsync;
 mod file;
 mod limits;
 mod verify;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng as _;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use sha2::{Digest as _, Sha256};
-use tokio::fs::File;
-use tokio::io::AsyncWriteExt as _;
 use tokio::time::Instant;
 
 use body::{Incoming, Next, Stop};
 pub use client::{MAX_REDIRECTS, RedirectRefused, http_client, redirect_policy};
+use dirsync::DirSyncs;
 pub use file::part_path;
+use file::{HeadCheck, PartWriter, Refused};
 pub use limits::{
     DEFAULT_DEADLINE, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_VIDEO_BYTES, DEFAULT_MIN_SPEED, Limits,
     MinSpeed, format_size, parse_size,
@@ -98,6 +104,8 @@ pub struct Downloader {
     max_attempts: u32,
     backoff_base: Duration,
     limits: Limits,
+    /// Shared by every clone: the downloads of one run share folder fsyncs.
+    syncs: Arc<DirSyncs>,
 }
 
 /// Bytes gathered before one write to the `.part` file.
@@ -135,6 +143,7 @@ impl Downloader {
             max_attempts,
             backoff_base,
             limits: Limits::default(),
+            syncs: Arc::default(),
         }
     }
 
@@ -154,16 +163,18 @@ impl Downloader {
         &self.limits
     }
 
+    /// Folder fsyncs made so far by this downloader and its clones (each
+    /// covers the renames that finished while the one before it ran).
+    pub fn folder_syncs(&self) -> u64 {
+        self.syncs.rounds_made()
+    }
+
     /// Fetch `url` into `dest` (via `dest.part`), resuming a partial file left by
     /// an earlier attempt or run.
     pub async fn fetch(&self, url: &str, dest: &Path) -> Result<Downloaded, DownloadError> {
         let deadline = Instant::now() + self.limits.deadline;
+        // The folder is made by the `.part`'s first write, when missing.
         let part = part_path(dest);
-        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| file::io_error(parent, e))?;
-        }
         let max_attempts = self.max_attempts.max(1);
         // Attempts that moved the `.part` forward are not failures: a CDN that
         // cuts connections still delivers the file, one resume at a time. Only
@@ -173,8 +184,8 @@ impl Downloader {
         let mut attempt = 1;
         let mut total = 1;
         loop {
-            let before = file::part_len(&part).await;
-            let (message, stalled) = match self.attempt(url, dest, &part, deadline).await {
+            let before = file::part_len(&part).await?;
+            let (message, stalled) = match self.attempt(url, dest, &part, before, deadline).await {
                 Ok(done) => return Ok(done),
                 Err(AttemptError::Final(DownloadError::Failed { message, .. })) => {
                     return Err(DownloadError::Failed {
@@ -186,7 +197,7 @@ impl Downloader {
                 Err(AttemptError::Retry(message)) => (message, false),
                 Err(AttemptError::Stalled(message)) => (message, true),
             };
-            let progressed = !stalled && file::part_len(&part).await > before;
+            let progressed = !stalled && file::part_len(&part).await.unwrap_or(0) > before;
             if progressed && total < max_total {
                 total += 1;
                 tracing::debug!(url = %strip_query(url), %message, "download cut after progress; resuming");
@@ -226,20 +237,17 @@ impl Downloader {
         })
     }
 
-    /// One request: resume or restart the `.part`, check what comes, stream
-    /// it into the `.part`, and on a complete body move it into place.
+    /// One request: resume (the `.part` holds `have` bytes) or restart the
+    /// `.part`, check what comes, stream it into the `.part`, and on a
+    /// complete body move it into place.
     async fn attempt(
         &self,
         url: &str,
         dest: &Path,
         part: &Path,
+        mut have: u64,
         deadline: Instant,
     ) -> Result<Downloaded, AttemptError> {
-        let mut have = match tokio::fs::metadata(part).await {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(file::io_error(part, e).into()),
-        };
         let mut response = self.request(url, have, deadline).await?;
         if response.status() == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
             // The part may already be whole, or longer than a changed file:
@@ -333,24 +341,18 @@ impl Downloader {
             }
         }
 
-        let (file, mut hasher, mut written) = if append {
-            let (file, hasher) = file::open_for_append(part).await?;
-            (file, hasher, have)
+        let (mut out, mut hasher, mut written) = if append {
+            let (out, hasher) = PartWriter::resume(part, WRITE_BUFFER).await?;
+            (out, hasher, have)
         } else {
-            let file = File::create(part)
-                .await
-                .map_err(|e| file::io_error(part, e))?;
-            (file, Sha256::new(), 0)
+            (PartWriter::new(part, false, WRITE_BUFFER), Sha256::new(), 0)
         };
-        // Body chunks are small (a few KB); unbuffered, every one would be its
-        // own trip to tokio's blocking pool, serialised per file.
-        let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut stop = None;
         let mut chunk = bytes::Bytes::from(head);
         loop {
             if !chunk.is_empty() {
                 if written + chunk.len() as u64 > limit {
-                    drop(file);
+                    drop(out);
                     file::remove(part).await?;
                     return Err(DownloadError::TooLarge {
                         limit,
@@ -358,9 +360,7 @@ impl Downloader {
                     }
                     .into());
                 }
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|e| file::io_error(part, e))?;
+                out.write(&chunk).await?;
                 hasher.update(&chunk);
                 written += chunk.len() as u64;
             }
@@ -373,23 +373,20 @@ impl Downloader {
                 }
             };
         }
-        // What arrived is kept durable either way: a later attempt resumes from it.
-        file.flush().await.map_err(|e| file::io_error(part, e))?;
-        file.get_ref()
-            .sync_all()
-            .await
-            .map_err(|e| file::io_error(part, e))?;
-        drop(file);
+        // What arrived is kept durable: a later attempt resumes from it.
         if let Some(stop) = stop {
+            out.keep().await?;
             return Err(self.stopped(stop, written));
         }
         match total {
             Some(total) if written < total => {
+                out.keep().await?;
                 return Err(AttemptError::Retry(format!(
                     "short body: {written} of {total} bytes"
                 )));
             }
             Some(total) if written > total => {
+                drop(out);
                 file::remove(part).await?;
                 return Err(AttemptError::Retry(format!(
                     "body longer than announced: {written} > {total} bytes"
@@ -397,22 +394,28 @@ impl Downloader {
             }
             _ => {}
         }
-        if append {
-            // The start came from an earlier attempt or run: judge it now.
-            let head = file::read_head(part, verify::SNIFF_LEN).await?;
-            if verify::container(&head).is_none() {
-                file::remove(part).await?;
+        // A resumed part's start came from an earlier attempt or run: judge
+        // it before it becomes the video.
+        let check = append.then_some((starts_like_a_video as HeadCheck, verify::SNIFF_LEN));
+        match out.commit(dest, check).await {
+            Ok(()) => {}
+            Err(Refused::BadHead) => {
                 return Err(AttemptError::Retry(
                     "the partial file kept from before does not start like a video; starting again"
                         .to_owned(),
                 ));
             }
+            Err(Refused::Io(e)) => return Err(e.into()),
         }
-
-        tokio::fs::rename(part, dest)
+        // The data is durable; the rename is once its folder is synced.
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        self.syncs
+            .sync(dir)
             .await
-            .map_err(|e| file::io_error(dest, e))?;
-        file::sync_parent(dest).await?;
+            .map_err(|e| file::io_error(dir, e))?;
         Ok(Downloaded {
             bytes: written,
             sha256: hex::encode(hasher.finalize()),
@@ -455,6 +458,10 @@ impl Downloader {
             ))),
         }
     }
+}
+
+fn starts_like_a_video(head: &[u8]) -> bool {
+    verify::container(head).is_some()
 }
 
 fn not_a_video(content_type: Option<&str>, head: &[u8]) -> AttemptError {

@@ -129,7 +129,7 @@ impl<P: Provider> Coordinator<P> {
                 cfg.list_threshold,
                 page_size,
             ),
-            downloads: DownloadQueue::new(n, cfg.download_concurrency),
+            downloads: DownloadQueue::new(n, cfg.download_pool),
             workers: Workers {
                 downloader: input.downloader,
                 pool: Arc::new(pool),
@@ -201,6 +201,14 @@ impl<P: Provider> Coordinator<P> {
                 break;
             }
         }
+        let (running, waiting) = (self.downloads.peak(), self.downloads.peak_waiting());
+        let folder_syncs = self.workers.downloader.folder_syncs();
+        tracing::debug!(
+            running,
+            waiting,
+            folder_syncs,
+            "downloads: most running and waiting at once"
+        );
         // Everything sent so far is committed before the outcome is reported.
         if let Err(e) = self.ledger.writer.flush().await {
             self.ledger

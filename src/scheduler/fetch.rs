@@ -3,12 +3,17 @@
 //!
 //! Videos wait here as `(item index, video number)` pairs — two integers
 //! each — rather than as parked tasks: a fast provider can finish tasks far
-//! quicker than the pool drains them. The coordinator starts what
+//! quicker than the pool drains them. The pool's size is the
+//! [`DownloadPool`]'s: fixed, or (`auto`) growing with the videos waiting up
+//! to its ceiling, so a backlog is worked off by more downloads at once
+//! instead of waiting behind a handful. The coordinator starts what
 //! [`DownloadQueue::pop`] hands out and reports back with
 //! [`DownloadQueue::finished`]; an expired URL asks for a fresh one (by
 //! querying the task again) a bounded number of times per run.
 
 use std::collections::VecDeque;
+
+use crate::settings::DownloadPool;
 
 /// Fresh URLs asked for per item per run before a download is left for next time.
 const MAX_URL_REFRESHES: u32 = 3;
@@ -26,17 +31,23 @@ struct Books {
 pub(super) struct DownloadQueue {
     queue: VecDeque<(usize, u32)>,
     running: usize,
-    limit: usize,
+    pool: DownloadPool,
+    /// Most downloads that ran at once, and most videos that waited (the
+    /// run's figures, and tests').
+    peak: usize,
+    peak_waiting: usize,
     items: Vec<Books>,
 }
 
 impl DownloadQueue {
-    /// Books for `items` items and a pool of `limit` downloads (at least one).
-    pub(super) fn new(items: usize, limit: usize) -> Self {
+    /// Books for `items` items and a `pool` of downloads (at least one).
+    pub(super) fn new(items: usize, pool: DownloadPool) -> Self {
         DownloadQueue {
             queue: VecDeque::new(),
             running: 0,
-            limit: limit.max(1),
+            pool,
+            peak: 0,
+            peak_waiting: 0,
             items: vec![Books::default(); items],
         }
     }
@@ -44,13 +55,14 @@ impl DownloadQueue {
     /// Queue video `n` of item `idx`.
     pub(super) fn push(&mut self, idx: usize, n: u32) {
         self.queue.push_back((idx, n));
+        self.peak_waiting = self.peak_waiting.max(self.queue.len());
         self.items[idx].downloading += 1;
     }
 
     /// The next video to start, while the pool has room. Follow with
     /// [`started`](Self::started) or [`dropped`](Self::dropped).
     pub(super) fn pop(&mut self) -> Option<(usize, u32)> {
-        if self.running >= self.limit {
+        if self.running >= self.pool.bound(self.queue.len()) {
             return None;
         }
         self.queue.pop_front()
@@ -59,6 +71,17 @@ impl DownloadQueue {
     /// The video just popped is being fetched.
     pub(super) fn started(&mut self) {
         self.running += 1;
+        self.peak = self.peak.max(self.running);
+    }
+
+    /// Most downloads that ran at once so far.
+    pub(super) fn peak(&self) -> usize {
+        self.peak
+    }
+
+    /// Most videos that waited for a download at once so far.
+    pub(super) fn peak_waiting(&self) -> usize {
+        self.peak_waiting
     }
 
     /// The video just popped of item `idx` cannot be fetched (no URL).
@@ -150,9 +173,19 @@ pub fn video_rel_path(id: &str, n: u32, count: usize) -> String {
 mod tests {
     use super::*;
 
+    /// Start everything the pool has room for; the items started.
+    fn start_all(q: &mut DownloadQueue) -> Vec<usize> {
+        let mut started = Vec::new();
+        while let Some((idx, _)) = q.pop() {
+            q.started();
+            started.push(idx);
+        }
+        started
+    }
+
     #[test]
     fn the_pool_never_runs_more_than_its_limit() {
-        let mut q = DownloadQueue::new(3, 2);
+        let mut q = DownloadQueue::new(3, DownloadPool::Fixed(2));
         for idx in 0..3 {
             q.push(idx, 1);
         }
@@ -170,8 +203,58 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_pool_is_a_hard_bound_whatever_waits() {
+        let mut q = DownloadQueue::new(1000, DownloadPool::Fixed(3));
+        for idx in 0..1000 {
+            q.push(idx, 1);
+        }
+        assert_eq!(start_all(&mut q), [0, 1, 2]);
+        q.finished(0);
+        assert_eq!(
+            start_all(&mut q),
+            [3],
+            "a freed download is refilled, no more"
+        );
+        assert_eq!(q.peak(), 3);
+    }
+
+    #[test]
+    fn an_auto_pool_grows_when_a_backlog_forms_and_never_passes_its_ceiling() {
+        let auto = DownloadPool::Auto {
+            start: 8,
+            ceiling: 64,
+        };
+        let mut q = DownloadQueue::new(1000, auto);
+        // A few finished tasks, no backlog: the pool's start runs them all.
+        (0..8).for_each(|idx| q.push(idx, 1));
+        let mut running: VecDeque<usize> = start_all(&mut q).into();
+        assert_eq!(running.len(), 8);
+        // Two more wait: one more download starts for the one still waiting.
+        (8..10).for_each(|idx| q.push(idx, 1));
+        running.extend(start_all(&mut q));
+        assert_eq!(running.len(), 9);
+        // A burst of 990 finished tasks: the pool grows to its ceiling...
+        (10..1000).for_each(|idx| q.push(idx, 1));
+        running.extend(start_all(&mut q));
+        assert_eq!(running.len(), 64);
+        // ...refills each freed download at once, and never runs more,
+        // until the backlog is worked off.
+        while let Some(idx) = running.pop_front() {
+            q.finished(idx);
+            running.extend(start_all(&mut q));
+            assert!(running.len() <= 64, "{} running", running.len());
+        }
+        assert_eq!(q.peak(), 64);
+        assert_eq!(q.outstanding(), 0);
+        // Nothing waits: new videos find the pool back at its start, plus
+        // one for each still waiting (8 + 11 of 30).
+        (0..30).for_each(|idx| q.push(idx, 1));
+        assert_eq!(start_all(&mut q).len(), 19);
+    }
+
+    #[test]
     fn expired_urls_are_refreshed_a_bounded_number_of_times() {
-        let mut q = DownloadQueue::new(1, 1);
+        let mut q = DownloadQueue::new(1, DownloadPool::Fixed(1));
         for _ in 0..MAX_URL_REFRESHES {
             assert!(q.url_expired(0));
             assert!(q.take_refresh(0));
@@ -182,7 +265,7 @@ mod tests {
 
     #[test]
     fn an_error_page_asks_for_one_fresh_url_per_run() {
-        let mut q = DownloadQueue::new(1, 1);
+        let mut q = DownloadQueue::new(1, DownloadPool::Fixed(1));
         assert!(q.not_a_video(0));
         assert!(q.take_refresh(0));
         assert!(!q.not_a_video(0));

@@ -7,8 +7,10 @@
 //! [`SettingsError`] (exit 2, nothing sent). Credentials come only from the
 //! environment and never appear in errors or `Debug` output.
 
+mod downloads;
 mod rate;
 
+pub use downloads::{AUTO_DOWNLOADS_CEILING, AUTO_DOWNLOADS_START, DownloadPool};
 pub use rate::Rate;
 
 use std::path::{Path, PathBuf};
@@ -47,7 +49,8 @@ pub struct Overrides {
     pub submit_rate: Option<String>,
     pub poll_interval: Option<String>,
     pub task_timeout: Option<String>,
-    pub download_concurrency: Option<usize>,
+    /// A number, or `auto`.
+    pub download_concurrency: Option<String>,
     pub retry_base: Option<String>,
     pub request_timeout: Option<String>,
     pub retry_failed: bool,
@@ -132,7 +135,8 @@ pub struct EngineSettings {
     pub max_poll_interval: Duration,
     /// A task unfinished after this is `timed_out` (polled again next run).
     pub task_timeout: Duration,
-    pub download_concurrency: usize,
+    /// How many videos download at once (`auto`: grows with the backlog).
+    pub download_pool: DownloadPool,
     /// Base of exponential backoff for transient errors (1303 waits at least 1 s
     /// unless this is set lower, which only tests do).
     pub retry_base: Duration,
@@ -157,7 +161,7 @@ impl Default for EngineSettings {
             poll_interval: Duration::from_secs(5),
             max_poll_interval: Duration::from_secs(30),
             task_timeout: Duration::from_secs(60 * 60),
-            download_concurrency: 8,
+            download_pool: DownloadPool::default(),
             retry_base: Duration::from_secs(1),
             list_threshold: 50,
             retry_failed: false,
@@ -318,16 +322,7 @@ pub fn resolve(
             }
         },
     };
-    let download_concurrency = cli
-        .download_concurrency
-        .or(limits.download_concurrency.map(|c| c as usize))
-        .unwrap_or(defaults.download_concurrency);
-    if download_concurrency == 0 || download_concurrency > 1000 {
-        return Err(err(
-            "--download-concurrency",
-            format!("{download_concurrency} is out of range 1..=1000"),
-        ));
-    }
+    let download_pool = downloads::pool(cli, limits.download_concurrency)?;
 
     let stem = manifest_stem(&manifest.path);
     let base_name = match &cli.batch {
@@ -342,7 +337,7 @@ pub fn resolve(
     } else {
         base_name
     };
-    let download = download_limits(cli)?;
+    let download = downloads::limits(cli)?;
 
     let batch_dir = match &cli.output {
         Some(dir) => dir.clone(),
@@ -387,34 +382,13 @@ pub fn resolve(
             poll_interval,
             max_poll_interval: defaults.max_poll_interval.max(poll_interval),
             task_timeout,
-            download_concurrency,
+            download_pool,
             retry_base,
             list_threshold: defaults.list_threshold,
             retry_failed: cli.retry_failed,
             resubmit_unknown: cli.resubmit_unknown,
         },
     })
-}
-
-/// Download bounds: command line (and environment) > defaults.
-fn download_limits(cli: &Overrides) -> Result<crate::download::Limits, SettingsError> {
-    use crate::download::{Limits, MinSpeed, parse_size};
-    let mut limits = Limits::default();
-    if let Some(s) = &cli.max_video_size {
-        limits.max_video_bytes = match parse_size(s) {
-            Ok(0) => return Err(err("--max-video-size", "must be larger than zero")),
-            Ok(n) => n,
-            Err(m) => return Err(err("--max-video-size", m)),
-        };
-    }
-    if let Some(s) = &cli.download_timeout {
-        limits.deadline = validate::parse_setting_duration("download-timeout", s.trim())
-            .map_err(|m| err("--download-timeout", m))?;
-    }
-    if let Some(s) = &cli.download_min_speed {
-        limits.min_speed = MinSpeed::parse(s).map_err(|m| err("--download-min-speed", m))?;
-    }
-    Ok(limits)
 }
 
 /// `output/<manifest stem>/`.

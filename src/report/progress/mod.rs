@@ -94,12 +94,19 @@ impl Tally {
 
     /// [`Tally::apply`] plus the ETA's view of an event that arrived at `now_ms`.
     pub fn observe(&mut self, ev: &RunEvent, now_ms: i64) {
+        self.record(ev, now_ms);
+        self.refresh(now_ms);
+    }
+
+    /// [`Tally::observe`] without recomputing the ETA: the reporter takes
+    /// thousands of events a second and draws a few times a second, and an
+    /// estimate looks at every task in flight, so it is made when drawn.
+    pub fn record(&mut self, ev: &RunEvent, now_ms: i64) {
         if matches!(ev, RunEvent::Started { .. }) {
             self.started_ms = Some(now_ms);
         }
         self.apply(ev);
         self.estimator.observe(ev, now_ms);
-        self.refresh(now_ms);
     }
 
     /// Recompute the ETA and elapsed time for `now_ms`.
@@ -281,6 +288,9 @@ pub async fn report(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut started = false;
     let mut finishing = false;
+    // The bar is drawn at 8 Hz at most: an event redraws it only when the
+    // last drawing is older than that (or the event is notable).
+    let mut drawn_at = std::time::Instant::now();
     loop {
         let ev = if finishing {
             match rx.try_recv() {
@@ -305,7 +315,7 @@ pub async fn report(
                 }
             }
         };
-        tally.observe(&ev, now_ms());
+        tally.record(&ev, now_ms());
         let notable = match &ev {
             RunEvent::Started {
                 total,
@@ -376,8 +386,13 @@ pub async fn report(
             }
         };
         if let Some(bar) = &bar {
-            bar.set_message(render(&tally, width()));
+            if notable || drawn_at.elapsed() >= Duration::from_millis(125) {
+                tally.refresh(now_ms());
+                bar.set_message(render(&tally, width()));
+                drawn_at = std::time::Instant::now();
+            }
         } else if mode == Mode::Plain && notable {
+            tally.refresh(now_ms());
             crate::errln!("{}", render(&tally, PLAIN_WIDTH));
             tick.reset();
         }
@@ -385,6 +400,7 @@ pub async fn report(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    tally.refresh(now_ms());
     tally
 }
 

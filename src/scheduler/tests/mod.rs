@@ -280,7 +280,7 @@ fn fast() -> EngineSettings {
         poll_interval: Duration::from_millis(5),
         max_poll_interval: Duration::from_millis(20),
         task_timeout: Duration::from_secs(30),
-        download_concurrency: 4,
+        download_pool: crate::settings::DownloadPool::Fixed(4),
         retry_base: Duration::from_millis(2),
         list_threshold: 1000,
         retry_failed: false,

@@ -185,3 +185,40 @@ async fn without_lookup_a_lost_create_is_unknown_never_resent_until_asked() {
         "exactly one new create per unknown item"
     );
 }
+
+#[tokio::test]
+async fn a_crash_between_a_videos_rename_and_its_record_fetches_it_again_without_a_new_task() {
+    let fake = Arc::new(Fake::new(&file_server().await, 1));
+    let h = Harness::new();
+    assert!(h.run(fake.clone(), items(2), fast()).await.all_downloaded());
+    // The run that renamed item1's video died before the folder sync that
+    // lets its `Downloaded` record go out: the file is in place, the state
+    // knows only the finished task and its URL.
+    let video = h.dir.path().join("videos/item1.mp4");
+    let bytes = std::fs::read(&video).unwrap();
+    {
+        let (conn, _) = state::open_rw(h.dir.path()).unwrap();
+        let (w, writer) = Writer::start(conn);
+        let forget = Update::VideoGone {
+            id: "item1".into(),
+            n: 1,
+        };
+        writer.send_durable(forget).await.unwrap();
+        drop(writer);
+        w.join();
+    }
+    assert_eq!(h.records()[1].status(), Status::Succeeded);
+
+    let out = h.run(fake.clone(), items(2), fast()).await;
+    assert!(out.all_downloaded(), "{out:?}");
+    assert_eq!(std::fs::read(&video).unwrap(), bytes, "the same video");
+    let recorded = h.records()[1].videos[0].sha256.clone();
+    let sha = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+    assert_eq!(recorded, Some(hex::encode(sha)));
+    assert!(!crate::download::part_path(&video).exists());
+    assert_eq!(
+        fake.s.lock().unwrap().create_posts.len(),
+        2,
+        "downloaded again, never created again"
+    );
+}
