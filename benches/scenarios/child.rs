@@ -1,0 +1,269 @@
+//! Running the real `vidbatch run` binary as a child process against an
+//! in-process emulator, and reading what it cost.
+//!
+//! The child is reaped with `wait4` so its own rusage (peak RSS, CPU) comes
+//! back with its exit status: those figures must be the runner's alone, not
+//! the harness's or the emulator's, which share this process.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use vidbatch::download::Downloader;
+use vidbatch::emulator::{self, EmulatorConfig, EmulatorHandle, Stats};
+
+/// The emulator's keys; the child gets them as KLING_ACCESS_KEY/KLING_SECRET_KEY.
+pub const AK: &str = "bench-access-key-AK0000000001";
+pub const SK: &str = "bench-secret-key-SK0000000001";
+
+pub type BenchResult<T> = Result<T, String>;
+
+/// What a finished child cost.
+pub struct ChildRun {
+    pub wall: Duration,
+    pub exit: Option<i32>,
+    pub max_rss_kib: u64,
+    pub cpu: Duration,
+}
+
+impl ChildRun {
+    /// Peak RSS in MB (10⁶ bytes), the unit of the issue-12 target.
+    pub fn max_rss_mb(&self) -> f64 {
+        self.max_rss_kib as f64 * 1024.0 / 1e6
+    }
+
+    /// CPU seconds (user + system) per 1,000 items.
+    pub fn cpu_per_k(&self, n: usize) -> f64 {
+        self.cpu.as_secs_f64() * 1000.0 / n as f64
+    }
+}
+
+/// A CSV manifest of `n` text2video items.
+pub fn write_manifest(dir: &Path, n: usize) -> BenchResult<PathBuf> {
+    let path = dir.join("batch.csv");
+    let mut s = String::with_capacity(n * 48 + 32);
+    s.push_str("id,prompt,duration\n");
+    for i in 0..n {
+        let _ = writeln!(s, "clip-{i},\"a calm sea at dawn, shot {i}\",5");
+    }
+    std::fs::write(&path, s).map_err(|e| format!("write manifest: {e}"))?;
+    Ok(path)
+}
+
+/// `vidbatch --quiet run MANIFEST --output OUT --base-url URL FLAGS…` with a
+/// scrubbed environment (only the two key variables); its stdout/stderr go
+/// to log files in `dir`.
+pub fn spawn_run(
+    dir: &Path,
+    manifest: &Path,
+    out: &Path,
+    base_url: &str,
+    flags: &[String],
+) -> BenchResult<Child> {
+    let log = |name: &str| {
+        std::fs::File::create(dir.join(name)).map_err(|e| format!("create log {name}: {e}"))
+    };
+    Command::new(env!("CARGO_BIN_EXE_vidbatch"))
+        .env_clear()
+        .env("KLING_ACCESS_KEY", AK)
+        .env("KLING_SECRET_KEY", SK)
+        .arg("--quiet")
+        .arg("run")
+        .arg(manifest)
+        .arg("--output")
+        .arg(out)
+        .arg("--base-url")
+        .arg(base_url)
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(log("stdout.log")?)
+        .stderr(log("stderr.log")?)
+        .spawn()
+        .map_err(|e| format!("spawn vidbatch: {e}"))
+}
+
+/// Reap `child` with wait4 to get its own rusage (peak RSS, CPU).
+fn wait_child(child: Child, started: Instant) -> BenchResult<ChildRun> {
+    let pid = libc::pid_t::try_from(child.id()).map_err(|e| format!("pid: {e}"))?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own unreaped child; both pointers are to live locals.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    // The child is reaped: dropping the handle must not signal a reused pid.
+    drop(child);
+    if r != pid {
+        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+    }
+    let exit = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Ok(ChildRun {
+        wall,
+        exit,
+        max_rss_kib: usage.ru_maxrss.max(0) as u64,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+    })
+}
+
+/// Run the binary to the end; an exit other than 0 is an error carrying the
+/// tail of its stderr.
+pub async fn run_to_end(
+    dir: &Path,
+    manifest: &Path,
+    out: &Path,
+    base_url: &str,
+    flags: Vec<String>,
+) -> BenchResult<ChildRun> {
+    let started = Instant::now();
+    let child = spawn_run(dir, manifest, out, base_url, &flags)?;
+    let run = tokio::task::spawn_blocking(move || wait_child(child, started))
+        .await
+        .map_err(|e| format!("join: {e}"))??;
+    if run.exit != Some(0) {
+        let err = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+        let lines: Vec<&str> = err.lines().collect();
+        let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+        return Err(format!("vidbatch exited with {:?}:\n{tail}", run.exit));
+    }
+    Ok(run)
+}
+
+/// The tuning flags every sized scenario passes (scenario 5 and row (a)
+/// choose their own).
+pub fn flags(c: usize, rate: f64, poll: Duration, retry_base: Duration) -> Vec<String> {
+    vec![
+        "--concurrency".into(),
+        c.to_string(),
+        "--submit-rate".into(),
+        format!("{rate}/s"),
+        "--poll-interval".into(),
+        format!("{}ms", poll.as_millis()),
+        "--retry-base".into(),
+        format!("{}ms", retry_base.as_millis()),
+        "--download-concurrency".into(),
+        "16".into(),
+    ]
+}
+
+/// An emulator that checks the bench's keys.
+pub async fn emulator(config: EmulatorConfig) -> BenchResult<EmulatorHandle> {
+    emulator::start(EmulatorConfig {
+        access_key: Some(AK.into()),
+        secret_key: Some(SK.into()),
+        ..config
+    })
+    .await
+    .map_err(|e| format!("emulator: {e}"))
+}
+
+/// `n` items through `vidbatch run` with explicit flags against an emulator
+/// without an account limit; checks that nothing was created twice. The
+/// workhorse of scenarios 2 and 3.
+pub async fn flagged_run(
+    n: usize,
+    c: usize,
+    rate: f64,
+    latency: Duration,
+    poll: Duration,
+) -> BenchResult<(Stats, ChildRun)> {
+    let emu = emulator(EmulatorConfig {
+        latency,
+        record_requests: false,
+        ..EmulatorConfig::default()
+    })
+    .await?;
+    let dir = tempdir()?;
+    let manifest = write_manifest(dir.path(), n)?;
+    let out = dir.path().join("out");
+    let run = run_to_end(
+        dir.path(),
+        &manifest,
+        &out,
+        &emu.base_url(),
+        flags(c, rate, poll, Duration::from_millis(50)),
+    )
+    .await?;
+    let stats = emu.stats();
+    emu.shutdown().await;
+    check(duplicates(&stats, n) == 0, "duplicate creates")?;
+    Ok((stats, run))
+}
+
+pub fn tempdir() -> BenchResult<tempfile::TempDir> {
+    tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))
+}
+
+fn route(stats: &Stats, r: &str) -> u64 {
+    stats.requests_by_route.get(r).copied().unwrap_or(0)
+}
+
+/// Create requests sent, whatever their answer.
+pub fn creates(stats: &Stats) -> u64 {
+    route(stats, "POST /v1/videos/text2video") + route(stats, "POST /v1/videos/image2video")
+}
+
+/// Items whose task was created more than once: extra accepted creates, or a
+/// repeated external_task_id (the emulator records both).
+pub fn duplicates(stats: &Stats, n: usize) -> u64 {
+    stats.creates_accepted.saturating_sub(n as u64) + stats.duplicate_external_task_ids.len() as u64
+}
+
+/// Creates refused with business code `code`.
+pub fn rejected(stats: &Stats, code: i64) -> u64 {
+    stats
+        .creates_rejected_by_code
+        .get(&code)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Time one download of a finished video, as the "+ last download" term of
+/// the bound (the last item cannot be on disk before its bytes are fetched).
+pub async fn one_download(out: &Path) -> BenchResult<Duration> {
+    let mut rd =
+        csv::Reader::from_path(out.join("report.csv")).map_err(|e| format!("report.csv: {e}"))?;
+    let headers = rd
+        .headers()
+        .map_err(|e| format!("report.csv: {e}"))?
+        .clone();
+    let col = headers
+        .iter()
+        .position(|h| h == "video_url")
+        .ok_or("report.csv has no video_url")?;
+    let url = rd
+        .records()
+        .next()
+        .ok_or("report.csv is empty")?
+        .map_err(|e| format!("report.csv: {e}"))?
+        .get(col)
+        .ok_or("short report row")?
+        .to_owned();
+    let dl = Downloader::new(reqwest::Client::new(), 1, Duration::from_millis(10));
+    let dir = tempdir()?;
+    let t = Instant::now();
+    dl.fetch(&url, &dir.path().join("one.mp4"))
+        .await
+        .map_err(|e| format!("download: {e}"))?;
+    Ok(t.elapsed())
+}
+
+pub fn check(cond: bool, what: &str) -> BenchResult<()> {
+    if cond { Ok(()) } else { Err(what.to_owned()) }
+}
+
+/// Unix milliseconds, the clock of `RecordedRequest::at`.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `b − a` in milliseconds of the same clock, as a duration (0 if b < a).
+pub fn ms_between(a: u64, b: u64) -> Duration {
+    Duration::from_millis(b.saturating_sub(a))
+}
