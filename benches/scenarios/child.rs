@@ -1,10 +1,12 @@
 //! Running the real `vidbatch run` binary as a child process against an
 //! in-process emulator, and reading what it cost.
 //!
-//! The child is reaped with `wait4` so its own rusage (peak RSS, CPU) comes
-//! back with its exit status: those figures must be the runner's alone, not
-//! the harness's or the emulator's, which share this process.
+//! A run to the end goes through the measuring helper (`rusage`), so its
+//! rusage (peak RSS, CPU) comes back with its exit status: those figures
+//! must be the runner's alone, not the harness's or the emulator's, which
+//! share this process.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use vidbatch::download::Downloader;
 use vidbatch::emulator::{self, EmulatorConfig, EmulatorHandle, Stats};
+
+use crate::rusage;
 
 /// The emulator's keys; the child gets them as KLING_ACCESS_KEY/KLING_SECRET_KEY.
 pub const AK: &str = "bench-access-key-AK0000000001";
@@ -21,6 +25,7 @@ pub type BenchResult<T> = Result<T, String>;
 
 /// What a finished child cost.
 pub struct ChildRun {
+    /// Spawn → exit of `vidbatch`, as the measuring helper saw it.
     pub wall: Duration,
     pub exit: Option<i32>,
     pub max_rss_kib: u64,
@@ -51,9 +56,43 @@ pub fn write_manifest(dir: &Path, n: usize) -> BenchResult<PathBuf> {
     Ok(path)
 }
 
-/// `vidbatch --quiet run MANIFEST --output OUT --base-url URL FLAGS…` with a
-/// scrubbed environment (only the two key variables); its stdout/stderr go
-/// to log files in `dir`.
+/// A command that runs `program` with a scrubbed environment (only the two
+/// key variables), its stdout/stderr going to log files in `dir`.
+fn scrubbed(program: &OsStr, dir: &Path) -> BenchResult<Command> {
+    let log = |name: &str| {
+        std::fs::File::create(dir.join(name)).map_err(|e| format!("create log {name}: {e}"))
+    };
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .env("KLING_ACCESS_KEY", AK)
+        .env("KLING_SECRET_KEY", SK)
+        .stdin(Stdio::null())
+        .stdout(log("stdout.log")?)
+        .stderr(log("stderr.log")?);
+    Ok(cmd)
+}
+
+/// `--quiet run MANIFEST --output OUT --base-url URL FLAGS…`
+fn run_args(manifest: &Path, out: &Path, base_url: &str, flags: &[String]) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![
+        "--quiet".into(),
+        "run".into(),
+        manifest.into(),
+        "--output".into(),
+        out.into(),
+        "--base-url".into(),
+        base_url.into(),
+    ];
+    v.extend(flags.iter().map(OsString::from));
+    v
+}
+
+fn vidbatch_bin() -> &'static OsStr {
+    OsStr::new(env!("CARGO_BIN_EXE_vidbatch"))
+}
+
+/// Spawn `vidbatch run` directly, for a run the caller stops itself
+/// (scenario 5); its rusage is not read.
 pub fn spawn_run(
     dir: &Path,
     manifest: &Path,
@@ -61,56 +100,15 @@ pub fn spawn_run(
     base_url: &str,
     flags: &[String],
 ) -> BenchResult<Child> {
-    let log = |name: &str| {
-        std::fs::File::create(dir.join(name)).map_err(|e| format!("create log {name}: {e}"))
-    };
-    Command::new(env!("CARGO_BIN_EXE_vidbatch"))
-        .env_clear()
-        .env("KLING_ACCESS_KEY", AK)
-        .env("KLING_SECRET_KEY", SK)
-        .arg("--quiet")
-        .arg("run")
-        .arg(manifest)
-        .arg("--output")
-        .arg(out)
-        .arg("--base-url")
-        .arg(base_url)
-        .args(flags)
-        .stdin(Stdio::null())
-        .stdout(log("stdout.log")?)
-        .stderr(log("stderr.log")?)
+    scrubbed(vidbatch_bin(), dir)?
+        .args(run_args(manifest, out, base_url, flags))
         .spawn()
         .map_err(|e| format!("spawn vidbatch: {e}"))
 }
 
-/// Reap `child` with wait4 to get its own rusage (peak RSS, CPU).
-fn wait_child(child: Child, started: Instant) -> BenchResult<ChildRun> {
-    let pid = libc::pid_t::try_from(child.id()).map_err(|e| format!("pid: {e}"))?;
-    let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own unreaped child; both pointers are to live locals.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = started.elapsed();
-    // The child is reaped: dropping the handle must not signal a reused pid.
-    drop(child);
-    if r != pid {
-        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
-    }
-    let exit = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
-    };
-    Ok(ChildRun {
-        wall,
-        exit,
-        max_rss_kib: usage.ru_maxrss.max(0) as u64,
-        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-    })
-}
-
-/// Run the binary to the end; an exit other than 0 is an error carrying the
-/// tail of its stderr.
+/// Run `vidbatch run` to the end under the measuring helper (see
+/// `rusage`), so its peak RSS is its own; an exit other than 0 is an error
+/// carrying the tail of its stderr.
 pub async fn run_to_end(
     dir: &Path,
     manifest: &Path,
@@ -118,18 +116,39 @@ pub async fn run_to_end(
     base_url: &str,
     flags: Vec<String>,
 ) -> BenchResult<ChildRun> {
-    let started = Instant::now();
-    let child = spawn_run(dir, manifest, out, base_url, &flags)?;
-    let run = tokio::task::spawn_blocking(move || wait_child(child, started))
+    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let result = dir.join("rusage.txt");
+    let mut helper = scrubbed(me.as_os_str(), dir)?
+        .arg(rusage::FLAG)
+        .arg(&result)
+        .arg("--")
+        .arg(vidbatch_bin())
+        .args(run_args(manifest, out, base_url, &flags))
+        .spawn()
+        .map_err(|e| format!("spawn the measuring helper: {e}"))?;
+    let status = tokio::task::spawn_blocking(move || helper.wait())
         .await
-        .map_err(|e| format!("join: {e}"))??;
-    if run.exit != Some(0) {
+        .map_err(|e| format!("join: {e}"))?
+        .map_err(|e| format!("wait: {e}"))?;
+    let run = if status.success() {
+        rusage::read_result(&result)
+    } else {
+        Err(format!("the measuring helper exited with {status}"))
+    };
+    let stderr_tail = || {
         let err = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
         let lines: Vec<&str> = err.lines().collect();
-        let tail = lines[lines.len().saturating_sub(8)..].join("\n");
-        return Err(format!("vidbatch exited with {:?}:\n{tail}", run.exit));
+        lines[lines.len().saturating_sub(8)..].join("\n")
+    };
+    match run {
+        Ok(run) if run.exit == Some(0) => Ok(run),
+        Ok(run) => Err(format!(
+            "vidbatch exited with {:?}:\n{}",
+            run.exit,
+            stderr_tail()
+        )),
+        Err(e) => Err(format!("{e}:\n{}", stderr_tail())),
     }
-    Ok(run)
 }
 
 /// The tuning flags every sized scenario passes (scenario 5 and row (a)

@@ -19,7 +19,8 @@
 //!   (exit codes, duplicates, every item created once and downloaded), never
 //!   timing.
 //!
-//! Modules: `child` runs the binary and reads its rusage; `table` and
+//! Modules: `child` runs the binary, `rusage` measures it from a small
+//! helper process (this binary re-executed); `table` and
 //! `spread` print; one module per scenario (`sched` 1 and 6, `polling` 2,
 //! `footprint` 3, `downloads` 4, `resume` 5, `defaults` the default-flags
 //! run); `issue12` repeats them as the issue's rows. See benches/README.md
@@ -32,6 +33,7 @@ mod footprint;
 mod issue12;
 mod polling;
 mod resume;
+mod rusage;
 mod sched;
 mod spread;
 mod table;
@@ -97,6 +99,10 @@ fn select(args: &[String]) -> Selection {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // This binary is also the small process that measures a child's rusage.
+    if let Some(code) = rusage::helper_main(&args) {
+        std::process::exit(code);
+    }
     let sel = select(&args);
     let size = sel.size;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
