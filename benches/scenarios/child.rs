@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use vidbatch::download::Downloader;
-use vidbatch::emulator::{self, EmulatorConfig, EmulatorHandle, Stats};
+use vidbatch::emulator::{self, EmulatorConfig, EmulatorHandle, RecordedRequest, Stats};
 
 use crate::rusage;
 
@@ -285,4 +285,44 @@ pub fn now_ms() -> u64 {
 /// `b − a` in milliseconds of the same clock, as a duration (0 if b < a).
 pub fn ms_between(a: u64, b: u64) -> Duration {
     Duration::from_millis(b.saturating_sub(a))
+}
+
+/// Where a run's wall time went, from the emulator's request log (Unix ms).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline {
+    pub spawn: u64,
+    pub first_create: u64,
+    pub last_create: u64,
+    pub last_request: u64,
+    pub end: u64,
+}
+
+impl Timeline {
+    /// `reqs` logged between `spawn` (taken before the child started) and
+    /// `end` (after it was reaped).
+    pub fn of(reqs: &[RecordedRequest], spawn: u64, end: u64) -> Timeline {
+        let at = |pred: &dyn Fn(&RecordedRequest) -> bool, first: bool| {
+            let it = reqs.iter().filter(|r| pred(r)).map(|r| r.at);
+            if first { it.min() } else { it.max() }.unwrap_or(spawn)
+        };
+        Timeline {
+            spawn,
+            first_create: at(&|r| r.method == "POST", true),
+            last_create: at(&|r| r.method == "POST", false),
+            last_request: at(&|_| true, false),
+            end,
+        }
+    }
+
+    /// Spawn → first create, first → last create, last create → last
+    /// request, last request → exit (seconds).
+    pub fn parts(&self) -> [f64; 4] {
+        [
+            (self.spawn, self.first_create),
+            (self.first_create, self.last_create),
+            (self.last_create, self.last_request),
+            (self.last_request, self.end),
+        ]
+        .map(|(a, b)| ms_between(a, b).as_secs_f64())
+    }
 }

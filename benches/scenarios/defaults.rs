@@ -14,8 +14,8 @@ use vidbatch::settings::AUTO_RATE_CEILING;
 
 use crate::Size;
 use crate::child::{
-    BenchResult, ChildRun, check, duplicates, emulator, one_download, run_to_end, tempdir,
-    write_manifest,
+    BenchResult, ChildRun, Timeline, check, duplicates, emulator, now_ms, one_download, run_to_end,
+    tempdir, write_manifest,
 };
 use crate::sched::lower_bound;
 
@@ -60,6 +60,7 @@ pub struct DefaultsRun {
     pub run: ChildRun,
     pub stats: Stats,
     pub last_download: Duration,
+    pub timeline: Timeline,
 }
 
 impl DefaultsRun {
@@ -74,13 +75,15 @@ pub async fn defaults_run(p: &DefaultsParams, batch: &str) -> BenchResult<Defaul
         latency: p.latency,
         jitter: Duration::ZERO,
         concurrency_limit: Some(p.account),
-        record_requests: false,
+        // The timestamps split the wall time (a few thousand requests).
+        record_requests: true,
         ..EmulatorConfig::default()
     })
     .await?;
     let dir = tempdir()?;
     let manifest = write_manifest(dir.path(), p.n)?;
     let out = dir.path().join("out");
+    let spawn_ms = now_ms();
     let run = run_to_end(
         dir.path(),
         &manifest,
@@ -89,6 +92,7 @@ pub async fn defaults_run(p: &DefaultsParams, batch: &str) -> BenchResult<Defaul
         vec!["--batch".into(), batch.into()],
     )
     .await?;
+    let timeline = Timeline::of(&emu.requests(), spawn_ms, now_ms());
     let stats = emu.stats();
     let last_download = one_download(&out).await?;
     emu.shutdown().await;
@@ -103,6 +107,7 @@ pub async fn defaults_run(p: &DefaultsParams, batch: &str) -> BenchResult<Defaul
     )?;
     Ok(DefaultsRun {
         run,
+        timeline,
         stats,
         last_download,
     })

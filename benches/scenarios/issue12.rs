@@ -105,6 +105,7 @@ impl Issue12 {
     async fn row_a(&mut self) -> BenchResult<()> {
         let p = defaults_params(self.size);
         let (mut ratios, mut walls, mut full, mut peak) = (vec![], vec![], vec![], 0);
+        let mut parts = Parts::default();
         for i in 0..runs(self.size) {
             let r = defaults_run(&p, &format!("issue12-a-{i}")).await?;
             let bound = r.bound(&p);
@@ -123,6 +124,7 @@ impl Issue12 {
             ratios.push(ratio);
             walls.push(r.run.wall.as_secs_f64());
             full.push(rejected(&r.stats, 1303) as f64);
+            parts.add(r.timeline.parts());
             peak = peak.max(r.stats.max_in_flight);
         }
         self.push(
@@ -146,6 +148,7 @@ impl Issue12 {
             show(&full, 0),
             p.account
         ));
+        self.note(format!("(a) {}", parts.show()));
         Ok(())
     }
 
@@ -169,6 +172,7 @@ impl Issue12 {
             }
         };
         let (mut ratios, mut walls) = (vec![], vec![]);
+        let mut parts = Parts::default();
         for i in 0..runs(self.size) {
             let r = sched_run(&p, p.c, EmulatorConfig::default()).await?;
             let bound = r.bound(&p, p.c);
@@ -186,6 +190,7 @@ impl Issue12 {
             );
             ratios.push(ratio);
             walls.push(r.run.wall.as_secs_f64());
+            parts.add(r.timeline.parts());
         }
         self.push(
             "b",
@@ -211,6 +216,7 @@ impl Issue12 {
             p.rate,
             p.poll.as_millis()
         ));
+        self.note(format!("(b) {}", parts.show()));
         Ok(())
     }
 
@@ -392,6 +398,30 @@ impl std::fmt::Display for Issue12 {
             writeln!(f, "  - {n}")?;
         }
         Ok(())
+    }
+}
+
+/// The four parts of `Timeline::parts`, one sample per run.
+#[derive(Default)]
+struct Parts([Vec<f64>; 4]);
+
+impl Parts {
+    fn add(&mut self, p: [f64; 4]) {
+        for (v, x) in self.0.iter_mut().zip(p) {
+            v.push(x);
+        }
+    }
+
+    fn show(&self) -> String {
+        let [a, b, c, d] = &self.0;
+        format!(
+            "spawn → first create {} s; first → last create {} s; last create → last request {} s; \
+             last request → exit {} s",
+            show(a, 2),
+            show(b, 2),
+            show(c, 2),
+            show(d, 2)
+        )
     }
 }
 

@@ -9,12 +9,12 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use vidbatch::emulator::{EmulatorConfig, RecordedRequest, Stats};
+use vidbatch::emulator::{EmulatorConfig, Stats};
 
 use crate::Size;
 use crate::child::{
-    BenchResult, ChildRun, check, creates, duplicates, emulator, flags, ms_between, now_ms,
-    one_download, rejected, run_to_end, tempdir, write_manifest,
+    BenchResult, ChildRun, Timeline, check, creates, duplicates, emulator, flags, ms_between,
+    now_ms, one_download, rejected, run_to_end, tempdir, write_manifest,
 };
 use crate::table::{Table, secs};
 
@@ -71,12 +71,7 @@ pub struct SchedRun {
     pub stats: Stats,
     /// One download of a finished video, timed after the run.
     pub last_download: Duration,
-    /// Unix ms: spawn, first and last create, last request, exit.
-    pub spawn_ms: u64,
-    pub first_create: u64,
-    pub last_create: u64,
-    pub last_request: u64,
-    pub end_ms: u64,
+    pub timeline: Timeline,
 }
 
 impl SchedRun {
@@ -130,19 +125,11 @@ pub async fn sched_run(
         stats.downloads_completed >= p.n as u64,
         "not every video downloaded",
     )?;
-    let at = |pred: &dyn Fn(&RecordedRequest) -> bool, first: bool| {
-        let it = reqs.iter().filter(|r| pred(r)).map(|r| r.at);
-        if first { it.min() } else { it.max() }.unwrap_or(spawn_ms)
-    };
     Ok(SchedRun {
-        first_create: at(&|r| r.method == "POST", true),
-        last_create: at(&|r| r.method == "POST", false),
-        last_request: at(&|_| true, false),
+        timeline: Timeline::of(&reqs, spawn_ms, end_ms),
         run,
         stats,
         last_download,
-        spawn_ms,
-        end_ms,
     })
 }
 
@@ -193,13 +180,13 @@ pub async fn scenario_1(size: Size) -> BenchResult<Table> {
     );
     t.info(
         "spawn → first create",
-        secs(ms_between(r.spawn_ms, r.first_create)),
+        secs(ms_between(r.timeline.spawn, r.timeline.first_create)),
     );
     t.info(
         "first → last create",
         format!(
             "{} (≥ (N−1)/R = {})",
-            secs(ms_between(r.first_create, r.last_create)),
+            secs(ms_between(r.timeline.first_create, r.timeline.last_create)),
             secs(Duration::from_secs_f64((p.n as f64 - 1.0) / p.rate))
         ),
     );
@@ -207,13 +194,13 @@ pub async fn scenario_1(size: Size) -> BenchResult<Table> {
         "last create → last request",
         format!(
             "{} (L = {})",
-            secs(ms_between(r.last_create, r.last_request)),
+            secs(ms_between(r.timeline.last_create, r.timeline.last_request)),
             secs(p.latency)
         ),
     );
     t.info(
         "last request → exit",
-        secs(ms_between(r.last_request, r.end_ms)),
+        secs(ms_between(r.timeline.last_request, r.timeline.end)),
     );
     t.info("creates sent", creates(&r.stats).to_string());
     t.info("1303 answers", rejected(&r.stats, 1303).to_string());
