@@ -7,7 +7,8 @@
 //! emulator, rusage of the child), so it holds on a noisy shared machine.
 //!
 //! * `cargo bench --bench scenarios` — scenarios 1–6 at default sizes, then
-//!   the issue-12 rows (a)–(f) (about 9 minutes on 2 cores).
+//!   the issue-12 rows (a)–(f) (18 minutes on 2 busy cores, most of it the
+//!   rows' three 100k-item runs and states).
 //! * `cargo bench --bench scenarios -- --issue12` — only the issue-12 rows.
 //! * `cargo bench --bench scenarios -- --only 1,4,f` — a subset: scenario
 //!   numbers and row letters.
