@@ -16,7 +16,7 @@ use super::changes::{self, Changed};
 use super::source::{Scanned, Source};
 use super::{BatchError, Rebuilt, sync};
 use crate::provider::registry::Api;
-use crate::state::{self, BatchLock, ItemRecord, Update, Writer, WriterHandle};
+use crate::state::{self, BatchLock, Progress, Update, Writer, WriterHandle};
 
 /// How to open the batch.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +54,7 @@ pub struct Prepared {
     /// Every item's progress, in manifest order, without prompts or
     /// settings (what a create sends is read when it is sent:
     /// [`super::jobs::StateJobs`]).
-    pub records: Vec<ItemRecord>,
+    pub records: Vec<Progress>,
 }
 
 /// Lock `dir`, open (or rebuild) its state, sync the manifest `source`
@@ -103,7 +103,7 @@ pub async fn prepare(
     }
 }
 
-type Settled = (Vec<Changed>, Vec<String>, Vec<ItemRecord>);
+type Settled = (Vec<Changed>, Vec<String>, Vec<Progress>);
 
 /// The steps after the state is open, in their safe order.
 async fn settle(
@@ -175,9 +175,8 @@ mod tests {
         let out = tmp.path().join("out");
         let p = prepare(&out, &m.0, &m.1, how("m")).await.unwrap();
         assert_eq!(p.batch_id, super::super::batch_key("m"));
-        let ids: Vec<&str> = p.records.iter().map(|r| r.id.as_str()).collect();
+        let ids: Vec<&str> = p.records.iter().map(|r| &*r.id).collect();
         assert_eq!(ids, ["b", "a"]);
-        assert!(p.records.iter().all(|r| r.prompt.is_none()), "no prompts");
         assert!(p.changed.is_empty() && p.rebuilt.is_none());
         close(p).await;
         let all = state::load_items(&state::open_ro(&out).unwrap()).unwrap();

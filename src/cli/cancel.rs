@@ -53,7 +53,7 @@ pub fn run(args: &CancelArgs) -> anyhow::Result<Exit> {
             && let (Some(task), Some(kind)) = (r.task_id.clone(), Kind::parse(&r.kind))
         {
             tasks.push((r.id.clone(), r.account.clone(), kind, task));
-            records.push(r);
+            records.push(crate::state::Progress::from(r));
         }
         Ok::<(), anyhow::Error>(())
     })?;

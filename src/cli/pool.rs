@@ -16,7 +16,7 @@ use crate::provider::kling::{Credentials, KlingConfig, KlingProvider};
 use crate::provider::registry::AnyProvider;
 use crate::scheduler::Account;
 use crate::settings::{self, RunSettings};
-use crate::state::{self, ItemRecord, StateError, Update, WriterHandle};
+use crate::state::{self, Progress, StateError, Update, WriterHandle};
 
 /// The accounts file at `path`, when one is given.
 pub(crate) fn load(path: Option<&Path>) -> Result<Option<Vec<AccountSpec>>, AccountsError> {
@@ -29,7 +29,7 @@ pub(crate) fn load(path: Option<&Path>) -> Result<Option<Vec<AccountSpec>>, Acco
 pub(crate) fn accounts(
     settings: &RunSettings,
     pool: Option<&[AccountSpec]>,
-    records: &[ItemRecord],
+    records: &[Progress],
     learned: &HashMap<String, usize>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Account<AnyProvider>>, AccountsError> {
@@ -69,7 +69,7 @@ pub(crate) fn accounts(
     let (mut default_wanted, mut default_needed) = (false, false);
     for r in records.iter().filter(|r| r.needs_its_account()) {
         match &r.account {
-            Some(name) if !pool.iter().any(|s| &s.name == name) => {
+            Some(name) if !pool.iter().any(|s| *s.name == **name) => {
                 missing.insert(format!("account `{name}`"));
             }
             Some(_) => {}
@@ -178,13 +178,12 @@ mod tests {
         .unwrap()
     }
 
-    fn record(account: Option<&str>, status: Status, task: Option<&str>) -> ItemRecord {
-        ItemRecord {
-            id: "x".into(),
-            status: Some(status),
-            account: account.map(String::from),
-            task_id: task.map(String::from),
-            ..ItemRecord::default()
+    fn record(account: Option<&str>, status: Status, task: Option<&str>) -> Progress {
+        Progress {
+            status,
+            account: account.map(Into::into),
+            task_id: task.map(Into::into),
+            ..Progress::new("x", crate::job::Kind::Text2Video)
         }
     }
 

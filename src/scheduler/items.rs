@@ -7,7 +7,7 @@
 //! 100,000 requests for the whole run.
 
 use crate::job::Kind;
-use crate::state::ItemRecord;
+use crate::state::Progress;
 
 pub(super) struct Items {
     ids: Vec<Box<str>>,
@@ -15,15 +15,14 @@ pub(super) struct Items {
 }
 
 impl Items {
-    /// The items of `records` (manifest order); a kind the state does not
-    /// know reads as text-to-video (the state only ever writes known kinds).
-    pub(super) fn of(records: &[ItemRecord]) -> Items {
+    /// The items of `records` (manifest order); their ids are moved out.
+    pub(super) fn of(records: &mut [Progress]) -> Items {
         Items {
-            ids: records.iter().map(|r| r.id.as_str().into()).collect(),
-            kinds: records
-                .iter()
-                .map(|r| Kind::parse(&r.kind).unwrap_or(Kind::Text2Video))
+            ids: records
+                .iter_mut()
+                .map(|r| std::mem::take(&mut r.id))
                 .collect(),
+            kinds: records.iter().map(|r| r.kind).collect(),
         }
     }
 

@@ -65,7 +65,7 @@ use crate::events::EventSender;
 use crate::job::JobSource;
 use crate::provider::Provider;
 use crate::settings::EngineSettings;
-use crate::state::{ItemRecord, Status, WriterHandle};
+use crate::state::{Progress, Status, WriterHandle};
 
 pub use budget::{Budget, Held};
 pub use counts::{Request, RequestCounts, Requests};
@@ -171,7 +171,7 @@ pub struct EngineInput<P> {
     /// The batch's items, in manifest order: their progress as the state
     /// holds it (`state::load_progress` after syncing the manifest). The
     /// engine runs exactly these.
-    pub records: Vec<ItemRecord>,
+    pub records: Vec<Progress>,
     /// What each item's create sends, read when it is sent.
     pub jobs: Arc<dyn JobSource>,
     pub batch_id: String,

@@ -14,7 +14,7 @@
 //! the requests (through its workers) and feeds the answers back.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::latency::Latency;
@@ -23,6 +23,12 @@ use super::latency::Latency;
 pub(super) const MAX_POLL_ERRORS: u32 = 10;
 /// List sweeps in a row that see none of our tasks before list polling is off.
 const MAX_FRUITLESS_SWEEPS: u32 = 3;
+/// Ended tasks a sweep should find per page it reads, on average: a sweep
+/// comes no sooner than its pages can be paid for by that many ends at the
+/// rate tasks are ending (≤ 0.02 status requests per task).
+const ENDS_PER_PAGE: f64 = 50.0;
+/// Recent ends kept per route to tell the rate tasks end at.
+const ENDS_KEPT: usize = 128;
 
 /// Polling books of one item.
 #[derive(Debug, Default, Clone)]
@@ -51,6 +57,8 @@ struct Route {
     last_sweep: Option<Instant>,
     /// How long its tasks took in this run.
     latency: Latency,
+    /// When its latest tasks were seen ended (the most recent few).
+    ends: VecDeque<Instant>,
 }
 
 /// What is due now.
@@ -146,6 +154,10 @@ impl<R: Copy + Ord> PollQueue<R> {
         let running_at = slot.seen_running.unwrap_or(since).duration_since(since);
         if let Some(r) = self.routes.get_mut(route) {
             r.latency.ended(running_at, now.duration_since(since));
+            if r.ends.len() == ENDS_KEPT {
+                r.ends.pop_front();
+            }
+            r.ends.push_back(now);
         }
     }
 
@@ -158,6 +170,32 @@ impl<R: Copy + Ord> PollQueue<R> {
     fn window_gap(&self, route: &R) -> Option<Duration> {
         let w = self.routes.get(route)?.latency.window()?;
         Some(((w.late - w.early) / 4).clamp(self.min_gap(), self.interval.max(self.min_gap())))
+    }
+
+    /// The gap between two sweeps of `route`: the window's gap (else the
+    /// poll interval); a sweep of several pages also no sooner than lets it
+    /// find [`ENDS_PER_PAGE`] ended tasks per page at the rate they end now
+    /// (a one-page sweep is one request whatever it finds).
+    fn sweep_gap(&self, route: &R, now: Instant) -> Duration {
+        let gap = self.window_gap(route).unwrap_or(self.interval);
+        let Some(r) = self.routes.get(route) else {
+            return gap;
+        };
+        let (Some(page), Some(&first)) = (self.page_size, r.ends.front()) else {
+            return gap;
+        };
+        let span = now.duration_since(first).as_secs_f64();
+        if r.ends.len() < 8 || span <= 0.0 {
+            return gap;
+        }
+        let pages = r.in_flight.div_ceil(page as usize);
+        if pages < 2 {
+            return gap;
+        }
+        let per_second = r.ends.len() as f64 / span;
+        let pages = pages as f64;
+        let paid = Duration::from_secs_f64((ENDS_PER_PAGE * pages / per_second).min(3600.0));
+        gap.max(paid.min(self.interval))
     }
 
     /// Stop tracking a task that ended (or timed out).
@@ -275,7 +313,7 @@ impl<R: Copy + Ord> PollQueue<R> {
                 .routes
                 .get(&r)
                 .map_or((false, None), |s| (s.sweeping, s.last_sweep));
-            let gap = self.window_gap(&r).unwrap_or(self.interval);
+            let gap = self.sweep_gap(&r, now);
             match last_sweep.map(|t| t + gap) {
                 _ if sweeping => self.schedule_at(idx, now + gap),
                 // Looked at again soon: a window learned meanwhile brings

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use super::entry::Entry;
-use crate::state::{ItemRecord, Status, VideoRecord};
+use crate::state::{Progress, Status, VideoRecord};
 
 /// The entries of a run and what earlier runs committed.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ pub(super) struct Loaded {
 /// [`Loaded::missing_accounts`] (its task could only be polled, or its
 /// create settled, with those credentials).
 pub(super) fn load(
-    records: Vec<ItemRecord>,
+    records: Vec<Progress>,
     estimates: &[Option<f64>],
     accounts: &[Option<String>],
 ) -> Loaded {
@@ -45,52 +45,47 @@ pub(super) fn load(
     let mut already_spent = 0.0;
     let mut entries = Vec::with_capacity(records.len());
     for (i, r) in records.into_iter().enumerate() {
+        let bound = r.needs_its_account();
+        // What earlier runs committed: the charge, else the estimate.
+        if r.task_id.is_some() || r.status == Status::Submitting {
+            already_spent += r
+                .charged
+                .or_else(|| estimates.get(i).copied().flatten())
+                .unwrap_or(0.0);
+        }
         let mut e = Entry {
-            attempt: 1,
+            status: r.status,
+            attempt: r.attempt.max(1),
+            videos: r.videos,
             ..Entry::default()
         };
-        {
-            let bound = r.needs_its_account();
-            // What earlier runs committed: the charge, else the estimate.
-            if r.task_id.is_some() || r.status() == Status::Submitting {
-                already_spent += r
-                    .units
-                    .as_deref()
-                    .and_then(|u| u.trim().parse::<f64>().ok())
-                    .or_else(|| estimates.get(i).copied().flatten())
-                    .unwrap_or(0.0);
-            }
-            e.status = r.status();
-            e.attempt = r.attempt.max(1);
-            // Items done before this run need no task id in memory (a
-            // downloaded one whose files are gone reads it back).
-            if !matches!(e.status, Status::Downloaded | Status::Failed) {
-                e.task_id = r.task_id.map(String::into_boxed_str);
-            }
-            e.videos = r.videos;
-            if e.status == Status::Submitting {
-                e.pending_key = r.external_task_id.map(String::into_boxed_str);
-            }
-            match (&r.account, default) {
-                (Some(name), _) => match accounts.iter().position(|a| a.as_ref() == Some(name)) {
-                    Some(a) => e.account = a as u16,
-                    None if bound => {
-                        missing_accounts.insert(name.clone());
-                    }
-                    None => {}
-                },
-                (None, Some(a)) => e.account = a as u16,
-                // A pool without the default account: an unsettled create
-                // of unknown account is looked up in every account.
-                (None, None) if e.status == Status::Submitting => e.account_unknown = true,
-                (None, None) if bound => {
-                    missing_accounts.insert(String::new());
+        // Items done before this run need no task id in memory (a
+        // downloaded one whose files are gone reads it back).
+        if !matches!(e.status, Status::Downloaded | Status::Failed) {
+            e.task_id = r.task_id;
+        }
+        if e.status == Status::Submitting {
+            e.pending_key = r.external_task_id;
+        }
+        match (&r.account, default) {
+            (Some(name), _) => match accounts.iter().position(|a| a.as_deref() == Some(&**name)) {
+                Some(a) => e.account = a as u16,
+                None if bound => {
+                    missing_accounts.insert(name.to_string());
                 }
-                (None, None) => {}
+                None => {}
+            },
+            (None, Some(a)) => e.account = a as u16,
+            // A pool without the default account: an unsettled create
+            // of unknown account is looked up in every account.
+            (None, None) if e.status == Status::Submitting => e.account_unknown = true,
+            (None, None) if bound => {
+                missing_accounts.insert(String::new());
             }
-            if e.status.is_in_flight() {
-                e.submitted_at = r.submitted_at.and_then(std::num::NonZeroI64::new);
-            }
+            (None, None) => {}
+        }
+        if e.status.is_in_flight() {
+            e.submitted_at = r.submitted_at.and_then(std::num::NonZeroI64::new);
         }
         entries.push(e);
     }

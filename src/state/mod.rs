@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-pub use progress::{load_progress, task_id_of, videos_of};
+pub use progress::{Progress, load_progress, task_id_of, videos_of};
 pub use read::{Overview, overview};
 /// Version of the state file layout this build writes (shown by `vidbatch --version`).
 pub use schema::VERSION as SCHEMA_VERSION;

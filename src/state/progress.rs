@@ -13,17 +13,92 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 
 use super::{ItemRecord, StateError, Status, VideoRecord, schema};
+use crate::job::Kind;
+
+/// One item's progress as the engine resumes it: what the state says about
+/// its task, nothing about what it asks for. Small (100k are read at once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub id: Box<str>,
+    pub kind: Kind,
+    pub status: Status,
+    /// Creation attempt (part of the key).
+    pub attempt: u32,
+    /// The key of an unsettled create (only for `submitting`).
+    pub external_task_id: Option<Box<str>>,
+    pub task_id: Option<Box<str>>,
+    /// Units charged, where the provider said a number.
+    pub charged: Option<f64>,
+    /// Unix ms the task was created.
+    pub submitted_at: Option<i64>,
+    pub est_units: Option<f64>,
+    /// The account that sent the current attempt (`None`: the only one).
+    pub account: Option<Box<str>>,
+    /// Only for items that succeeded and wait for their download.
+    pub videos: Vec<VideoRecord>,
+}
+
+impl Progress {
+    /// A pending item that has never been sent.
+    pub fn new(id: &str, kind: Kind) -> Progress {
+        Progress {
+            id: id.into(),
+            kind,
+            status: Status::Pending,
+            attempt: 1,
+            external_task_id: None,
+            task_id: None,
+            charged: None,
+            submitted_at: None,
+            est_units: None,
+            account: None,
+            videos: Vec::new(),
+        }
+    }
+
+    /// See [`ItemRecord::needs_its_account`].
+    pub fn needs_its_account(&self) -> bool {
+        self.status == Status::Submitting
+            || (self.task_id.is_some() && self.status != Status::Downloaded)
+    }
+}
+
+impl From<ItemRecord> for Progress {
+    fn from(r: ItemRecord) -> Progress {
+        let status = r.status();
+        Progress {
+            kind: Kind::parse(&r.kind).unwrap_or(Kind::Text2Video),
+            status,
+            attempt: r.attempt,
+            external_task_id: r
+                .external_task_id
+                .filter(|_| status == Status::Submitting)
+                .map(String::into_boxed_str),
+            charged: r
+                .units
+                .as_deref()
+                .and_then(|u| u.trim().parse::<f64>().ok())
+                .filter(|u| u.is_finite()),
+            task_id: r.task_id.map(String::into_boxed_str),
+            submitted_at: r.submitted_at,
+            est_units: r.est_units,
+            account: r.account.map(String::into_boxed_str),
+            videos: r.videos,
+            id: r.id.into_boxed_str(),
+        }
+    }
+}
 
 /// The items the manifest last synced still lists, in its order, as the
 /// engine resumes them: no prompt, settings or hashes; videos only for
 /// items that succeeded and are not downloaded yet.
-pub fn load_progress(conn: &Connection) -> Result<Vec<ItemRecord>, StateError> {
+pub fn load_progress(conn: &Connection) -> Result<Vec<Progress>, StateError> {
     if schema::version(conn)? < schema::VERSION {
         // A file this build has not migrated yet (read-only callers): the
         // general reader knows every older shape.
         let mut all = Vec::new();
         super::for_each_item(conn, false, |r| {
-            all.push(r);
+            all.push(Progress::from(r));
             Ok::<(), StateError>(())
         })?;
         return Ok(all);
@@ -32,34 +107,37 @@ pub fn load_progress(conn: &Connection) -> Result<Vec<ItemRecord>, StateError> {
     let mut stmt = conn.prepare(
         "SELECT id, kind, status, attempt,
                 CASE WHEN status = 'submitting' THEN external_task_id END,
-                task_id, units, error_code, error_message, submitted_at, est_units, account, seq
+                task_id, units, submitted_at, est_units, account
          FROM items WHERE listed = 1 ORDER BY seq",
     )?;
     let mut rows = stmt.query([])?;
     let mut items = Vec::new();
+    let text = |r: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<Option<Box<str>>> {
+        Ok(r.get::<_, Option<String>>(i)?.map(String::into_boxed_str))
+    };
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
+        let kind: String = r.get(1)?;
         let status: String = r.get(2)?;
-        let status = Status::parse(&status);
-        items.push(ItemRecord {
+        let status = Status::parse(&status).unwrap_or(Status::Pending);
+        items.push(Progress {
             videos: match status {
-                Some(Status::Succeeded) => videos.remove(&id).unwrap_or_default(),
+                Status::Succeeded => videos.remove(&id).unwrap_or_default(),
                 _ => Vec::new(),
             },
-            id,
-            kind: r.get(1)?,
+            id: id.into_boxed_str(),
+            kind: Kind::parse(&kind).unwrap_or(Kind::Text2Video),
             status,
             attempt: r.get(3)?,
-            external_task_id: r.get(4)?,
-            task_id: r.get(5)?,
-            units: r.get(6)?,
-            error_code: r.get(7)?,
-            error_message: r.get(8)?,
-            submitted_at: r.get(9)?,
-            est_units: r.get(10)?,
-            account: r.get(11)?,
-            seq: r.get::<_, i64>(12)? as u64,
-            ..ItemRecord::default()
+            external_task_id: text(r, 4)?,
+            task_id: text(r, 5)?,
+            charged: r
+                .get::<_, Option<String>>(6)?
+                .and_then(|u| u.trim().parse::<f64>().ok())
+                .filter(|u| u.is_finite()),
+            submitted_at: r.get(7)?,
+            est_units: r.get(8)?,
+            account: text(r, 9)?,
         });
     }
     Ok(items)

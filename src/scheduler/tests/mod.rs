@@ -338,7 +338,7 @@ impl Harness {
             })
             .collect();
         writer.send_durable(Update::SyncItems(new)).await.unwrap();
-        let records = state::load_items(&state::open_ro(self.dir.path()).unwrap()).unwrap();
+        let records = state::load_progress(&state::open_ro(self.dir.path()).unwrap()).unwrap();
         let downloader = Downloader::new(reqwest::Client::new(), 3, Duration::from_millis(2));
         run(EngineInput {
             accounts,
@@ -356,7 +356,7 @@ impl Harness {
         .await
     }
 
-    fn records(&self) -> Vec<ItemRecord> {
+    fn records(&self) -> Vec<state::ItemRecord> {
         state::load_items(&state::open_ro(self.dir.path()).unwrap()).unwrap()
     }
 }
