@@ -54,8 +54,6 @@ pub(super) struct AccountLedger {
     pub(super) drained: Option<String>,
     /// Its in-flight bound is found, not given.
     pub(super) auto: bool,
-    /// Its create rate.
-    pub(super) pace: Arc<super::pace::Pace>,
     /// ... and the provider queues over the limit: the bound follows what
     /// is seen running (twice the most seen at once) instead.
     pub(super) follows_running: bool,
@@ -102,16 +100,6 @@ impl Ledger {
             let account = self.entries[idx].account as usize;
             self.accounts[account].limit.release();
         }
-    }
-
-    /// Item `idx`'s task ended: its slot is free, and an adaptive pace
-    /// lets its successor go at once.
-    pub(super) fn release_ended(&mut self, idx: usize) {
-        if self.entries[idx].holds_slot {
-            let account = self.entries[idx].account as usize;
-            self.accounts[account].pace.freed(1);
-        }
-        self.release(idx);
     }
 
     /// The account of item `idx`'s current task.

@@ -27,6 +27,8 @@ const MAX_FRUITLESS_SWEEPS: u32 = 3;
 /// comes no sooner than its pages can be paid for by that many ends at the
 /// rate tasks are ending (≤ 0.02 status requests per task).
 const ENDS_PER_PAGE: f64 = 50.0;
+/// The shortest gap between two sweeps of a route inside its window.
+const SWEEP_FLOOR: Duration = Duration::from_millis(50);
 /// Recent ends kept per route to tell the rate tasks end at.
 const ENDS_KEPT: usize = 128;
 
@@ -167,9 +169,14 @@ impl<R: Copy + Ord> PollQueue<R> {
     }
 
     /// The gap between looks inside `route`'s window, once it has one.
+    /// A sweep asks about every task of the route for one request, so it
+    /// may come closer than a single task's `min_gap` (at most 20 a second):
+    /// tasks of one wave end together, and a quarter-second gap would hold
+    /// each wave's slots that long.
     fn window_gap(&self, route: &R) -> Option<Duration> {
         let w = self.routes.get(route)?.latency.window()?;
-        Some(((w.late - w.early) / 4).clamp(self.min_gap(), self.interval.max(self.min_gap())))
+        let floor = self.min_gap().min(SWEEP_FLOOR);
+        Some(((w.late - w.early) / 4).clamp(floor, self.interval.max(floor)))
     }
 
     /// The gap between two sweeps of `route`: the window's gap (else the

@@ -64,7 +64,7 @@ pub(super) fn on_snapshot(
             }
         }
         RemoteStatus::Succeeded { videos, units } => {
-            l.release_ended(idx);
+            l.release(idx);
             in_flight_done(l, polls, idx);
             if let (Some(b), Some(est), Some(charged)) = (
                 budget,
@@ -104,7 +104,7 @@ pub(super) fn on_snapshot(
             return true;
         }
         RemoteStatus::Failed { message } => {
-            l.release_ended(idx);
+            l.release(idx);
             in_flight_done(l, polls, idx);
             l.fail(idx, None, message, snap.request_id);
         }

@@ -87,7 +87,6 @@ impl<P: Provider> Pool<P> {
                 takes_new: account.takes_new,
                 drained: None,
                 auto: account.concurrency_auto,
-                pace: pace.clone(),
                 follows_running: account.concurrency_auto && queues,
                 running: 0,
                 peak_running: 0,
