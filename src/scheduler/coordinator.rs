@@ -10,6 +10,8 @@
 //! requests the [`Workers`]'; the coordinator counts the work outstanding and
 //! decides when the run ends.
 
+mod requests;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -536,92 +538,6 @@ impl<P: Provider> Coordinator<P> {
     fn pump_downloads(&mut self) {
         let (l, q, w) = (&mut self.ledger, &mut self.downloads, &self.workers);
         fetched::pump(l, q, w, &self.batch_dir);
-    }
-
-    // ---- polling --------------------------------------------------------
-
-    /// Send what the poll queue says is due: single queries, then sweeps.
-    fn dispatch_due_polls(&mut self) {
-        let now = Instant::now();
-        let (entries, items) = (&self.ledger.entries, &self.ledger.items);
-        let due = self.polls.take_due(
-            now,
-            |i| entries[i].status.is_in_flight(),
-            |i| (entries[i].account, items.kind(i)),
-        );
-        for idx in due.queries {
-            self.query(idx);
-        }
-        for route in due.sweeps {
-            self.sweep(route, now);
-        }
-    }
-
-    fn query(&mut self, idx: usize) {
-        let Some(task_id) = self.ledger.entries[idx]
-            .task_id
-            .as_deref()
-            .map(String::from)
-        else {
-            return;
-        };
-        self.polls.set_busy(idx, true);
-        self.active_polls += 1;
-        let route = (
-            self.ledger.entries[idx].account,
-            self.ledger.items.kind(idx),
-        );
-        self.workers.query(idx, route, task_id);
-    }
-
-    fn refresh(&mut self, idx: usize) {
-        let Some(task_id) = self.ledger.entries[idx]
-            .task_id
-            .as_deref()
-            .map(String::from)
-        else {
-            return;
-        };
-        self.polls.set_busy(idx, true);
-        self.active_polls += 1;
-        let route = (
-            self.ledger.entries[idx].account,
-            self.ledger.items.kind(idx),
-        );
-        self.workers.refresh(idx, route, task_id);
-    }
-
-    /// One list sweep covers every in-flight task of `route`.
-    fn sweep(&mut self, route: Route, now: Instant) {
-        let Some(page_size) = self.polls.page_size() else {
-            return;
-        };
-        let entries = &self.ledger.entries;
-        let wanted = self.polls.start_sweep(
-            route,
-            now,
-            |i| entries[i].status.is_in_flight(),
-            |i| entries[i].task_id.as_deref().map(String::from),
-        );
-        self.active_polls += 1;
-        self.workers.sweep(route, wanted, page_size);
-    }
-}
-
-impl<P: Provider> Coordinator<P> {
-    /// A create settled in another account than the entry was counted in
-    /// (a rebuilt state asks every account): its slot moves with it.
-    fn move_to_account(&mut self, idx: usize, account: u16) {
-        let e = &mut self.ledger.entries[idx];
-        e.account_unknown = false;
-        if e.account == account {
-            return;
-        }
-        if e.holds_slot {
-            self.ledger.accounts[e.account as usize].limit.release();
-            self.ledger.accounts[account as usize].limit.take_over();
-        }
-        e.account = account;
     }
 }
 
