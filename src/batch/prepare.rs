@@ -185,6 +185,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_item_dropped_from_the_manifest_is_not_run_but_keeps_its_row() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let m = manifest(tmp.path(), "a,one,,\nb,two,,\n");
+        close(prepare(&out, &m.0, &m.1, how("m")).await.unwrap()).await;
+        // The next run's manifest drops `a` and adds `c`.
+        let m = manifest(tmp.path(), "b,two,,\nc,three,,\n");
+        let p = prepare(&out, &m.0, &m.1, how("m")).await.unwrap();
+        let ids: Vec<&str> = p.records.iter().map(|r| &*r.id).collect();
+        assert_eq!(ids, ["b", "c"], "the engine runs what the manifest lists");
+        close(p).await;
+        let all = state::load_items(&state::open_ro(&out).unwrap()).unwrap();
+        let kept: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+        assert!(kept.contains(&"a"), "its row (and any paid result) stays");
+        // Unchanged since: the seal stands for the manifest.
+        let again = m.0.scan(Some(&out)).unwrap();
+        assert!(again.sealed);
+        assert_eq!(again.fingerprint, m.1.fingerprint);
+    }
+
+    #[tokio::test]
     async fn the_lock_is_held_until_the_prepared_batch_is_dropped() {
         let tmp = tempfile::tempdir().unwrap();
         let m = manifest(tmp.path(), "a,one,,\n");
