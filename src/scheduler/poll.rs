@@ -27,6 +27,9 @@ const MAX_FRUITLESS_SWEEPS: u32 = 3;
 /// comes no sooner than its pages can be paid for by that many ends at the
 /// rate tasks are ending (≤ 0.02 status requests per task).
 const ENDS_PER_PAGE: f64 = 50.0;
+/// Tasks in flight from which a route none of whose tasks has ended yet is
+/// swept instead of probed task by task.
+const YOUNG_LIST_THRESHOLD: usize = 10;
 /// The shortest gap between two sweeps of a route inside its window.
 const SWEEP_FLOOR: Duration = Duration::from_millis(50);
 /// Recent ends kept per route to tell the rate tasks end at.
@@ -61,6 +64,8 @@ struct Route {
     latency: Latency,
     /// When its latest tasks were seen ended (the most recent few).
     ends: VecDeque<Instant>,
+    /// Sweeps made before any of its tasks ended.
+    early_sweeps: u32,
 }
 
 /// What is due now.
@@ -184,10 +189,16 @@ impl<R: Copy + Ord> PollQueue<R> {
     /// find [`ENDS_PER_PAGE`] ended tasks per page at the rate they end now
     /// (a one-page sweep is one request whatever it finds).
     fn sweep_gap(&self, route: &R, now: Instant) -> Duration {
-        let gap = self.window_gap(route).unwrap_or(self.interval);
         let Some(r) = self.routes.get(route) else {
-            return gap;
+            return self.interval;
         };
+        // No task ended yet: sweep as a fresh task is probed (often at
+        // first, half again as long each time, at most the poll interval).
+        let gap = self.window_gap(route).unwrap_or_else(|| {
+            self.min_gap()
+                .mul_f64(1.5f64.powi(r.early_sweeps.min(64) as i32))
+                .min(self.interval)
+        });
         let (Some(page), Some(&first)) = (self.page_size, r.ends.front()) else {
             return gap;
         };
@@ -303,13 +314,20 @@ impl<R: Copy + Ord> PollQueue<R> {
         let mut sweeps = BTreeSet::new();
         for idx in due {
             let r = route(idx);
-            let on_route = self.routes.get(&r).map_or(0, |s| s.in_flight);
+            let (on_route, young) = self
+                .routes
+                .get(&r)
+                .map_or((0, true), |s| (s.in_flight, s.latency.window().is_none()));
+            // Before any task of the route ended, every task is probed
+            // often: a few in flight already make one sweep cheaper than
+            // their probes.
+            let threshold = if young {
+                self.list_threshold.min(YOUNG_LIST_THRESHOLD)
+            } else {
+                self.list_threshold
+            };
             let missed = self.slots.get(&idx).is_some_and(|s| s.list_missed);
-            if missed
-                || self.sweeps_off
-                || self.page_size.is_none()
-                || on_route < self.list_threshold
-            {
+            if missed || self.sweeps_off || self.page_size.is_none() || on_route < threshold {
                 if let Some(s) = self.slots.get_mut(&idx) {
                     s.list_missed = false;
                 }
@@ -349,6 +367,9 @@ impl<R: Copy + Ord> PollQueue<R> {
         let r = self.routes.entry(route).or_default();
         r.sweeping = true;
         r.last_sweep = Some(now);
+        if r.latency.window().is_none() {
+            r.early_sweeps += 1;
+        }
         let mut wanted: HashMap<String, usize> = HashMap::new();
         for (&idx, &on) in &self.in_flight {
             let s = self.slots.entry(idx).or_default();
