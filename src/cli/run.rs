@@ -48,7 +48,7 @@ pub struct RunArgs {
     /// "full"; remembered for the next run of the batch) [default: auto]
     #[arg(long, env = "VIDBATCH_CONCURRENCY", value_name = "N|auto")]
     pub concurrency: Option<String>,
-    /// Create requests per time, e.g. 10/s, 300/min, or auto: from 10/s, faster while creates
+    /// Create requests per time, e.g. 10/s, 300/min, or auto: from 20/s, faster while creates
     /// succeed (up to 50/s), half on "too fast" [default: auto]
     #[arg(long, env = "VIDBATCH_SUBMIT_RATE", value_name = "RATE")]
     pub submit_rate: Option<String>,

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Successful creates in a row after which an adaptive pace speeds up.
-const SPEED_UP_AFTER: u32 = 5;
+const SPEED_UP_AFTER: u32 = 2;
 /// Slowest an adaptive pace goes, creates per second.
 const MIN_RATE: f64 = 0.2;
 

@@ -6,9 +6,17 @@
 //! last sweep) and the sweep state of each *route* — the endpoint a task is
 //! polled through (`R`, opaque here; the coordinator uses the provider's
 //! endpoint kind). Nothing assumes how many routes there are. A route is
-//! swept once it has `list_threshold` tasks in flight and the provider has a
-//! list endpoint (`list_page_size`); sweeps stop for the run when the list
-//! never shows our tasks or the server has no such endpoint.
+//! swept once it has `list_threshold` tasks in flight (10 before any of its
+//! tasks ended, and after it once had `list_threshold`, until its last few)
+//! and the provider has a list endpoint (`list_page_size`); sweeps stop for
+//! the run when the list never shows our tasks or the server has no such
+//! endpoint.
+//!
+//! When: before any task of a route ended, by the age of its oldest task
+//! (an end is seen at most an eighth of its latency late); after, by the
+//! window its tasks end in ([`Latency`]), as close as [`SWEEP_FLOOR`] for a
+//! swept route (one request looks at all of them); a sweep of several pages
+//! no more often than the ends it finds pay for.
 //!
 //! This is bookkeeping only: it decides *what* to ask, the coordinator sends
 //! the requests (through its workers) and feeds the answers back.
@@ -34,6 +42,10 @@ const YOUNG_LIST_THRESHOLD: usize = 10;
 const SWEEP_FLOOR: Duration = Duration::from_millis(50);
 /// Recent ends kept per route to tell the rate tasks end at.
 const ENDS_KEPT: usize = 128;
+/// Before any task of a route ended, a one-page sweep comes when its oldest
+/// task has aged by this share again: an end is seen at most an eighth of
+/// its latency late (a sweep of more pages comes that many times later).
+const YOUNG_SWEEP_SHARE: u32 = 8;
 
 /// Polling books of one item.
 #[derive(Debug, Default, Clone)]
@@ -66,6 +78,13 @@ struct Route {
     ends: VecDeque<Instant>,
     /// Sweeps made before any of its tasks ended.
     early_sweeps: u32,
+    /// When its first task created in this run was (its oldest, until one
+    /// ends).
+    first_since: Option<Instant>,
+    /// It had `list_threshold` in flight: it stays swept until fewer than
+    /// [`YOUNG_LIST_THRESHOLD`] are left (a batch's last tasks end
+    /// together, one sweep sees them all).
+    ripe: bool,
 }
 
 /// What is due now.
@@ -136,7 +155,13 @@ impl<R: Copy + Ord> PollQueue<R> {
     /// `since` (`None`: in an earlier run).
     pub(super) fn track(&mut self, idx: usize, route: R, since: Option<Instant>) {
         self.in_flight.insert(idx, route);
-        self.routes.entry(route).or_default().in_flight += 1;
+        let threshold = self.list_threshold;
+        let r = self.routes.entry(route).or_default();
+        r.in_flight += 1;
+        r.ripe |= r.in_flight >= threshold;
+        if let Some(t) = since {
+            r.first_since = Some(r.first_since.map_or(t, |f| f.min(t)));
+        }
         let slot = self.slots.entry(idx).or_default();
         slot.since = since;
         slot.seen_running = None;
@@ -168,6 +193,26 @@ impl<R: Copy + Ord> PollQueue<R> {
         }
     }
 
+    /// Whether `route` is polled by list sweeps now: the provider lists
+    /// tasks, and enough of the route's are in flight that one sweep costs
+    /// less than their single queries. Before any task of the route ended,
+    /// every task is probed often, so a few in flight already make one
+    /// sweep cheaper than their probes.
+    fn swept(&self, route: &R) -> bool {
+        if self.sweeps_off || self.page_size.is_none() {
+            return false;
+        }
+        let Some(r) = self.routes.get(route) else {
+            return false;
+        };
+        let threshold = if r.latency.window().is_none() || r.ripe {
+            self.list_threshold.min(YOUNG_LIST_THRESHOLD)
+        } else {
+            self.list_threshold
+        };
+        r.in_flight >= threshold
+    }
+
     /// The shortest gap between two looks at one task.
     fn min_gap(&self) -> Duration {
         (self.interval / 20).max(Duration::from_millis(1))
@@ -192,13 +237,25 @@ impl<R: Copy + Ord> PollQueue<R> {
         let Some(r) = self.routes.get(route) else {
             return self.interval;
         };
-        // No task ended yet: sweep as a fresh task is probed (often at
-        // first, half again as long each time, at most the poll interval).
-        let gap = self.window_gap(route).unwrap_or_else(|| {
-            self.min_gap()
-                .mul_f64(1.5f64.powi(r.early_sweeps.min(64) as i32))
-                .min(self.interval)
-        });
+        // No task ended yet: by the age of the oldest (an end is seen at
+        // most an eighth of its latency late, a sweep of n pages n times
+        // later); tasks of an earlier run only (their age unknown): as a
+        // fresh task is probed, half again as long each time. Never closer
+        // than a single task is asked, at most the poll interval apart.
+        let gap = self
+            .window_gap(route)
+            .unwrap_or_else(|| match r.first_since {
+                Some(first) => {
+                    let pages = self.pages(r) as u32;
+                    let floor = self.min_gap().max(SWEEP_FLOOR).min(self.interval);
+                    (now.duration_since(first) * pages / YOUNG_SWEEP_SHARE)
+                        .clamp(floor, self.interval.max(floor))
+                }
+                None => self
+                    .min_gap()
+                    .mul_f64(1.5f64.powi(r.early_sweeps.min(64) as i32))
+                    .min(self.interval),
+            });
         let (Some(page), Some(&first)) = (self.page_size, r.ends.front()) else {
             return gap;
         };
@@ -216,6 +273,13 @@ impl<R: Copy + Ord> PollQueue<R> {
         gap.max(paid.min(self.interval))
     }
 
+    /// Pages a sweep of `r` reads (at least one).
+    fn pages(&self, r: &Route) -> usize {
+        self.page_size
+            .map_or(1, |p| r.in_flight.div_ceil(p as usize))
+            .max(1)
+    }
+
     /// Stop tracking a task that ended (or timed out).
     pub(super) fn untrack(&mut self, idx: usize) {
         self.slots.remove(&idx);
@@ -223,6 +287,7 @@ impl<R: Copy + Ord> PollQueue<R> {
             && let Some(r) = self.routes.get_mut(&route)
         {
             r.in_flight -= 1;
+            r.ripe &= r.in_flight >= YOUNG_LIST_THRESHOLD;
         }
     }
 
@@ -233,18 +298,33 @@ impl<R: Copy + Ord> PollQueue<R> {
     /// stretched by a quarter per poll already made (long tasks are asked
     /// less often), up to the maximum.
     pub(super) fn schedule(&mut self, idx: usize, now: Instant) {
-        let window = self
-            .in_flight
-            .get(&idx)
-            .and_then(|r| self.routes.get(r))
+        let route = self.in_flight.get(&idx).copied();
+        let window = route
+            .and_then(|r| self.routes.get(&r))
             .and_then(|r| r.latency.window());
+        let swept = route.filter(|r| self.swept(r));
+        // A swept task is looked at by its route's sweeps, which may come
+        // as close as the sweep floor inside the window, and before it by
+        // the age of the route's oldest task.
+        let min_gap = match swept {
+            Some(_) => self.min_gap().min(SWEEP_FLOOR),
+            None => self.min_gap(),
+        };
+        if let (Some(r), None) = (swept, window)
+            && self.routes.get(&r).is_some_and(|r| r.first_since.is_some())
+        {
+            let at = now + self.sweep_gap(&r, now);
+            self.slots.entry(idx).or_default().polls += 1;
+            self.schedule_at(idx, at);
+            return;
+        }
         let slot = self.slots.entry(idx).or_default();
         let (polls, since) = (slot.polls, slot.since);
         slot.polls += 1;
         if let Some(since) = since {
             let age = now.duration_since(since);
             let d = match window {
-                Some(w) => w.next_poll(age, self.min_gap(), self.interval, self.max_interval),
+                Some(w) => w.next_poll(age, min_gap, self.interval, self.max_interval),
                 // No task of the route has ended yet: look often at first,
                 // half again as long each time, so the first ends are seen
                 // (and measured) within a third of their age; at most the
@@ -314,20 +394,8 @@ impl<R: Copy + Ord> PollQueue<R> {
         let mut sweeps = BTreeSet::new();
         for idx in due {
             let r = route(idx);
-            let (on_route, young) = self
-                .routes
-                .get(&r)
-                .map_or((0, true), |s| (s.in_flight, s.latency.window().is_none()));
-            // Before any task of the route ended, every task is probed
-            // often: a few in flight already make one sweep cheaper than
-            // their probes.
-            let threshold = if young {
-                self.list_threshold.min(YOUNG_LIST_THRESHOLD)
-            } else {
-                self.list_threshold
-            };
             let missed = self.slots.get(&idx).is_some_and(|s| s.list_missed);
-            if missed || self.sweeps_off || self.page_size.is_none() || on_route < threshold {
+            if missed || !self.swept(&r) {
                 if let Some(s) = self.slots.get_mut(&idx) {
                     s.list_missed = false;
                 }
@@ -424,139 +492,4 @@ impl<R: Copy + Ord> PollQueue<R> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: Duration = Duration::from_millis(1);
-
-    fn queue(threshold: usize, page_size: Option<u32>) -> PollQueue<u8> {
-        PollQueue::new(10 * MS, 40 * MS, threshold, page_size)
-    }
-
-    #[test]
-    fn once_tasks_ended_a_fresh_one_is_first_asked_when_they_usually_end() {
-        let mut q = queue(100, None);
-        let t0 = Instant::now();
-        // Three tasks seen running at 15 ms and ended by 25 ms: about 20 ms.
-        for idx in 0..3 {
-            q.track(idx, 1, Some(t0));
-            q.saw_running(idx, t0 + 15 * MS);
-            q.ended(idx, t0 + 25 * MS);
-            q.untrack(idx);
-        }
-        q.track(3, 1, Some(t0));
-        q.schedule(3, t0);
-        assert_eq!(
-            q.next_due().unwrap() - t0,
-            20 * MS,
-            "at the window, not the 10 ms interval"
-        );
-        q.heap.clear();
-        q.schedule(3, t0 + 20 * MS);
-        assert_eq!(
-            q.next_due().unwrap() - t0,
-            21 * MS,
-            "then every twentieth of the interval (1 ms at least)"
-        );
-        // A task from an earlier run (age unknown) keeps the usual schedule.
-        q.track(4, 1, None);
-        q.heap.clear();
-        q.schedule(4, t0);
-        assert_eq!(q.next_due().unwrap() - t0, 10 * MS);
-    }
-
-    #[test]
-    fn polls_stretch_by_a_quarter_up_to_the_maximum() {
-        let mut q = queue(100, Some(500));
-        let t0 = Instant::now();
-        let mut dues = Vec::new();
-        for _ in 0..8 {
-            q.schedule(0, t0);
-            dues.push(q.next_due().unwrap() - t0);
-            q.heap.clear();
-        }
-        let ms: Vec<u128> = dues.iter().map(|d| d.as_millis()).collect();
-        assert_eq!(ms, vec![10, 12, 15, 17, 20, 22, 25, 27]);
-    }
-
-    #[test]
-    fn few_tasks_on_a_route_are_queried_one_by_one() {
-        let mut q = queue(3, Some(500));
-        let t0 = Instant::now();
-        for idx in 0..2 {
-            q.track(idx, 7, None);
-            q.schedule_at(idx, t0);
-        }
-        let due = q.take_due(t0, |_| true, |_| 7);
-        assert_eq!(due.queries, vec![0, 1]);
-        assert!(due.sweeps.is_empty());
-    }
-
-    #[test]
-    fn many_tasks_on_a_route_are_swept_once_per_interval() {
-        let mut q = queue(3, Some(500));
-        let t0 = Instant::now();
-        for idx in 0..4 {
-            q.track(idx, 1, None);
-            q.schedule_at(idx, t0);
-        }
-        let due = q.take_due(t0, |_| true, |_| 1);
-        assert_eq!(
-            due,
-            Due {
-                queries: vec![],
-                sweeps: vec![1]
-            }
-        );
-        let wanted = q.start_sweep(1, t0, |_| true, |i| Some(format!("t{i}")));
-        assert_eq!(wanted.len(), 4);
-        // While it is out, nothing of that route is due again.
-        q.schedule_at(0, t0);
-        assert_eq!(q.take_due(t0, |_| true, |_| 1).sweeps, Vec::<u8>::new());
-    }
-
-    #[test]
-    fn without_a_list_endpoint_nothing_is_ever_swept() {
-        let mut q = queue(0, None);
-        let t0 = Instant::now();
-        for idx in 0..4 {
-            q.track(idx, 1, None);
-            q.schedule_at(idx, t0);
-        }
-        let due = q.take_due(t0, |_| true, |_| 1);
-        assert_eq!(due.queries, vec![0, 1, 2, 3]);
-        assert!(due.sweeps.is_empty());
-    }
-
-    #[test]
-    fn sweeps_that_never_see_our_tasks_are_given_up() {
-        let mut q = queue(1, Some(500));
-        for _ in 0..MAX_FRUITLESS_SWEEPS {
-            assert!(!q.sweeps_off);
-            q.sweep_returned(1, false, true);
-        }
-        assert!(q.sweeps_off);
-    }
-
-    #[test]
-    fn routes_are_counted_apart() {
-        let mut q = queue(2, Some(500));
-        let t0 = Instant::now();
-        q.track(0, 1, None);
-        q.track(1, 2, None);
-        q.track(2, 2, None);
-        for idx in 0..3 {
-            q.schedule_at(idx, t0);
-        }
-        let due = q.take_due(t0, |_| true, |i| if i == 0 { 1 } else { 2 });
-        assert_eq!(
-            due,
-            Due {
-                queries: vec![0],
-                sweeps: vec![2]
-            }
-        );
-        q.untrack(1);
-        assert_eq!(q.in_flight(), 2);
-    }
-}
+mod tests;

@@ -151,18 +151,25 @@ impl<P: Provider> Submitter<P> {
                         self.events
                             .send(RunEvent::WaitingForSlot { in_flight, limit });
                     }
-                    // Official advice: exponential backoff from at least 1 s.
-                    let d = backoff::delay(self.retry_base, slot_waits.min(6), err.retry_after);
                     slot_waits += 1;
-                    if !self.pause(d).await {
-                        return SubmitOutcome::NotCreated(err);
-                    }
                     // The bound just shrank below what we hold: this create
-                    // was the one past the account's limit. It waits for a
-                    // slot of the new bound (a task ending) instead of
-                    // pressing the account at every backoff.
-                    if self.limit.step_back() && !self.limit.acquire(&self.stop).await {
-                        self.limit.take_over();
+                    // was the one past the account's limit. Its slot goes
+                    // back and it waits for one of the new bound — a task of
+                    // ours ending, which frees one at the account too — and
+                    // then goes at once: the account is asked again only
+                    // after it gave a slot back, never at every backoff.
+                    if self.limit.step_back() {
+                        if !self.limit.acquire(&self.stop).await {
+                            self.limit.take_over();
+                            return SubmitOutcome::NotCreated(err);
+                        }
+                        continue;
+                    }
+                    // Full with nothing of ours to wait for (others hold the
+                    // account): official advice, exponential backoff from at
+                    // least 1 s.
+                    let d = backoff::delay(self.retry_base, slot_waits.min(6), err.retry_after);
+                    if !self.pause(d).await {
                         return SubmitOutcome::NotCreated(err);
                     }
                 }

@@ -112,7 +112,7 @@ pub struct RunSettings {
 /// Highest in-flight bound `--concurrency auto` may reach.
 pub const AUTO_CONCURRENCY_CEILING: usize = 500;
 /// Creates per second `--submit-rate auto` starts at.
-pub const AUTO_RATE_START: f64 = 10.0;
+pub const AUTO_RATE_START: f64 = 20.0;
 /// Creates per second `--submit-rate auto` may reach.
 pub const AUTO_RATE_CEILING: f64 = 50.0;
 

@@ -72,6 +72,30 @@ async fn a_full_account_slows_the_batch_but_never_fails_an_item() {
 }
 
 #[tokio::test]
+async fn a_create_past_the_accounts_limit_goes_again_when_a_task_of_ours_ends_not_after_a_backoff()
+{
+    let fake = Arc::new(Fake::new(&file_server().await, 2));
+    fake.s.lock().unwrap().slot_limit = Some(2);
+    let h = Harness::new();
+    let settings = EngineSettings {
+        concurrency: 3,
+        // A backoff (30–60 s at this base) would outlast the test: the
+        // refused create must wait for a slot of ours instead.
+        retry_base: Duration::from_secs(3600),
+        ..fast()
+    };
+    let run = h.run(fake.clone(), items(6), settings);
+    let out = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("a refused create waited for a backoff");
+    assert!(out.all_downloaded(), "{out:?}");
+    assert_eq!(fake.duplicates(), 0);
+    let s = fake.s.lock().unwrap();
+    assert!(s.max_running <= 2);
+    assert_eq!(s.by_ext.len(), 6, "one task per item");
+}
+
+#[tokio::test]
 async fn transient_errors_back_off_and_succeed() {
     let fake = Arc::new(Fake::new(&file_server().await, 1));
     fake.script(&[Fault::RetryLater, Fault::RetryLater, Fault::SlotFull]);

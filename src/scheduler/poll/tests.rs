@@ -1,0 +1,223 @@
+//! The poll queue's schedule: what is asked when, by a query or a sweep.
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn queue(threshold: usize, page_size: Option<u32>) -> PollQueue<u8> {
+    PollQueue::new(10 * MS, 40 * MS, threshold, page_size)
+}
+
+#[test]
+fn once_tasks_ended_a_fresh_one_is_first_asked_when_they_usually_end() {
+    let mut q = queue(100, None);
+    let t0 = Instant::now();
+    // Three tasks seen running at 15 ms and ended by 25 ms: about 20 ms.
+    for idx in 0..3 {
+        q.track(idx, 1, Some(t0));
+        q.saw_running(idx, t0 + 15 * MS);
+        q.ended(idx, t0 + 25 * MS);
+        q.untrack(idx);
+    }
+    q.track(3, 1, Some(t0));
+    q.schedule(3, t0);
+    assert_eq!(
+        q.next_due().unwrap() - t0,
+        20 * MS,
+        "at the window, not the 10 ms interval"
+    );
+    q.heap.clear();
+    q.schedule(3, t0 + 20 * MS);
+    assert_eq!(
+        q.next_due().unwrap() - t0,
+        21 * MS,
+        "then every twentieth of the interval (1 ms at least)"
+    );
+    // A task from an earlier run (age unknown) keeps the usual schedule.
+    q.track(4, 1, None);
+    q.heap.clear();
+    q.schedule(4, t0);
+    assert_eq!(q.next_due().unwrap() - t0, 10 * MS);
+}
+
+#[test]
+fn polls_stretch_by_a_quarter_up_to_the_maximum() {
+    let mut q = queue(100, Some(500));
+    let t0 = Instant::now();
+    let mut dues = Vec::new();
+    for _ in 0..8 {
+        q.schedule(0, t0);
+        dues.push(q.next_due().unwrap() - t0);
+        q.heap.clear();
+    }
+    let ms: Vec<u128> = dues.iter().map(|d| d.as_millis()).collect();
+    assert_eq!(ms, vec![10, 12, 15, 17, 20, 22, 25, 27]);
+}
+
+#[test]
+fn few_tasks_on_a_route_are_queried_one_by_one() {
+    let mut q = queue(3, Some(500));
+    let t0 = Instant::now();
+    for idx in 0..2 {
+        q.track(idx, 7, None);
+        q.schedule_at(idx, t0);
+    }
+    let due = q.take_due(t0, |_| true, |_| 7);
+    assert_eq!(due.queries, vec![0, 1]);
+    assert!(due.sweeps.is_empty());
+}
+
+#[test]
+fn many_tasks_on_a_route_are_swept_once_per_interval() {
+    let mut q = queue(3, Some(500));
+    let t0 = Instant::now();
+    for idx in 0..4 {
+        q.track(idx, 1, None);
+        q.schedule_at(idx, t0);
+    }
+    let due = q.take_due(t0, |_| true, |_| 1);
+    assert_eq!(
+        due,
+        Due {
+            queries: vec![],
+            sweeps: vec![1]
+        }
+    );
+    let wanted = q.start_sweep(1, t0, |_| true, |i| Some(format!("t{i}")));
+    assert_eq!(wanted.len(), 4);
+    // While it is out, nothing of that route is due again.
+    q.schedule_at(0, t0);
+    assert_eq!(q.take_due(t0, |_| true, |_| 1).sweeps, Vec::<u8>::new());
+}
+
+#[test]
+fn without_a_list_endpoint_nothing_is_ever_swept() {
+    let mut q = queue(0, None);
+    let t0 = Instant::now();
+    for idx in 0..4 {
+        q.track(idx, 1, None);
+        q.schedule_at(idx, t0);
+    }
+    let due = q.take_due(t0, |_| true, |_| 1);
+    assert_eq!(due.queries, vec![0, 1, 2, 3]);
+    assert!(due.sweeps.is_empty());
+}
+
+#[test]
+fn sweeps_that_never_see_our_tasks_are_given_up() {
+    let mut q = queue(1, Some(500));
+    for _ in 0..MAX_FRUITLESS_SWEEPS {
+        assert!(!q.sweeps_off);
+        q.sweep_returned(1, false, true);
+    }
+    assert!(q.sweeps_off);
+}
+
+#[test]
+fn routes_are_counted_apart() {
+    let mut q = queue(2, Some(500));
+    let t0 = Instant::now();
+    q.track(0, 1, None);
+    q.track(1, 2, None);
+    q.track(2, 2, None);
+    for idx in 0..3 {
+        q.schedule_at(idx, t0);
+    }
+    let due = q.take_due(t0, |_| true, |i| if i == 0 { 1 } else { 2 });
+    assert_eq!(
+        due,
+        Due {
+            queries: vec![0],
+            sweeps: vec![2]
+        }
+    );
+    q.untrack(1);
+    assert_eq!(q.in_flight(), 2);
+}
+
+const S: Duration = Duration::from_secs(1);
+
+/// A queue with the default poll interval (5 s: a single task is asked at
+/// most every 250 ms) that lists 500 tasks a page.
+fn default_queue(threshold: usize) -> PollQueue<u8> {
+    PollQueue::new(5 * S, 30 * S, threshold, Some(500))
+}
+
+/// `n` tasks on `route` created at `t0`, then three of them (the last
+/// ones) seen running at 1.99 s and ended by 2.01 s: the route's window is
+/// about 2 s wide open.
+fn with_window(q: &mut PollQueue<u8>, route: u8, first: usize, n: usize, t0: Instant) {
+    for idx in first..first + n {
+        q.track(idx, route, Some(t0));
+    }
+    for idx in first + n - 3..first + n {
+        q.saw_running(idx, t0 + 1990 * MS);
+        q.ended(idx, t0 + 2010 * MS);
+        q.untrack(idx);
+    }
+}
+
+#[test]
+fn before_any_task_ended_a_swept_route_is_looked_at_by_the_age_of_its_oldest() {
+    let mut q = default_queue(50);
+    let t0 = Instant::now();
+    // 12 in flight: a young route is swept from 10.
+    for idx in 0..12 {
+        q.track(idx, 1, Some(t0));
+    }
+    q.schedule(0, t0 + 4 * S);
+    assert_eq!(
+        q.next_due().unwrap() - t0,
+        4500 * MS,
+        "an eighth of 4 s later"
+    );
+    q.heap.clear();
+    q.schedule(1, t0 + S);
+    assert_eq!(
+        q.next_due().unwrap() - t0,
+        1250 * MS,
+        "never sooner than a single task is asked (250 ms)"
+    );
+}
+
+#[test]
+fn inside_the_window_a_swept_task_is_looked_at_more_often_than_a_queried_one() {
+    let mut q = default_queue(50);
+    let t0 = Instant::now();
+    with_window(&mut q, 1, 0, 60, t0);
+    with_window(&mut q, 2, 100, 8, t0);
+    q.heap.clear();
+    q.schedule(0, t0 + 2 * S);
+    assert_eq!(
+        q.next_due().unwrap() - t0,
+        2050 * MS,
+        "swept: the 50 ms floor"
+    );
+    q.heap.clear();
+    q.schedule(100, t0 + 2 * S);
+    assert_eq!(q.next_due().unwrap() - t0, 2250 * MS, "queried: 250 ms");
+}
+
+#[test]
+fn a_route_that_had_the_threshold_in_flight_stays_swept_until_few_are_left() {
+    let mut q = default_queue(50);
+    let t0 = Instant::now();
+    with_window(&mut q, 1, 0, 53, t0);
+    // Route 2 never had 50 in flight: with its window known, 20 are queried.
+    with_window(&mut q, 2, 100, 23, t0);
+    let now = t0 + 3 * S;
+    for idx in 0..30 {
+        q.untrack(idx);
+    }
+    q.schedule_at(30, now);
+    q.schedule_at(100, now);
+    let due = q.take_due(now, |_| true, |i| if i < 100 { 1 } else { 2 });
+    assert_eq!(due.sweeps, vec![1], "20 left of a route that had 50");
+    assert_eq!(due.queries, vec![100]);
+    for idx in 30..41 {
+        q.untrack(idx);
+    }
+    q.schedule_at(41, now + S);
+    let due = q.take_due(now + S, |_| true, |_| 1);
+    assert_eq!(due.queries, vec![41], "9 left: asked one by one");
+}
