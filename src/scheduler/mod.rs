@@ -40,6 +40,7 @@ mod coordinator;
 mod counts;
 mod created;
 mod entry;
+mod feed;
 mod fetch;
 mod fetched;
 pub mod ids;

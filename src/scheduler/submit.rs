@@ -86,16 +86,25 @@ pub struct Submitter<P> {
 }
 
 impl<P: Provider> Submitter<P> {
-    /// Submit `item` as creation `attempt` under `external_task_id`.
-    pub async fn submit(&self, item: &Job, external_task_id: &str, attempt: u32) -> SubmitOutcome {
-        let intent = Update::Intent {
-            id: item.id.clone(),
-            external_task_id: external_task_id.to_string(),
-            attempt,
-            account: self.name.clone(),
-        };
-        if let Err(e) = self.writer.send_durable(intent).await {
-            return SubmitOutcome::StateFailed(e.to_string());
+    /// Submit `item` as creation `attempt` under `external_task_id`;
+    /// `armed`: its intent is committed already (see `feed`).
+    pub async fn submit(
+        &self,
+        item: &Job,
+        external_task_id: &str,
+        attempt: u32,
+        armed: bool,
+    ) -> SubmitOutcome {
+        if !armed {
+            let intent = Update::Intent {
+                id: item.id.clone(),
+                external_task_id: external_task_id.to_string(),
+                attempt,
+                account: self.name.clone(),
+            };
+            if let Err(e) = self.writer.send_durable(intent).await {
+                return SubmitOutcome::StateFailed(e.to_string());
+            }
         }
         if self.stop.is_stopped() {
             // Stopped while the intent was being written: nothing was sent.

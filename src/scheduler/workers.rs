@@ -9,7 +9,7 @@
 //! coordinator, because it is the workers' reply contract: the coordinator
 //! depends on the workers, never the other way round.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 
 use super::budget::{Budget, Held};
 use super::counts::{Request, RequestCounts};
+use super::feed::{Arming, Feed, Next};
 use super::ids;
 use super::items::Items;
 use super::limit::{Gate, Stop};
@@ -94,39 +95,6 @@ pub(super) fn limiter(per_second: f64) -> Arc<DirectLimiter> {
     Arc::new(RateLimiter::direct(quota))
 }
 
-/// Items whose requests the submit loop reads at once, ahead of sending them.
-const JOB_PAGE: usize = 128;
-
-/// The jobs of `page` (item, attempt), read off the async threads.
-async fn read_page(
-    jobs: &Arc<dyn JobSource>,
-    items: &Arc<Items>,
-    page: Vec<(usize, u32)>,
-) -> Result<Vec<(usize, u32, Job)>, String> {
-    if page.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (jobs, items) = (jobs.clone(), items.clone());
-    tokio::task::spawn_blocking(move || {
-        let ids: Vec<&str> = page.iter().map(|&(idx, _)| items.id(idx)).collect();
-        let read = jobs.jobs(&ids)?;
-        if read.len() != page.len() {
-            return Err(format!(
-                "{} requests read for {} items",
-                read.len(),
-                page.len()
-            ));
-        }
-        Ok(page
-            .into_iter()
-            .zip(read)
-            .map(|((idx, attempt), job)| (idx, attempt, job))
-            .collect())
-    })
-    .await
-    .map_err(|e| format!("the reader stopped: {e}"))?
-}
-
 /// A reservation whose create did not happen is free again.
 pub(super) fn give_back(budget: &Option<Arc<Budget>>, estimates: &[Option<f64>], idx: usize) {
     if let (Some(b), Some(est)) = (budget, estimates.get(idx).copied().flatten()) {
@@ -181,39 +149,71 @@ impl<P: Provider> Workers<P> {
             stop,
             backlog,
         } = plan;
+        // Intents are committed ahead only where an unsent one is settled
+        // by a lookup, with one account (its key names the account) and no
+        // spend cap (a held item would have to be taken back).
+        let only = &pool.accounts[0];
+        let arming =
+            (pool.accounts.len() == 1 && only.lookup && only.takes_new && budget.is_none()).then(
+                || Arming {
+                    writer: only.writer.clone(),
+                    batch_id: batch_id.clone(),
+                    account: only.name.clone(),
+                    depth: pool.total_concurrency,
+                },
+            );
         tokio::spawn(async move {
             let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<(usize, u32, Job)>();
             let outstanding = Arc::new(AtomicUsize::new(0));
             let came_back = Arc::new(Notify::new());
-            let mut order = order.into_iter();
-            let mut ahead = VecDeque::new();
+            let mut feed = Feed::new(order, jobs, items.clone(), arming);
+            let mut exhausted = false;
+            // An armed item taken and not sent when the loop stops.
+            let mut unsent = None;
             let mut turn = 0usize;
             loop {
                 if stop.is_stopped() {
                     break;
                 }
-                if ahead.is_empty() {
-                    let page: Vec<(usize, u32)> = order.by_ref().take(JOB_PAGE).collect();
-                    match read_page(&jobs, &items, page).await {
-                        Ok(page) => ahead.extend(page),
-                        Err(e) => {
-                            let _ = tx.send(Msg::Unreadable(e));
-                            break;
+                let next = match requeue_rx.try_recv() {
+                    Ok((idx, attempt, job)) => Some(Next {
+                        idx,
+                        attempt,
+                        job,
+                        armed: false,
+                    }),
+                    Err(_) if exhausted => None,
+                    Err(_) => {
+                        let read = tokio::select! {
+                            read = feed.next() => read,
+                            _ = stop.stopped() => break,
+                        };
+                        match read {
+                            Ok(Some(n)) => Some(n),
+                            Ok(None) => {
+                                exhausted = true;
+                                None
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Msg::Unreadable(e));
+                                break;
+                            }
                         }
                     }
-                }
-                let next = match requeue_rx.try_recv() {
-                    Ok(x) => Some(x),
-                    Err(_) => ahead.pop_front(),
                 };
-                let (idx, attempt, job) = match next {
+                let next = match next {
                     Some(x) => x,
                     // A submission that comes back hands its item back
                     // before it stops counting: seeing none outstanding
                     // and none handed back means the loop is done.
                     None if outstanding.load(Ordering::SeqCst) == 0 => {
                         match requeue_rx.try_recv() {
-                            Ok(x) => x,
+                            Ok((idx, attempt, job)) => Next {
+                                idx,
+                                attempt,
+                                job,
+                                armed: false,
+                            },
                             Err(_) => break,
                         }
                     }
@@ -224,10 +224,14 @@ impl<P: Provider> Workers<P> {
                         }
                     }
                 };
+                let idx = next.idx;
                 // Finished work piling up waits for the downloads first.
                 tokio::select! {
                     _ = backlog.open() => {}
-                    _ = stop.stopped() => break,
+                    _ = stop.stopped() => {
+                        unsent = Some(next);
+                        break;
+                    }
                 }
                 if let Some(b) = &budget
                     && let Err(held) = b.try_reserve(estimates.get(idx).copied().flatten())
@@ -237,21 +241,29 @@ impl<P: Provider> Workers<P> {
                 }
                 let Some(a) = pool.acquire(&stop, &mut turn).await else {
                     give_back(&budget, &estimates, idx);
+                    unsent = Some(next);
                     break;
                 };
                 let sub = pool.accounts[a].clone();
                 if stop.is_stopped() || tx.send(Msg::SubmitStarted(idx, a as u16)).is_err() {
                     sub.limit.release();
                     give_back(&budget, &estimates, idx);
+                    unsent = Some(next);
                     break;
                 }
                 outstanding.fetch_add(1, Ordering::SeqCst);
                 let (pool, tx) = (pool.clone(), tx.clone());
                 let (requeue_tx, outstanding, came_back) =
                     (requeue_tx.clone(), outstanding.clone(), came_back.clone());
+                let Next {
+                    idx,
+                    attempt,
+                    job,
+                    armed,
+                } = next;
                 let ext = ids::external_task_id(&batch_id, items.id(idx), attempt);
                 tokio::spawn(async move {
-                    let outcome = sub.submit(&job, &ext, attempt).await;
+                    let outcome = sub.submit(&job, &ext, attempt, armed).await;
                     // Definitely not created, for the account's sake: drain
                     // it here too (the coordinator records why), so the
                     // item goes to an account that still takes new items.
@@ -273,6 +285,8 @@ impl<P: Provider> Workers<P> {
                     came_back.notify_one();
                 });
             }
+            // Take back what was armed and not sent before saying so.
+            feed.close(unsent).await;
             let _ = tx.send(Msg::SubmitterDone);
         });
     }

@@ -41,6 +41,9 @@ pub enum Update {
         /// recorded one (a rebuilt state learns it here).
         account: Option<String>,
     },
+    /// An intent committed ahead of its create, which was never sent (the
+    /// run stopped first): the item is pending again, as if it never was.
+    Disarmed { id: String },
     /// The create definitely did not happen; the item waits for a later try.
     NotCreated {
         id: String,
@@ -421,6 +424,13 @@ fn apply(tx: &Transaction<'_>, u: &Update) -> rusqlite::Result<()> {
                    account = COALESCE(?6, account) WHERE id = ?1",
             )?
             .execute(params![id, task_id, request_id, at, now, account])?;
+        }
+        Update::Disarmed { id } => {
+            tx.prepare_cached(
+                "UPDATE items SET status = 'pending', submit_requests = MAX(submit_requests - 1, 0),
+                   updated_at = ?2 WHERE id = ?1 AND status = 'submitting'",
+            )?
+            .execute(params![id, now])?;
         }
         Update::NotCreated {
             id,

@@ -183,6 +183,18 @@ async fn an_exhausted_balance_aborts_with_exit_3_and_says_what_to_fix() {
     let pending = count_status(&out, "pending");
     assert_eq!(downloaded, 3, "what was in flight finished");
     assert_eq!(pending, 7);
+    // Intents committed ahead of creates that were never sent are taken
+    // back: the refused item is the only pending one with a request made.
+    let attempts: Vec<String> = report(&out)
+        .iter()
+        .filter(|r| &r[col("status")] == "pending")
+        .map(|r| r[col("attempts")].to_string())
+        .collect();
+    assert_eq!(
+        attempts.iter().filter(|a| *a == "0").count(),
+        6,
+        "{attempts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
