@@ -7,7 +7,7 @@
 //! polled through (`R`, opaque here; the coordinator uses the provider's
 //! endpoint kind). Nothing assumes how many routes there are. A route is
 //! swept once it has `list_threshold` tasks in flight (10 before any of its
-//! tasks ended, and after it once had `list_threshold`, until its last few)
+//! tasks ended; once it had `list_threshold`, until its last task ends)
 //! and the provider has a list endpoint (`list_page_size`); sweeps stop for
 //! the run when the list never shows our tasks or the server has no such
 //! endpoint.
@@ -81,9 +81,9 @@ struct Route {
     /// When its first task created in this run was (its oldest, until one
     /// ends).
     first_since: Option<Instant>,
-    /// It had `list_threshold` in flight: it stays swept until fewer than
-    /// [`YOUNG_LIST_THRESHOLD`] are left (a batch's last tasks end
-    /// together, one sweep sees them all).
+    /// It had `list_threshold` in flight: it stays swept until its last
+    /// task ends (a batch's last tasks end together, one sweep sees them
+    /// all; a lone straggler costs a sweep where it would cost a query).
     ripe: bool,
 }
 
@@ -205,7 +205,9 @@ impl<R: Copy + Ord> PollQueue<R> {
         let Some(r) = self.routes.get(route) else {
             return false;
         };
-        let threshold = if r.latency.window().is_none() || r.ripe {
+        let threshold = if r.ripe {
+            1
+        } else if r.latency.window().is_none() {
             self.list_threshold.min(YOUNG_LIST_THRESHOLD)
         } else {
             self.list_threshold
@@ -287,7 +289,7 @@ impl<R: Copy + Ord> PollQueue<R> {
             && let Some(r) = self.routes.get_mut(&route)
         {
             r.in_flight -= 1;
-            r.ripe &= r.in_flight >= YOUNG_LIST_THRESHOLD;
+            r.ripe &= r.in_flight > 0;
         }
     }
 

@@ -199,7 +199,7 @@ fn inside_the_window_a_swept_task_is_looked_at_more_often_than_a_queried_one() {
 }
 
 #[test]
-fn a_route_that_had_the_threshold_in_flight_stays_swept_until_few_are_left() {
+fn a_route_that_had_the_threshold_in_flight_stays_swept_until_its_last_task_ends() {
     let mut q = default_queue(50);
     let t0 = Instant::now();
     with_window(&mut q, 1, 0, 53, t0);
@@ -214,10 +214,15 @@ fn a_route_that_had_the_threshold_in_flight_stays_swept_until_few_are_left() {
     let due = q.take_due(now, |_| true, |i| if i < 100 { 1 } else { 2 });
     assert_eq!(due.sweeps, vec![1], "20 left of a route that had 50");
     assert_eq!(due.queries, vec![100]);
-    for idx in 30..41 {
+    for idx in 30..49 {
         q.untrack(idx);
     }
-    q.schedule_at(41, now + S);
+    q.schedule_at(49, now + S);
     let due = q.take_due(now + S, |_| true, |_| 1);
-    assert_eq!(due.queries, vec![41], "9 left: asked one by one");
+    assert_eq!(due.sweeps, vec![1], "its last task too");
+    q.untrack(49);
+    q.track(53, 1, Some(now));
+    q.schedule_at(53, now + S);
+    let due = q.take_due(now + S, |_| true, |_| 1);
+    assert_eq!(due.queries, vec![53], "once empty, it starts again");
 }
