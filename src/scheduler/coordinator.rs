@@ -86,9 +86,8 @@ impl<P: Provider> Coordinator<P> {
             None => Vec::new(),
         });
         let names: Vec<Option<String>> = input.accounts.iter().map(|a| a.name.clone()).collect();
-        let mut records = input.records;
-        let items = Arc::new(Items::of(&mut records));
-        let loaded = recover::load(records, &estimates, &names);
+        let items = Arc::new(Items::of(&input.records));
+        let loaded = recover::load(input.records, &estimates, &names);
         if input.accounts.is_empty() || !loaded.missing_accounts.is_empty() {
             return Err(Box::new(super::pool::cannot_start(
                 &loaded.entries,
