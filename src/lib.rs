@@ -33,6 +33,7 @@
 //!   and the end-of-run summary, progress display.
 //! - [`emulator`]: a local Kling-compatible server for demos, tests and benchmarks.
 //! - [`cli`]: the commands; the only place with `anyhow` and exit codes.
+//! - [`malloc`]: the allocator's setup (one arena: resident size near the heap's).
 
 pub mod accounts;
 pub mod batch;
@@ -41,6 +42,7 @@ pub mod download;
 pub mod emulator;
 pub mod events;
 pub mod job;
+pub mod malloc;
 pub mod manifest;
 pub mod provider;
 pub mod report;

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use vidbatch::cli;
 
 fn main() -> ExitCode {
+    vidbatch::malloc::single_arena();
     let cli = cli::parse();
     let exit = match cli::run(cli) {
         Ok(exit) => exit,

@@ -86,9 +86,8 @@ impl<P: Provider> Coordinator<P> {
             None => Vec::new(),
         });
         let names: Vec<Option<String>> = input.accounts.iter().map(|a| a.name.clone()).collect();
-        let mut records = input.records;
-        let items = Arc::new(Items::of(&mut records));
-        let loaded = recover::load(records, &estimates, &names);
+        let items = Arc::new(Items::of(&input.records));
+        let loaded = recover::load(input.records, &estimates, &names);
         if input.accounts.is_empty() || !loaded.missing_accounts.is_empty() {
             return Err(Box::new(super::pool::cannot_start(
                 &loaded.entries,
@@ -171,7 +170,7 @@ impl<P: Provider> Coordinator<P> {
             concurrency_auto: self.ledger.accounts.iter().any(|a| a.auto),
             in_flight_since: (self.ledger.entries.iter().zip(self.ledger.items.ids()))
                 .filter(|(e, _)| matches!(e.status, Status::Submitted | Status::Processing))
-                .filter_map(|(e, id)| Some((id.to_string(), e.submitted_at?.get())))
+                .filter_map(|(e, id)| Some((id.to_string(), e.submitted_at()?)))
                 .collect(),
         });
         self.resume();
@@ -261,7 +260,7 @@ impl<P: Provider> Coordinator<P> {
                     self.ledger.entries[idx].holds_slot = true;
                     self.recovering += 1;
                     let e = &mut self.ledger.entries[idx];
-                    let ext = match e.pending_key.take() {
+                    let ext = match e.take_pending_key() {
                         Some(key) => key.into_string(),
                         None => ids::external_task_id(
                             &self.batch_id,
@@ -316,7 +315,7 @@ impl<P: Provider> Coordinator<P> {
                     let e = &mut self.ledger.entries[idx];
                     e.attempt += 1;
                     e.task_id = None;
-                    e.videos.clear();
+                    e.set_videos(Vec::new());
                     let attempt = e.attempt;
                     self.ledger.write(Update::Retry {
                         id: self.ledger.items.id(idx).to_string(),
@@ -354,7 +353,7 @@ impl<P: Provider> Coordinator<P> {
             self.ledger.write(Update::VideoGone { id: id.clone(), n });
         }
         let e = &mut self.ledger.entries[idx];
-        e.videos = found.videos;
+        e.set_videos(found.videos);
         e.task_id = found.task_id.map(String::into_boxed_str);
         self.ledger.transition(idx, Status::Succeeded);
         self.start_downloads(idx);

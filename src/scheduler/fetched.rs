@@ -30,7 +30,7 @@ pub(super) fn on_refreshed<P: Provider>(
         }) => {
             for (i, v) in videos.into_iter().enumerate() {
                 let n = i as u32 + 1;
-                if let Some(rec) = l.entries[idx].videos.iter_mut().find(|r| r.n == n) {
+                if let Some(rec) = l.entries[idx].videos_mut().iter_mut().find(|r| r.n == n) {
                     rec.url = Some(v.url.clone());
                     l.write(Update::VideoUrl {
                         id: id.clone(),
@@ -66,8 +66,8 @@ pub(super) fn on_fetched(
     let id = l.items.id(idx).to_string();
     match result {
         Ok(d) => {
-            let path = video_rel_path(&id, n, l.entries[idx].videos.len());
-            if let Some(v) = l.entries[idx].videos.iter_mut().find(|v| v.n == n) {
+            let path = video_rel_path(&id, n, l.entries[idx].videos().len());
+            if let Some(v) = l.entries[idx].videos_mut().iter_mut().find(|v| v.n == n) {
                 v.path = Some(path.clone());
                 v.bytes = Some(d.bytes);
                 v.sha256 = Some(d.sha256.clone());
@@ -122,16 +122,15 @@ pub(super) fn on_fetched(
     }
     if q.take_refresh(idx) {
         return true;
-    } else if l.entries[idx].videos.iter().all(|v| v.sha256.is_some())
+    } else if l.entries[idx].videos().iter().all(|v| v.sha256.is_some())
         && l.entries[idx].status == Status::Succeeded
     {
         l.write(Update::Status {
             id,
             status: Status::Downloaded,
         });
+        // The store has the videos; the entry forgets them (`transition`).
         l.transition(idx, Status::Downloaded);
-        // The store has them; a finished item keeps no URLs in memory.
-        l.entries[idx].videos = Vec::new();
     }
     false
 }
@@ -146,7 +145,7 @@ pub(super) fn start<P: Provider>(
 ) {
     let id = l.items.id(idx).to_string();
     let mut queued = 0;
-    for v in &l.entries[idx].videos {
+    for v in l.entries[idx].videos() {
         if v.sha256.is_none() && v.url.is_some() {
             q.push(idx, v.n);
             queued += 1;
@@ -154,8 +153,8 @@ pub(super) fn start<P: Provider>(
     }
     let e = &l.entries[idx];
     if queued == 0
-        && !e.videos.is_empty()
-        && e.videos.iter().all(|v| v.sha256.is_some())
+        && !e.videos().is_empty()
+        && e.videos().iter().all(|v| v.sha256.is_some())
         && e.status == Status::Succeeded
     {
         l.write(Update::Status {
@@ -170,9 +169,9 @@ pub(super) fn start<P: Provider>(
 /// Start queued downloads while the pool has room.
 pub(super) fn pump<P: Provider>(l: &mut Ledger, q: &mut DownloadQueue, w: &Workers<P>, dir: &Path) {
     while let Some((idx, n)) = q.pop() {
-        let count = l.entries[idx].videos.len();
+        let count = l.entries[idx].videos().len();
         let url = l.entries[idx]
-            .videos
+            .videos()
             .iter()
             .find(|v| v.n == n)
             .and_then(|v| v.url.clone());

@@ -292,6 +292,9 @@ impl Ledger {
         let from = self.entries[idx].status;
         if from != to {
             self.entries[idx].status = to;
+            if matches!(to, Status::Downloaded | Status::Failed) {
+                self.entries[idx].finished();
+            }
             if from == Status::Processing || to == Status::Processing {
                 self.count_running(idx, to == Status::Processing);
             }

@@ -57,7 +57,7 @@ pub(super) fn on_snapshot(
                 });
                 l.transition(idx, to);
             }
-            if l.entries[idx].deadline.is_some_and(|d| now >= d) {
+            if l.entries[idx].deadline().is_some_and(|d| now >= d) {
                 time_out(l, polls, cfg, idx);
             } else {
                 polls.schedule(idx, now);
@@ -99,7 +99,7 @@ pub(super) fn on_snapshot(
                 videos: records.clone(),
                 at: now_ms(),
             });
-            l.entries[idx].videos = records;
+            l.entries[idx].set_videos(records);
             l.transition(idx, Status::Succeeded);
             return true;
         }
@@ -158,7 +158,7 @@ pub(super) fn on_poll_error(
                 return;
             }
             let now = Instant::now();
-            if l.entries[idx].deadline.is_some_and(|d| now >= d) {
+            if l.entries[idx].deadline().is_some_and(|d| now >= d) {
                 time_out(l, polls, cfg, idx);
                 return;
             }
@@ -202,15 +202,15 @@ pub(super) fn track_in_flight(
     now: Instant,
     created_now: bool,
 ) {
-    if l.entries[idx].deadline.is_none() {
+    if l.entries[idx].deadline().is_none() {
         let route = (l.entries[idx].account, l.items.kind(idx));
         polls.track(idx, route, created_now.then_some(now));
     }
-    l.entries[idx].deadline = Some(now + cfg.task_timeout);
+    l.entries[idx].set_deadline(Some(now + cfg.task_timeout));
 }
 
 fn in_flight_done(l: &mut Ledger, polls: &mut PollQueue<Route>, idx: usize) {
-    if l.entries[idx].deadline.take().is_some() {
+    if l.entries[idx].set_deadline(None).is_some() {
         polls.untrack(idx);
     }
 }

@@ -53,19 +53,15 @@ pub(super) fn load(
                 .or_else(|| estimates.get(i).copied().flatten())
                 .unwrap_or(0.0);
         }
-        let mut e = Entry {
-            status: r.status,
-            attempt: r.attempt.max(1),
-            videos: r.videos,
-            ..Entry::default()
-        };
+        let mut e = Entry::new(r.status, r.attempt.max(1));
+        e.set_videos(r.videos);
         // Items done before this run need no task id in memory (a
         // downloaded one whose files are gone reads it back).
         if !matches!(e.status, Status::Downloaded | Status::Failed) {
             e.task_id = r.task_id;
         }
         if e.status == Status::Submitting {
-            e.pending_key = r.external_task_id;
+            e.set_pending_key(r.external_task_id);
         }
         match (&r.account, default) {
             (Some(name), _) => match accounts.iter().position(|a| a.as_deref() == Some(&**name)) {
@@ -85,7 +81,7 @@ pub(super) fn load(
             (None, None) => {}
         }
         if e.status.is_in_flight() {
-            e.submitted_at = r.submitted_at.and_then(std::num::NonZeroI64::new);
+            e.set_submitted_at(r.submitted_at);
         }
         entries.push(e);
     }
@@ -240,12 +236,9 @@ mod tests {
     }
 
     fn entry(status: Status, task_id: Option<&str>) -> Entry {
-        Entry {
-            status,
-            attempt: 1,
-            task_id: task_id.map(Into::into),
-            ..Entry::default()
-        }
+        let mut e = Entry::new(status, 1);
+        e.task_id = task_id.map(Into::into);
+        e
     }
 
     #[test]
