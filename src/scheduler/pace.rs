@@ -12,7 +12,8 @@
 //! together are refilled together instead of one tick at a time, and a
 //! high rate does not depend on the timer's resolution. (Refilling every
 //! slot freed by an ended task at once, beyond that, was tried and made
-//! the default-flags benchmark slower: see benches/README.md.)
+//! the default-flags benchmark slower; so did a bucket that starts full,
+//! which sends a whole first wave at once: see benches/README.md.)
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
