@@ -60,7 +60,9 @@ async fn build_half_done_state(batch: &Path, manifest: &Path, n: usize) -> Bench
     let at = i64::try_from(now_ms()).unwrap_or(0);
     for i in 0..n / 2 {
         let id = format!("clip-{i}");
-        let body = format!("not really an mp4, clip {i}\n");
+        // The run checks a downloaded file's first bytes (an error page
+        // saved as .mp4 is fetched again), so the file opens like an MP4.
+        let body = format!("\0\0\0\x10ftypisom\0\0\0\0moov clip {i}\n");
         let rel = format!("videos/{id}.mp4");
         std::fs::write(batch.join(&rel), &body).map_err(|e| format!("video file: {e}"))?;
         let sha = hex::encode(Sha256::digest(body.as_bytes()));
@@ -109,6 +111,19 @@ async fn build_half_done_state(batch: &Path, manifest: &Path, n: usize) -> Bench
         .await
         .map_err(|e| format!("join: {e}"))?;
     Ok(())
+}
+
+/// Items the state has as downloaded.
+fn downloaded_items(batch: &Path) -> BenchResult<usize> {
+    let conn = vidbatch::state::open_ro(batch).map_err(|e| format!("open the state: {e}"))?;
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM items WHERE status = 'downloaded'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("count downloaded items: {e}"))?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// What one restart measured.
@@ -167,6 +182,16 @@ pub async fn resume_run(n: usize) -> BenchResult<ResumeRun> {
     };
     let _ = child.kill();
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    // A run that took the files for gone would download them again, and
+    // hold its creates behind that backlog: the figure would not be a resume.
+    let kept = downloaded_items(&batch)?;
+    if kept != n / 2 {
+        return Err(format!(
+            "the run took {} of {} downloaded files for gone",
+            n / 2 - kept.min(n / 2),
+            n / 2
+        ));
+    }
     let stats = emu.stats();
     emu.shutdown().await;
     let first = reqs.iter().map(|r| r.at).min().unwrap_or(spawn_ms);
