@@ -366,7 +366,8 @@ impl<P: Provider> Coordinator<P> {
         self.ledger.submitter_started = true;
         let order = (self.ledger.entries.iter().enumerate())
             .filter(|(_, e)| e.status == Status::Pending)
-            .map(|(i, e)| (i, e.attempt))
+            // Fewer than 2³² items: each takes 40 bytes of entry already.
+            .map(|(i, e)| (i as u32, e.attempt))
             .collect();
         self.workers.submit_loop(SubmitPlan {
             order,

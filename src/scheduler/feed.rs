@@ -60,7 +60,7 @@ pub(super) struct Arming {
 pub(super) enum Feed {
     /// Read a page when the last is used up; intents are written per create.
     Reading {
-        order: vec::IntoIter<(usize, u32)>,
+        order: vec::IntoIter<(u32, u32)>,
         ahead: std::collections::VecDeque<Next>,
         jobs: Arc<dyn JobSource>,
         items: Arc<Items>,
@@ -76,7 +76,7 @@ pub(super) enum Feed {
 impl Feed {
     /// The feed of `order`; armed ahead when `arming` is given.
     pub(super) fn new(
-        order: Vec<(usize, u32)>,
+        order: Vec<(u32, u32)>,
         jobs: Arc<dyn JobSource>,
         items: Arc<Items>,
         arming: Option<Arming>,
@@ -108,7 +108,7 @@ impl Feed {
                 items,
             } => {
                 if ahead.is_empty() {
-                    let page: Vec<(usize, u32)> = order.by_ref().take(JOB_PAGE).collect();
+                    let page = take_page(order);
                     ahead.extend(read_page(jobs, items, page).await?.into_iter().map(
                         |(idx, attempt, job)| Next {
                             idx,
@@ -157,14 +157,14 @@ impl Feed {
 /// Read `order` a page at a time and hand its items over with their
 /// intents committed, as many per commit as there is room ahead.
 async fn arm(
-    mut order: vec::IntoIter<(usize, u32)>,
+    mut order: vec::IntoIter<(u32, u32)>,
     jobs: Arc<dyn JobSource>,
     items: Arc<Items>,
     arming: Arming,
     tx: mpsc::Sender<Result<Next, String>>,
 ) {
     loop {
-        let page: Vec<(usize, u32)> = order.by_ref().take(JOB_PAGE).collect();
+        let page = take_page(&mut order);
         if page.is_empty() {
             return;
         }
@@ -211,6 +211,15 @@ async fn arm(
             }
         }
     }
+}
+
+/// The next page of `order`: (item, attempt).
+fn take_page(order: &mut vec::IntoIter<(u32, u32)>) -> Vec<(usize, u32)> {
+    order
+        .by_ref()
+        .take(JOB_PAGE)
+        .map(|(idx, attempt)| (idx as usize, attempt))
+        .collect()
 }
 
 /// The jobs of `page` (item, attempt), read off the async threads.

@@ -16,15 +16,15 @@ use std::collections::VecDeque;
 use crate::settings::DownloadPool;
 
 /// Fresh URLs asked for per item per run before a download is left for next time.
-const MAX_URL_REFRESHES: u32 = 3;
+const MAX_URL_REFRESHES: u16 = 3;
 
-/// Download books of one item.
+/// Download books of one item (8 bytes: one for every item of the batch).
 #[derive(Debug, Default, Clone)]
 struct Books {
     /// Videos queued or being fetched.
-    downloading: usize,
+    downloading: u32,
+    refreshes: u16,
     needs_refresh: bool,
-    refreshes: u32,
 }
 
 #[derive(Debug)]

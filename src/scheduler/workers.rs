@@ -104,8 +104,9 @@ pub(super) fn give_back(budget: &Option<Arc<Budget>>, estimates: &[Option<f64>],
 
 /// What the submit loop works through.
 pub(super) struct SubmitPlan {
-    /// Pending items in manifest order, with the attempt each is created as.
-    pub(super) order: Vec<(usize, u32)>,
+    /// Pending items in manifest order, with the attempt each is created
+    /// as (item indices as `u32`: 8 bytes an item, not 16, for the run).
+    pub(super) order: Vec<(u32, u32)>,
     pub(super) items: Arc<Items>,
     /// What each create sends, read a page ahead of the sends.
     pub(super) jobs: Arc<dyn JobSource>,
