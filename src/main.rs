@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use vidbatch::cli;
 
 fn main() -> ExitCode {
-    vidbatch::malloc::single_arena();
+    vidbatch::malloc::set_up();
     let cli = cli::parse();
     let exit = match cli::run(cli) {
         Ok(exit) => exit,

@@ -31,7 +31,7 @@ const MMAP_THRESHOLD: libc::c_int = 1 << 20;
 /// Use one malloc arena for the whole process, and map large blocks on
 /// their own. Call first thing in `main`, before any other thread exists;
 /// a no-op where the C library is not glibc.
-pub fn single_arena() {
+pub fn set_up() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only sets parameters of the allocator; it is called
     // before any other thread is started, so no allocation races with it.
