@@ -52,3 +52,4 @@ pub mod shard;
 pub mod state;
 pub mod stdio;
 pub mod storage;
+pub mod webhook;

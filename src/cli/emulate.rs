@@ -27,7 +27,7 @@ pub enum Api {
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Prints the official-style base URL on its first stdout line; the gateway style is served under {base}/v1/ai/{endpoint}/kling/videos/... . Counters: GET {base}/__emulator/stats; request log: GET {base}/__emulator/requests. With --api fal: submit at POST {base}/{model_id}, queue URLs under {base}/{owner}/{app}/requests/{id}; --create-1302-rate, --create-5000-rate, --ambiguous-create-rate, --query-5001-rate and --download-cut-rate become submit 429, submit 500, ambiguous submit, status 500 and cut file downloads."
+    after_help = "Prints the official-style base URL on its first stdout line; the gateway style is served under {base}/v1/ai/{endpoint}/kling/videos/... . Counters: GET {base}/__emulator/stats; request log: GET {base}/__emulator/requests. A create with callback_url gets the task object POSTed there when it turns processing and when it ends. With --api fal: submit at POST {base}/{model_id}, queue URLs under {base}/{owner}/{app}/requests/{id}; --create-1302-rate, --create-5000-rate, --ambiguous-create-rate, --query-5001-rate and --download-cut-rate become submit 429, submit 500, ambiguous submit, status 500 and cut file downloads."
 )]
 pub struct EmulateArgs {
     /// Port to listen on (127.0.0.1); 0 picks a free one.
@@ -127,6 +127,9 @@ pub struct EmulateOptions {
     /// Fraction of API calls answered 307/308 to another origin (http://127.0.0.2:PORT), not carried out.
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
     pub fault_redirect_api: f64,
+    /// Fraction of task callbacks (to a create's callback_url) never sent.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub callback_drop_rate: f64,
     /// Videos in each succeeded task's result, each a distinct file and URL.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(emulator::MAX_VIDEOS_PER_TASK)))]
     pub videos_per_task: u32,
@@ -212,6 +215,7 @@ impl EmulateArgs {
             long_task_id_rate: o.fault_long_task_id,
             redirect_download_rate: o.fault_redirect_download,
             redirect_api_rate: o.fault_redirect_api,
+            callback_drop_rate: o.callback_drop_rate,
             videos_per_task: o.videos_per_task,
             url_ttl: o.url_ttl,
             balance_exhausted_after_creates: o.balance_exhausted_after,
@@ -262,6 +266,7 @@ impl EmulateArgs {
                 ("--fault-long-task-id", o.fault_long_task_id > 0.0),
                 ("--fault-redirect-download", o.fault_redirect_download > 0.0),
                 ("--fault-redirect-api", o.fault_redirect_api > 0.0),
+                ("--callback-drop-rate", o.callback_drop_rate > 0.0),
                 ("--videos-per-task", o.videos_per_task != 1),
                 ("--url-ttl", o.url_ttl.is_some()),
                 (
@@ -425,7 +430,7 @@ mod tests {
     #[test]
     fn download_fault_flags_map_onto_the_config() {
         use clap::Parser;
-        let line = "vidbatch emulate --fault-html-body 0.1 --fault-json-body 0.2 --fault-short-body 0.3 --fault-trickle 0.4 --trickle-interval 50ms --fault-endless-body 0.5 --fault-long-task-id 0.6 --fault-redirect-download 0.7 --fault-redirect-api 0.8 --videos-per-task 3";
+        let line = "vidbatch emulate --fault-html-body 0.1 --fault-json-body 0.2 --fault-short-body 0.3 --fault-trickle 0.4 --trickle-interval 50ms --fault-endless-body 0.5 --fault-long-task-id 0.6 --fault-redirect-download 0.7 --fault-redirect-api 0.8 --callback-drop-rate 0.9 --videos-per-task 3";
         let cli = crate::cli::Cli::try_parse_from(line.split(' '));
         let Ok(crate::cli::Cli {
             command: crate::cli::Command::Emulate(args),
@@ -441,11 +446,13 @@ mod tests {
         assert_eq!(c.trickle_interval, Duration::from_millis(50));
         assert_eq!((c.download_endless_rate, c.long_task_id_rate), (0.5, 0.6));
         assert_eq!((c.redirect_download_rate, c.redirect_api_rate), (0.7, 0.8));
+        assert_eq!(c.callback_drop_rate, 0.9);
         assert_eq!(c.videos_per_task, 3);
         for bad in [
             "vidbatch emulate --videos-per-task 0",
             "vidbatch emulate --videos-per-task 101",
             "vidbatch emulate --fault-trickle 2",
+            "vidbatch emulate --callback-drop-rate 1.5",
         ] {
             assert!(
                 crate::cli::Cli::try_parse_from(bad.split(' ')).is_err(),

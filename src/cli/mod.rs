@@ -233,6 +233,8 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
         || err
             .downcast_ref::<crate::emulator::fal::FalConfigError>()
             .is_some()
+        // A --webhook-listen address that cannot be bound.
+        || err.downcast_ref::<crate::webhook::WebhookError>().is_some()
     {
         return Exit::BadInput;
     }

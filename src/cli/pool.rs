@@ -142,6 +142,7 @@ pub(crate) fn provider(
             style: settings.style,
             credentials,
             request_timeout: settings.request_timeout,
+            callback_url: settings.webhook.as_ref().map(|w| w.callback_url()),
         })),
         settings::Api::Fal => AnyProvider::Fal(FalProvider::new(FalConfig {
             base_url: base_url.to_string(),

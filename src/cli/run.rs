@@ -88,6 +88,14 @@ pub struct RunArgs {
     /// A download slower than this is stalled and retried: SIZE/DUR, or off [default: 16KiB/30s]
     #[arg(long, value_name = "SIZE/DUR")]
     pub download_min_speed: Option<String>,
+    /// Public address the provider calls when a task changes (your host, a port forward
+    /// or a tunnel to --webhook-listen); tasks are noticed at once instead of at the next
+    /// poll, which goes on as before. Kling only
+    #[arg(long, env = "VIDBATCH_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Where to listen for those calls [default: 127.0.0.1:8787]
+    #[arg(long, env = "VIDBATCH_WEBHOOK_LISTEN", value_name = "ADDR")]
+    pub webhook_listen: Option<String>,
     /// Start the built-in Kling emulator and run against it (offline demo; no keys needed)
     #[arg(long)]
     pub emulator: bool,
@@ -171,6 +179,8 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         download_timeout: args.download_timeout.clone(),
         download_min_speed: args.download_min_speed.clone(),
         pool: pool.is_some(),
+        webhook_url: args.webhook_url.clone(),
+        webhook_listen: args.webhook_listen.clone(),
     };
     // Checked item by item without keeping them; not read at all when the
     // batch's state holds exactly these files (a resume).
@@ -364,6 +374,26 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
         &batch_dir,
         Box::new(move |item| provider.job(item)),
     )?);
+    // Callbacks, where asked for: the listener reads the provider's bodies.
+    let (listener, callbacks) = match &settings.webhook {
+        Some(hook) => {
+            let provider = accounts[0].provider.clone();
+            let parse: crate::webhook::Parse = Arc::new(move |body| {
+                crate::provider::Provider::parse_callback(provider.as_ref(), body)
+            });
+            let (listener, rx) =
+                crate::webhook::start(hook.listen, hook.token().to_string(), parse).await?;
+            if mode != progress::Mode::Quiet {
+                crate::errln!(
+                    "listening on {} for the provider's callbacks to {}/…",
+                    listener.addr(),
+                    hook.public_url()
+                );
+            }
+            (Some(listener), Some(rx))
+        }
+        None => (None, None),
+    };
     let outcome = scheduler::run(EngineInput {
         accounts,
         downloader,
@@ -376,8 +406,12 @@ async fn run_batch(launch: Launch, writer_thread: &mut Option<Writer>) -> anyhow
         settings: settings.engine.clone(),
         interrupt: interrupt.clone(),
         max_units: settings.max_units,
+        callbacks,
     })
     .await;
+    if let Some(listener) = listener {
+        listener.shutdown();
+    }
     super::pool::remember(&writer, learned, &outcome.learned)?;
     writer.flush().await?;
     let _ = done_tx.send(());

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::ProcessingAfter;
 use super::auth::Style;
+use super::callbacks;
 use super::conn::ConnCtl;
 use super::faults;
 use super::server::{Answer, Shared, StateInner, error, now_ms, ok, plain};
@@ -82,7 +83,7 @@ struct Watermark {
 }
 
 #[derive(Serialize)]
-struct TaskView {
+pub(super) struct TaskView {
     task_id: String,
     task_status: &'static str,
     task_status_msg: String,
@@ -95,7 +96,8 @@ struct TaskView {
     updated_at: u64,
 }
 
-fn task_view(shared: &Shared, task: &Task, now: u64) -> TaskView {
+/// A task as a query sees it at `now`; callbacks send the same object.
+pub(super) fn task_view(shared: &Shared, task: &Task, now: u64) -> TaskView {
     let status = task.status_at(now);
     let (msg, videos, units) = match (status, &task.outcome) {
         (Status::Succeed, _) => (
@@ -260,7 +262,11 @@ pub(super) async fn create(
         updated_at: now,
     };
     st.counters.videos_created += task.video_ids.len() as u64;
-    st.tasks.insert(task, now);
+    let first_callback = callbacks::first_due(&task);
+    let idx = st.tasks.insert(task, now);
+    // Scheduled with the insert, under the same lock: the loop never sees
+    // an entry for a task it cannot find.
+    let wake = first_callback.is_some_and(|due| st.schedule.push(due, idx));
     st.counters.creates_accepted += 1;
     let ambiguous = faults::fires(
         rates.create_ambiguous,
@@ -273,6 +279,9 @@ pub(super) async fn create(
         st.counters.fault("create_ambiguous");
     }
     drop(st);
+    if wake {
+        shared.outbox.wake();
+    }
     let mut answer = ok(route, view);
     if ambiguous {
         // The task exists; now make sure no byte of the answer leaves.
@@ -328,6 +337,7 @@ fn build_task(
         task_id,
         kind,
         external_task_id: spec.external_task_id.clone(),
+        callback_url: spec.callback_url.clone(),
         created_at: now,
         processing_at: now.saturating_add(to_processing),
         terminal_at: now.saturating_add(total),

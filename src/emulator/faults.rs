@@ -21,6 +21,7 @@ pub(crate) struct Rates {
     pub long_task_id: f64,
     pub redirect_download: f64,
     pub redirect_api: f64,
+    pub callback_drop: f64,
 }
 
 impl Rates {
@@ -39,6 +40,7 @@ impl Rates {
             long_task_id: c.long_task_id_rate,
             redirect_download: c.redirect_download_rate,
             redirect_api: c.redirect_api_rate,
+            callback_drop: c.callback_drop_rate,
         }
     }
 }

@@ -13,7 +13,9 @@
 //! - `GET /videos/{video_id}.mp4?exp=…&sig=…`: a real, playable MP4 per video
 //!   (Range, Content-Length, optional padding, expiring URLs), and the same
 //!   under `/cdn/videos/…`, where the redirect fault points;
-//! - `GET /__emulator/stats` ([`Stats`]) and `GET /__emulator/requests` (the log).
+//! - `GET /__emulator/stats` ([`Stats`]) and `GET /__emulator/requests` (the log);
+//! - task callbacks: a create with `callback_url` gets the task object POSTed
+//!   there when it turns `processing` and when it ends (`callbacks.rs`).
 //!
 //! Choices where the reference is silent (kling-api.md §16), documented here:
 //! - unknown `model_name` on the official style → 400/1201 (the gateway style
@@ -23,13 +25,17 @@
 //!   `kling-v1`; `duration` may be a string or an integer; unknown fields are ignored;
 //! - a JWT whose signature is right but whose `iss` is not the access key, and a
 //!   wrong static gateway key → 401/1000; malformed or badly signed → 401/1002;
-//! - list order is newest first; queries are scoped to the kind in the path.
+//! - list order is newest first; queries are scoped to the kind in the path;
+//! - a `callback_url` that is not an absolute http(s) URL → 400/1201 (an empty
+//!   one means none); callbacks carry no signature, and are retried twice.
 //!
 //! Lifecycle and in-flight counting are computed lazily from timestamps (no
 //! timer per task), so 100,000 tasks cost a few hundred bytes each and nothing
-//! else. Every fault decision is a hash of (seed, fault, key, attempt number)
-//! rather than a shared random stream, so the same requests get the same faults
-//! whatever order concurrent clients send them in.
+//! else; the one clock is the callback loop's, a single heap of due times for
+//! the tasks that asked for callbacks. Every fault decision is a hash of
+//! (seed, fault, key, attempt number) rather than a shared random stream, so
+//! the same requests get the same faults whatever order concurrent clients
+//! send them in.
 //!
 //! Ambiguous creates and cut downloads need a connection closed mid-exchange.
 //! The server therefore runs on its own [`axum::serve::Listener`] whose
@@ -44,6 +50,7 @@
 //! test can rerun a batch against the same tasks on a healthy server.
 
 mod auth;
+mod callbacks;
 mod conn;
 mod download;
 mod endpoints;
@@ -132,6 +139,8 @@ pub struct EmulatorConfig {
     /// Rate of API calls (create, query, list) answered 307/308 to another
     /// origin (`http://127.0.0.2:{port}`), without carrying them out.
     pub redirect_api_rate: f64,
+    /// Rate of task callbacks (to a create's `callback_url`) never sent.
+    pub callback_drop_rate: f64,
     /// Videos in each succeeded task's `task_result.videos` (distinct files).
     pub videos_per_task: u32,
     /// Video URLs expire this long after the query that produced them (403 after).
@@ -171,6 +180,7 @@ impl Default for EmulatorConfig {
             long_task_id_rate: 0.0,
             redirect_download_rate: 0.0,
             redirect_api_rate: 0.0,
+            callback_drop_rate: 0.0,
             videos_per_task: 1,
             url_ttl: None,
             balance_exhausted_after_creates: None,
@@ -209,6 +219,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("long_task_id_rate", &self.long_task_id_rate)
             .field("redirect_download_rate", &self.redirect_download_rate)
             .field("redirect_api_rate", &self.redirect_api_rate)
+            .field("callback_drop_rate", &self.callback_drop_rate)
             .field("videos_per_task", &self.videos_per_task)
             .field("url_ttl", &self.url_ttl)
             .field(
@@ -258,6 +269,7 @@ impl EmulatorConfig {
             ("long_task_id_rate", self.long_task_id_rate),
             ("redirect_download_rate", self.redirect_download_rate),
             ("redirect_api_rate", self.redirect_api_rate),
+            ("callback_drop_rate", self.callback_drop_rate),
         ];
         for (name, value) in rates {
             if !(0.0..=1.0).contains(&value) {
@@ -306,6 +318,7 @@ impl EmulatorConfig {
 /// background; [`EmulatorHandle::shutdown`] stops it and waits.
 pub struct EmulatorHandle {
     server: conn::Running,
+    callbacks: callbacks::Runner,
     shared: Arc<server::Shared>,
 }
 
@@ -326,7 +339,12 @@ pub async fn start(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
     let addr = listener.local_addr()?;
     let shared = Arc::new(server::Shared::new(config, addr));
     let server = conn::Running::spawn(listener, server::router(shared.clone()), "emulator")?;
-    Ok(EmulatorHandle { server, shared })
+    let callbacks = callbacks::Runner::spawn(shared.clone());
+    Ok(EmulatorHandle {
+        server,
+        callbacks,
+        shared,
+    })
 }
 
 impl EmulatorHandle {
@@ -362,8 +380,10 @@ impl EmulatorHandle {
         self.shared.heal();
     }
 
-    /// Stop accepting, let open exchanges finish (up to 5 s), then stop.
+    /// Stop calling back (callbacks in the air are abandoned), stop
+    /// accepting, let open exchanges finish (up to 5 s), then stop.
     pub async fn shutdown(self) {
+        self.callbacks.shutdown().await;
         self.server.shutdown().await;
     }
 }

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::EmulatorConfig;
 use super::auth::{self, Keys, Style};
+use super::callbacks::{Outbox, Schedule};
 use super::conn::ConnCtl;
 use super::download;
 use super::endpoints::{self, Elsewhere};
@@ -40,6 +41,8 @@ pub(crate) fn now_ms() -> u64 {
 
 pub(super) struct StateInner {
     pub(super) tasks: TaskStore,
+    /// Callbacks to check, beside the tasks they name (`callbacks.rs`).
+    pub(super) schedule: Schedule,
     pub(super) counters: Counters,
     /// Fault rates in force (zeroed by [`Shared::heal`]).
     pub(super) rates: Rates,
@@ -58,6 +61,8 @@ pub(crate) struct Shared {
     pub(super) video_id_base: u64,
     state: Mutex<StateInner>,
     pub(super) downloads_completed: AtomicU64,
+    /// The callback loop's wake-up, delivery slots, client and counters.
+    pub(super) outbox: Arc<Outbox>,
 }
 
 impl Shared {
@@ -79,11 +84,13 @@ impl Shared {
             video_id_base: 700_000_000_000_000_000 + run,
             state: Mutex::new(StateInner {
                 tasks: TaskStore::default(),
+                schedule: Schedule::default(),
                 counters: Counters::default(),
                 rates: Rates::from_config(&config),
                 log: Vec::new(),
             }),
             downloads_completed: AtomicU64::new(0),
+            outbox: Arc::new(Outbox::default()),
             config,
         }
     }
@@ -109,6 +116,7 @@ impl Shared {
         stats.max_in_flight = st.tasks.max_in_flight() as u64;
         drop(st);
         stats.downloads_completed = self.downloads_completed.load(Ordering::SeqCst);
+        self.outbox.fill(&mut stats);
         stats
     }
 

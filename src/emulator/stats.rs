@@ -53,8 +53,18 @@ pub struct Stats {
     /// Injected faults by name: create_5000, create_ambiguous, create_1302,
     /// query_5001, download_cut, download_html, download_json, download_short,
     /// download_trickle, download_endless, long_task_id, redirect_download,
-    /// redirect_api.
+    /// redirect_api, callback_drop.
     pub faults_injected: BTreeMap<String, u64>,
+    /// Task callbacks (`callback_url`) the receiver answered with a 2xx.
+    #[serde(default)]
+    pub callbacks_sent: u64,
+    /// Task callbacks given up after three failed attempts (connection
+    /// error, timeout or a status other than 2xx each time).
+    #[serde(default)]
+    pub callbacks_failed: u64,
+    /// Task callbacks never sent, by the `callback_drop` fault.
+    #[serde(default)]
+    pub callbacks_dropped: u64,
 }
 
 /// One request as the emulator saw and answered it.

@@ -40,6 +40,8 @@ pub(crate) struct Task {
     pub task_id: String,
     pub kind: Kind,
     pub external_task_id: Option<String>,
+    /// Where status changes are POSTed (`callbacks.rs`); absolute http(s).
+    pub callback_url: Option<String>,
     pub created_at: u64,
     pub processing_at: u64,
     pub terminal_at: u64,
@@ -92,6 +94,11 @@ impl TaskStore {
         self.tasks.len()
     }
 
+    /// By index, as returned by [`TaskStore::insert`] (tasks are never removed).
+    pub(crate) fn get(&self, idx: usize) -> Option<&Task> {
+        self.tasks.get(idx)
+    }
+
     pub(crate) fn ext_exists(&self, ext: &str) -> bool {
         self.by_ext.contains_key(ext)
     }
@@ -108,7 +115,7 @@ impl TaskStore {
         self.max_in_flight
     }
 
-    pub(crate) fn insert(&mut self, task: Task, now: u64) {
+    pub(crate) fn insert(&mut self, task: Task, now: u64) -> usize {
         let idx = self.tasks.len();
         self.by_id.insert(task.task_id.clone(), idx);
         if let Some(ext) = &task.external_task_id {
@@ -122,6 +129,7 @@ impl TaskStore {
         self.tasks.push(task);
         let now_in_flight = self.in_flight(now);
         self.max_in_flight = self.max_in_flight.max(now_in_flight);
+        idx
     }
 
     /// By task id first, then by external id (§6.1), within one kind.
@@ -178,6 +186,7 @@ mod tests {
             task_id: format!("{n:018}"),
             kind,
             external_task_id: Some(format!("ext-{n}")),
+            callback_url: None,
             created_at: created,
             processing_at: created + (terminal - created) / 2,
             terminal_at: terminal,

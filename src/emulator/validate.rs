@@ -62,6 +62,8 @@ const CAMERA_TYPES: &[&str] = &[
 const CAMERA_AXES: &[&str] = &["horizontal", "vertical", "pan", "tilt", "roll", "zoom"];
 const MAX_PROMPT: usize = 2500;
 const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
+/// Kept with every task, so bounded (the reference names no limit).
+const MAX_CALLBACK_URL: usize = 2048;
 
 /// What the emulator keeps from an accepted create.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +73,8 @@ pub(crate) struct CreateSpec {
     pub mode: String,
     pub duration: u32,
     pub external_task_id: Option<String>,
+    /// Absolute http(s) URL for status callbacks (§7), normalised.
+    pub callback_url: Option<String>,
 }
 
 type Check<T> = Result<T, String>;
@@ -190,7 +194,7 @@ pub(crate) fn validate_create(
         }
         Some(_) => return Err("watermark_info: must be an object".to_owned()),
     }
-    opt_str(body, "callback_url")?;
+    let callback_url = check_callback_url(body)?;
     let external_task_id = given(body, "external_task_id")?.map(str::to_owned);
 
     let camera = check_camera(body)?;
@@ -204,7 +208,26 @@ pub(crate) fn validate_create(
         mode,
         duration,
         external_task_id,
+        callback_url,
     })
+}
+
+/// The emulator POSTs to it, so only an absolute http(s) URL with a host.
+/// An empty string means none, as for `external_task_id`.
+fn check_callback_url(body: &Map<String, Value>) -> Check<Option<String>> {
+    let Some(raw) = given(body, "callback_url")? else {
+        return Ok(None);
+    };
+    max_chars("callback_url", raw, MAX_CALLBACK_URL)?;
+    match reqwest::Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(Some(url.into()))
+        }
+        _ => Err(format!(
+            "callback_url: '{}' is not an absolute http:// or https:// URL",
+            shorten(raw)
+        )),
+    }
 }
 
 /// Returns whether this is a `customize` multi-shot request (prompt may be empty).
@@ -503,11 +526,19 @@ mod tests {
             json!({"prompt": "x", "camera_control": {"type": "simple", "config": {"zoom": 11}}}),
             json!({"prompt": "x", "camera_control": {"type": "down_back", "config": {"zoom": 1}}}),
             json!({"prompt": "x", "camera_control": {"type": "simple"}}),
+            json!({"prompt": "x", "callback_url": "ftp://example.com/hook"}),
+            json!({"prompt": "x", "callback_url": "/relative/hook"}),
+            json!({"prompt": "x", "callback_url": 7}),
         ];
         for case in cases {
             assert!(t2v(case.clone()).is_err(), "accepted {case}");
         }
         assert!(t2v(json!({"prompt": "x".repeat(2500)})).is_ok());
+        let hook = t2v(json!({"prompt": "x", "callback_url": "https://h.example/cb?t=1"}));
+        assert_eq!(
+            hook.map(|s| s.callback_url),
+            Ok(Some("https://h.example/cb?t=1".to_owned()))
+        );
     }
 
     #[test]

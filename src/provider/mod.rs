@@ -89,6 +89,17 @@ pub struct TaskSnapshot {
     pub request_id: Option<String>,
 }
 
+/// What a provider's callback (webhook) said, as far as the engine uses it:
+/// which task to look at now. Never a result: anyone who learns the address
+/// can POST to it, so the task is settled only by what a query answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    pub task_id: String,
+    /// The callback says the task ended (or does not say what it is):
+    /// worth a query now. `false`: a step on the way (`processing`).
+    pub settled: bool,
+}
+
 /// What the scheduler should do about a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -152,6 +163,9 @@ pub struct Capabilities {
     pub idempotency_key: bool,
     /// A created task can be cancelled.
     pub cancel: bool,
+    /// A create can carry an address the provider calls when the task
+    /// changes (see [`Provider::parse_callback`]).
+    pub callbacks: bool,
     /// Requests over the account's concurrency wait in the provider's
     /// queue instead of being refused with "slot full": no create ever says
     /// the account is full, so an automatic bound follows what runs.
@@ -196,6 +210,14 @@ pub trait Provider: Send + Sync + 'static {
         page: u32,
         page_size: u32,
     ) -> impl Future<Output = Result<Vec<TaskSnapshot>, ProviderError>> + Send;
+
+    /// The task a callback body (what the provider POSTed to our callback
+    /// address) is about; `None`: not one of this provider's callbacks.
+    /// Providers that send none keep this default.
+    fn parse_callback(&self, body: &[u8]) -> Option<Callback> {
+        let _ = body;
+        None
+    }
 
     /// Ask the provider to cancel a task that has not started. Providers
     /// without a cancel (see [`Capabilities::cancel`]) keep this default.

@@ -16,7 +16,7 @@ use crate::provider::fal::{self, FalProvider};
 use crate::provider::kling::{self, KlingProvider};
 use crate::provider::price::{Estimate, Price, PriceList, Quote};
 use crate::provider::{
-    CancelOutcome, Capabilities, Created, Provider, ProviderError, TaskSnapshot,
+    Callback, CancelOutcome, Capabilities, Created, Provider, ProviderError, TaskSnapshot,
 };
 pub use crate::settings::Api;
 
@@ -112,6 +112,13 @@ impl Provider for AnyProvider {
         match self {
             AnyProvider::Kling(p) => p.list(kind, page, page_size).await,
             AnyProvider::Fal(p) => p.list(kind, page, page_size).await,
+        }
+    }
+
+    fn parse_callback(&self, body: &[u8]) -> Option<Callback> {
+        match self {
+            AnyProvider::Kling(p) => p.parse_callback(body),
+            AnyProvider::Fal(p) => p.parse_callback(body),
         }
     }
 

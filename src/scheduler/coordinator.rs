@@ -34,7 +34,7 @@ use super::{CapOutcome, EngineInput, RunOutcome};
 use super::{created, fetched, polled};
 use crate::events::RunEvent;
 use crate::job::JobSource;
-use crate::provider::{Provider, TaskSnapshot};
+use crate::provider::{Callback, Provider, TaskSnapshot};
 use crate::settings::EngineSettings;
 use crate::state::{Status, Update};
 
@@ -51,6 +51,8 @@ pub(super) struct Coordinator<P> {
     downloads: DownloadQueue,
     workers: Workers<P>,
     rx: mpsc::UnboundedReceiver<Msg>,
+    /// Tasks the provider called back about (`None`: no callbacks).
+    callbacks: Option<mpsc::Receiver<Callback>>,
     batch_id: String,
     batch_dir: PathBuf,
     /// Sum of the accounts' in-flight bounds.
@@ -116,6 +118,15 @@ impl<P: Provider> Coordinator<P> {
             (2.0 * total_concurrency as f64 / cfg.poll_interval.as_secs_f64()).clamp(20.0, 2000.0);
         let (tx, rx) = mpsc::unbounded_channel();
         let n = loaded.entries.len();
+        let mut polls = PollQueue::new(
+            cfg.poll_interval,
+            cfg.max_poll_interval,
+            cfg.list_threshold,
+            page_size,
+        );
+        if input.callbacks.is_some() {
+            polls.index_tasks();
+        }
         Ok(Coordinator {
             ledger: Ledger::new(
                 items,
@@ -125,12 +136,7 @@ impl<P: Provider> Coordinator<P> {
                 stop_submit,
                 ledgers,
             ),
-            polls: PollQueue::new(
-                cfg.poll_interval,
-                cfg.max_poll_interval,
-                cfg.list_threshold,
-                page_size,
-            ),
+            polls,
             downloads: DownloadQueue::new(n, cfg.download_pool),
             workers: Workers {
                 downloader: input.downloader,
@@ -141,6 +147,7 @@ impl<P: Provider> Coordinator<P> {
                 tx,
             },
             rx,
+            callbacks: input.callbacks,
             batch_id: input.batch_id,
             batch_dir: input.batch_dir,
             total_concurrency,
@@ -194,6 +201,10 @@ impl<P: Provider> Coordinator<P> {
                     None => break,
                 },
                 _ = sleep_until_opt(next_due) => self.dispatch_due_polls(),
+                callback = next_callback(&mut self.callbacks) => match callback {
+                    Some(callback) => self.on_callback(callback),
+                    None => self.callbacks = None, // the listener stopped
+                },
             }
             self.backlog
                 .hold(self.downloads.outstanding() > self.backlog_allowance);
@@ -538,6 +549,14 @@ impl<P: Provider> Coordinator<P> {
     fn pump_downloads(&mut self) {
         let (l, q, w) = (&mut self.ledger, &mut self.downloads, &self.workers);
         fetched::pump(l, q, w, &self.batch_dir);
+    }
+}
+
+/// The next callback; never, without callbacks.
+async fn next_callback(rx: &mut Option<mpsc::Receiver<Callback>>) -> Option<Callback> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

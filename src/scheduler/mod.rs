@@ -185,6 +185,9 @@ pub struct EngineInput<P> {
     /// The spend cap (`--max-units`), kept with each record's estimated
     /// units; `None`: no cap.
     pub max_units: Option<f64>,
+    /// What the provider's callbacks name (`crate::webhook`): each task
+    /// said to have ended is queried at once. `None`: polls only.
+    pub callbacks: Option<tokio::sync::mpsc::Receiver<crate::provider::Callback>>,
 }
 
 /// Run the batch to the end (or to an abort or interrupt).

@@ -61,6 +61,13 @@ struct Slot {
     since: Option<Instant>,
     /// Last seen unfinished at.
     seen_running: Option<Instant>,
+    /// Its task id, when tasks are found by id (see [`PollQueue::index_tasks`]).
+    key: Option<Box<str>>,
+    /// A callback last told us it ended at.
+    hinted_at: Option<Instant>,
+    /// A callback came while an answer was in the air: if that answer
+    /// says it runs, look again at once.
+    recheck: bool,
 }
 
 /// Sweep state of one route.
@@ -81,6 +88,9 @@ struct Route {
     /// When its first task created in this run was (its oldest, until one
     /// ends).
     first_since: Option<Instant>,
+    /// A callback said one of its tasks ended since the last sweep began:
+    /// the next may come a `min_gap` after it, whatever the window says.
+    called_back: bool,
     /// It had `list_threshold` in flight: it stays swept until its last
     /// task ends (a batch's last tasks end together, one sweep sees them
     /// all; a lone straggler costs a sweep where it would cost a query).
@@ -112,6 +122,8 @@ pub(super) struct PollQueue<R> {
     max_interval: Duration,
     list_threshold: usize,
     page_size: Option<u32>,
+    /// In-flight items by task id, kept only when callbacks name tasks.
+    by_task: Option<HashMap<Box<str>, usize>>,
 }
 
 impl<R: Copy + Ord> PollQueue<R> {
@@ -134,7 +146,49 @@ impl<R: Copy + Ord> PollQueue<R> {
             list_threshold,
             // A page of nothing is no list endpoint.
             page_size: page_size.filter(|&n| n > 0),
+            by_task: None,
         }
+    }
+
+    /// Keep in-flight items findable by task id (callbacks name tasks so).
+    pub(super) fn index_tasks(&mut self) {
+        self.by_task.get_or_insert_with(HashMap::new);
+    }
+
+    /// Remember `idx`'s task id, if tasks are indexed.
+    pub(super) fn index(&mut self, idx: usize, task_id: &str) {
+        let Some(by_task) = &mut self.by_task else {
+            return;
+        };
+        let key: Box<str> = task_id.into();
+        by_task.insert(key.clone(), idx);
+        self.slots.entry(idx).or_default().key = Some(key);
+    }
+
+    /// The in-flight item whose task is `task_id`.
+    pub(super) fn by_task(&self, task_id: &str) -> Option<usize> {
+        self.by_task.as_ref()?.get(task_id).copied()
+    }
+
+    /// A callback says `idx`'s task ended: look at it now — by a sweep of
+    /// its route, which may then come a [`Self::min_gap`] after the last
+    /// (one sweep sees every task that ended meanwhile), or by a query —
+    /// and if an answer already in the air says it runs, look again at
+    /// once. At most once per `min_gap` a task, however often it is told.
+    pub(super) fn called_back(&mut self, idx: usize, now: Instant) {
+        let gap = self.min_gap();
+        let (Some(s), Some(&route)) = (self.slots.get_mut(&idx), self.in_flight.get(&idx)) else {
+            return;
+        };
+        if s.hinted_at.is_some_and(|t| now.duration_since(t) < gap) {
+            return;
+        }
+        s.hinted_at = Some(now);
+        s.recheck = true;
+        if let Some(r) = self.routes.get_mut(&route) {
+            r.called_back = true;
+        }
+        self.schedule_at(idx, now);
     }
 
     /// When the earliest scheduled poll is due (maybe a stale one).
@@ -284,7 +338,12 @@ impl<R: Copy + Ord> PollQueue<R> {
 
     /// Stop tracking a task that ended (or timed out).
     pub(super) fn untrack(&mut self, idx: usize) {
-        self.slots.remove(&idx);
+        if let (Some(slot), Some(by_task)) = (self.slots.remove(&idx), &mut self.by_task)
+            && let Some(key) = slot.key
+            && by_task.get(&key) == Some(&idx)
+        {
+            by_task.remove(&key);
+        }
         if let Some(route) = self.in_flight.remove(&idx)
             && let Some(r) = self.routes.get_mut(&route)
         {
@@ -300,6 +359,12 @@ impl<R: Copy + Ord> PollQueue<R> {
     /// stretched by a quarter per poll already made (long tasks are asked
     /// less often), up to the maximum.
     pub(super) fn schedule(&mut self, idx: usize, now: Instant) {
+        if let Some(s) = self.slots.get_mut(&idx)
+            && std::mem::take(&mut s.recheck)
+        {
+            self.schedule_at(idx, now);
+            return;
+        }
         let route = self.in_flight.get(&idx).copied();
         let window = route
             .and_then(|r| self.routes.get(&r))
@@ -404,11 +469,15 @@ impl<R: Copy + Ord> PollQueue<R> {
                 queries.push(idx);
                 continue;
             }
-            let (sweeping, last_sweep) = self
-                .routes
-                .get(&r)
-                .map_or((false, None), |s| (s.sweeping, s.last_sweep));
-            let gap = self.sweep_gap(&r, now);
+            let (sweeping, last_sweep, called_back) =
+                self.routes.get(&r).map_or((false, None, false), |s| {
+                    (s.sweeping, s.last_sweep, s.called_back)
+                });
+            let gap = if called_back {
+                self.min_gap()
+            } else {
+                self.sweep_gap(&r, now)
+            };
             match last_sweep.map(|t| t + gap) {
                 _ if sweeping => self.schedule_at(idx, now + gap),
                 // Looked at again soon: a window learned meanwhile brings
@@ -437,6 +506,7 @@ impl<R: Copy + Ord> PollQueue<R> {
         let r = self.routes.entry(route).or_default();
         r.sweeping = true;
         r.last_sweep = Some(now);
+        r.called_back = false;
         if r.latency.window().is_none() {
             r.early_sweeps += 1;
         }

@@ -205,6 +205,9 @@ pub(super) fn track_in_flight(
     if l.entries[idx].deadline().is_none() {
         let route = (l.entries[idx].account, l.items.kind(idx));
         polls.track(idx, route, created_now.then_some(now));
+        if let Some(task_id) = &l.entries[idx].task_id {
+            polls.index(idx, task_id);
+        }
     }
     l.entries[idx].set_deadline(Some(now + cfg.task_timeout));
 }

@@ -9,6 +9,7 @@
 
 mod downloads;
 mod rate;
+pub mod webhook;
 
 pub use downloads::{AUTO_DOWNLOADS_CEILING, AUTO_DOWNLOADS_START, DownloadPool};
 pub use rate::Rate;
@@ -68,6 +69,10 @@ pub struct Overrides {
     /// An accounts file was given: the usual credential variables are
     /// optional (they only finish tasks created with them earlier).
     pub pool: bool,
+    /// `--webhook-url`: the public address the provider calls back.
+    pub webhook_url: Option<String>,
+    /// `--webhook-listen`: where vidbatch listens for those calls.
+    pub webhook_listen: Option<String>,
 }
 
 /// Which API family the batch talks to.
@@ -107,6 +112,8 @@ pub struct RunSettings {
     pub request_timeout: Duration,
     /// Size cap, minimum throughput and deadline of each video download.
     pub download: crate::download::Limits,
+    /// Where the provider calls back when a task changes; `None`: polled only.
+    pub webhook: Option<webhook::Webhook>,
 }
 
 /// Highest in-flight bound `--concurrency auto` may reach.
@@ -374,6 +381,11 @@ pub fn resolve(
         credentials,
         request_timeout,
         download,
+        webhook: webhook::resolve(
+            cli.webhook_url.as_deref(),
+            cli.webhook_listen.as_deref(),
+            api,
+        )?,
         engine: EngineSettings {
             concurrency,
             concurrency_auto,

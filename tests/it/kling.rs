@@ -187,6 +187,7 @@ fn official(base: &str) -> KlingProvider {
             secret_key: SK.into(),
         },
         request_timeout: Duration::from_secs(10),
+        callback_url: None,
     })
 }
 
@@ -196,6 +197,7 @@ fn gateway(base: &str) -> KlingProvider {
         style: Style::Gateway,
         credentials: Credentials::ApiKey(API_KEY.into()),
         request_timeout: Duration::from_secs(10),
+        callback_url: None,
     })
 }
 
@@ -612,6 +614,7 @@ async fn timeout_after_sending_create_is_ambiguous() {
             secret_key: SK.into(),
         },
         request_timeout: Duration::from_millis(300),
+        callback_url: None,
     });
     let e = p
         .create(&vidbatch::provider::kling::job(&t2v_item()), "e")

@@ -67,6 +67,7 @@ async fn run_engine(
             secret_key: SK.into(),
         },
         request_timeout: Duration::from_secs(10),
+        callback_url: None,
     }));
     let settings = EngineSettings {
         concurrency: 2,
@@ -90,6 +91,7 @@ async fn run_engine(
         settings,
         interrupt,
         max_units: None,
+        callbacks: None,
     })
     .await;
     // Everything is committed; the lock goes with `prepared`. (Not joined:

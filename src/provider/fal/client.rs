@@ -328,6 +328,7 @@ impl Provider for FalProvider {
             idempotency_key: false,
             cancel: true,
             queues_over_limit: true,
+            callbacks: false,
         }
     }
 

@@ -345,12 +345,20 @@ impl Provider for KlingProvider {
             idempotency_key: true,
             cancel: false,
             queues_over_limit: false,
+            callbacks: true,
         }
+    }
+
+    fn parse_callback(&self, body: &[u8]) -> Option<crate::provider::Callback> {
+        super::callback::parse(body)
     }
 
     async fn create(&self, job: &Job, external_task_id: &str) -> Result<Created, ProviderError> {
         let mut body = job.body_with_files(base64_of).await?;
         body.insert("external_task_id".into(), external_task_id.into());
+        if let Some(url) = &self.config.callback_url {
+            body.insert("callback_url".into(), url.clone().into());
+        }
         let body = serde_json::to_vec(&body).map_err(|e| {
             error(
                 ErrorClass::ItemInvalid,
@@ -474,6 +482,7 @@ mod tests {
             style: Style::Official,
             credentials: Credentials::ApiKey("k".into()),
             request_timeout: Duration::from_secs(1),
+            callback_url: None,
         };
         let p = KlingProvider::new(config.clone());
         assert_eq!(

@@ -9,6 +9,7 @@
 //! `catalog.rs` and `pricing.rs`.
 
 pub mod auth;
+mod callback;
 pub mod catalog;
 mod client;
 pub mod codes;
@@ -58,6 +59,9 @@ pub struct KlingConfig {
     pub credentials: Credentials,
     /// Timeout for one API request (create/query/list).
     pub request_timeout: Duration,
+    /// Sent as every create's `callback_url`: where the server tells us a
+    /// task changed (see `callback.rs`). `None`: tasks are only polled.
+    pub callback_url: Option<String>,
 }
 
 /// The Kling implementation of [`crate::provider::Provider`]. Cloning is
@@ -148,6 +152,7 @@ mod tests {
                 secret_key: "SK-secret".into(),
             },
             request_timeout: Duration::from_secs(1),
+            callback_url: None,
         };
         let provider = KlingProvider::new(config.clone());
         for dbg in [

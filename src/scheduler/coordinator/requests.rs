@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::Coordinator;
-use crate::provider::Provider;
+use crate::provider::{Callback, Provider};
 use crate::scheduler::workers::Route;
 
 impl<P: Provider> Coordinator<P> {
@@ -25,6 +25,22 @@ impl<P: Provider> Coordinator<P> {
         }
         for route in due.sweeps {
             self.sweep(route, now);
+        }
+    }
+
+    /// The provider called back about a task: if it says the task ended
+    /// and the task is ours and in flight, it is looked at now (see
+    /// [`crate::scheduler::poll::PollQueue::called_back`]); the answer
+    /// settles it, as any poll's would.
+    pub(super) fn on_callback(&mut self, callback: Callback) {
+        if !callback.settled {
+            return;
+        }
+        let Some(idx) = self.polls.by_task(&callback.task_id) else {
+            return;
+        };
+        if self.ledger.entries[idx].status.is_in_flight() {
+            self.polls.called_back(idx, Instant::now());
         }
     }
 

@@ -226,3 +226,58 @@ fn a_route_that_had_the_threshold_in_flight_stays_swept_until_its_last_task_ends
     let due = q.take_due(now + S, |_| true, |_| 1);
     assert_eq!(due.queries, vec![53], "once empty, it starts again");
 }
+
+#[test]
+fn a_callback_brings_the_routes_next_sweep_to_the_shortest_gap() {
+    // 20 young tasks swept by their age: the next sweep would come a poll
+    // interval (10 ms) after the last; a callback makes it 1 ms (interval / 20,
+    // at least 1 ms) after it.
+    let mut q = PollQueue::new(20 * MS, 40 * MS, 10, Some(500));
+    let t0 = Instant::now();
+    for idx in 0..20 {
+        q.track(idx, 1, Some(t0));
+        q.schedule_at(idx, t0);
+    }
+    let due = q.take_due(t0, |_| true, |_| 1);
+    assert_eq!(due.sweeps, vec![1]);
+    q.start_sweep(1, t0, |_| true, |i| Some(format!("t{i}")));
+    q.sweep_returned(1, true, false);
+    for idx in 0..20 {
+        q.set_busy(idx, false);
+        q.saw_running(idx, t0 + MS);
+        q.schedule(idx, t0 + MS);
+    }
+    let soon = t0 + 2 * MS;
+    assert!(q.take_due(soon, |_| true, |_| 1).sweeps.is_empty());
+    q.called_back(5, soon);
+    let due = q.take_due(soon, |_| true, |_| 1);
+    assert_eq!(
+        due.sweeps,
+        vec![1],
+        "at once: the last sweep began 2 ms ago"
+    );
+    // Told again at once: nothing more.
+    q.start_sweep(1, soon, |_| true, |i| Some(format!("t{i}")));
+    q.called_back(5, soon);
+    assert!(!q.routes[&1].called_back);
+}
+
+#[test]
+fn a_callback_while_an_answer_is_in_the_air_gets_a_running_task_looked_at_again() {
+    let mut q = queue(100, None);
+    let t0 = Instant::now();
+    q.track(0, 1, Some(t0));
+    q.set_busy(0, true); // a query is out
+    q.called_back(0, t0);
+    // Its answer (sent before the task ended) says it runs: again at once,
+    // not at the usual gap.
+    q.set_busy(0, false);
+    q.saw_running(0, t0 + MS);
+    q.heap.clear();
+    q.schedule(0, t0 + MS);
+    assert_eq!(q.next_due().unwrap(), t0 + MS);
+    // Only once.
+    q.heap.clear();
+    q.schedule(0, t0 + MS);
+    assert!(q.next_due().unwrap() > t0 + MS);
+}

@@ -133,6 +133,7 @@ impl Provider for Fake {
             idempotency_key: true,
             cancel: false,
             queues_over_limit: false,
+            callbacks: false,
         }
     }
 
@@ -290,12 +291,16 @@ fn fast() -> EngineSettings {
 
 struct Harness {
     dir: tempfile::TempDir,
+    /// Handed to the next run: the provider's callbacks, as the listener
+    /// would pass them on.
+    callbacks: Mutex<Option<tokio::sync::mpsc::Receiver<crate::provider::Callback>>>,
 }
 
 impl Harness {
     fn new() -> Harness {
         Harness {
             dir: tempfile::tempdir().unwrap(),
+            callbacks: Mutex::new(None),
         }
     }
 
@@ -340,6 +345,7 @@ impl Harness {
         writer.send_durable(Update::SyncItems(new)).await.unwrap();
         let records = state::load_progress(&state::open_ro(self.dir.path()).unwrap()).unwrap();
         let downloader = Downloader::new(reqwest::Client::new(), 3, Duration::from_millis(2));
+        let callbacks = self.callbacks.lock().unwrap().take();
         run(EngineInput {
             accounts,
             downloader,
@@ -352,6 +358,7 @@ impl Harness {
             settings,
             interrupt,
             max_units: None,
+            callbacks,
         })
         .await
     }

@@ -114,3 +114,66 @@ fn video_paths_stay_inside_the_videos_folder() {
     );
     assert_eq!(video_rel_path("", 1, 1), "videos/_.mp4");
 }
+
+/// The ids of the tasks `fake` has created so far.
+fn task_ids(fake: &Fake) -> Vec<String> {
+    fake.s.lock().unwrap().tasks.keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn a_callback_that_a_task_ended_gets_it_queried_at_once_not_at_its_next_poll() {
+    use crate::provider::Callback;
+    // A task answers "succeeded" to the first look; the first poll would
+    // come minutes from now (a twentieth of an hour).
+    let fake = Arc::new(Fake::new(&file_server().await, 1));
+    let h = Harness::new();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    *h.callbacks.lock().unwrap() = Some(rx);
+    let settings = EngineSettings {
+        poll_interval: Duration::from_secs(3600),
+        max_poll_interval: Duration::from_secs(3600),
+        ..fast()
+    };
+    let caller = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            // Steps on the way and tasks that are not ours are not looked at.
+            while task_ids(&fake).len() < 3 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let ids = task_ids(&fake);
+            for id in ids.iter().chain([&"someone-elses".to_string()]) {
+                let step = Callback {
+                    task_id: id.clone(),
+                    settled: false,
+                };
+                tx.send(step).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let queried_before = fake.s.lock().unwrap().queries;
+            for id in ids {
+                let ended = Callback {
+                    task_id: id,
+                    settled: true,
+                };
+                // Told twice: asked once.
+                tx.send(ended.clone()).await.unwrap();
+                tx.send(ended).await.unwrap();
+            }
+            queried_before
+        })
+    };
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        h.run(fake.clone(), items(3), settings),
+    )
+    .await
+    .expect("the callbacks, not the hourly polls, finish the batch");
+    assert!(out.all_downloaded(), "{out:?}");
+    assert_eq!(
+        caller.await.unwrap(),
+        0,
+        "no query before a task was said to end"
+    );
+    assert_eq!(fake.s.lock().unwrap().queries, 3, "one query a task");
+}
