@@ -18,7 +18,7 @@ use crate::defaults::{defaults_params, defaults_run};
 use crate::footprint::footprint_run;
 use crate::polling::{latency, list_mode, list_run, per_item};
 use crate::resume::{resume_items, resume_run};
-use crate::sched::{SchedParams, sched_run};
+use crate::sched::{SchedParams, sched_run, sched_run_with};
 use crate::spread::Spread;
 use crate::table::{grid, verdict};
 
@@ -216,7 +216,47 @@ impl Issue12 {
             p.poll.as_millis()
         ));
         self.note(format!("(b) {}", parts.show()));
-        Ok(())
+        self.row_b_callbacks(&p).await
+    }
+
+    /// (b) again with the provider's callbacks (`--webhook-url`): shown
+    /// beside the judged row, not judged itself.
+    async fn row_b_callbacks(&mut self, p: &SchedParams) -> BenchResult<()> {
+        let mut ratios = vec![];
+        for i in 0..runs(self.size) {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("a free port: {e}"))?
+                .port();
+            let extra = [
+                "--webhook-url".to_string(),
+                format!("http://127.0.0.1:{port}/hooks"),
+                "--webhook-listen".to_string(),
+                format!("127.0.0.1:{port}"),
+            ];
+            let r = sched_run_with(p, p.c, EmulatorConfig::default(), &extra).await?;
+            let ratio = r.run.wall.as_secs_f64() / r.bound(p, p.c).as_secs_f64();
+            progress(
+                'b',
+                i,
+                &format!(
+                    "with callbacks: wall {:.2} s = {ratio:.3}; {} list pages, {} queries, {} callbacks",
+                    r.run.wall.as_secs_f64(),
+                    r.stats.list_queries,
+                    r.stats.queries,
+                    r.stats.callbacks_sent
+                ),
+            );
+            ratios.push(ratio);
+        }
+        self.push(
+            "b",
+            "the same with --webhook-url (Kling callbacks): wall / bound".into(),
+            &ratios,
+            3,
+            None,
+            "",
+        )
     }
 
     /// (c) status requests per item with 1,000 in flight ≤ 0.02.

@@ -89,6 +89,16 @@ pub async fn sched_run(
     account: usize,
     faults: EmulatorConfig,
 ) -> BenchResult<SchedRun> {
+    sched_run_with(p, account, faults, &[]).await
+}
+
+/// [`sched_run`] with `extra` flags after the tuning ones.
+pub async fn sched_run_with(
+    p: &SchedParams,
+    account: usize,
+    faults: EmulatorConfig,
+    extra: &[String],
+) -> BenchResult<SchedRun> {
     let emu = emulator(EmulatorConfig {
         latency: p.latency,
         // The emulator enforces the account limit: a runner that overshoots
@@ -108,7 +118,11 @@ pub async fn sched_run(
         &manifest,
         &out,
         &emu.base_url(),
-        flags(p.c, p.rate, p.poll, Duration::from_millis(50)),
+        [
+            flags(p.c, p.rate, p.poll, Duration::from_millis(50)),
+            extra.to_vec(),
+        ]
+        .concat(),
     )
     .await?;
     let end_ms = now_ms();
