@@ -77,11 +77,11 @@ pub fn resolve(
     }
     let public_url = checked_url(url).map_err(|m| err("--webhook-url", m))?;
     let listen_src = listen.unwrap_or(DEFAULT_LISTEN).trim();
-    let listen = listen_src.parse::<SocketAddr>().map_err(|_| {
+    let listen = listen_address(listen_src).ok_or_else(|| {
         err(
             "--webhook-listen",
             format!(
-                "`{listen_src}` is not an address to listen on, e.g. 127.0.0.1:8787 or 0.0.0.0:8787"
+                "`{listen_src}` is not an address to listen on, e.g. 127.0.0.1:8787, localhost:8787 or 0.0.0.0:8787"
             ),
         )
     })?;
@@ -90,6 +90,19 @@ pub fn resolve(
         listen,
         token: uuid::Uuid::new_v4().simple().to_string(),
     }))
+}
+
+/// `IP:PORT`, or `localhost:PORT` (resolved here, not by the network).
+fn listen_address(s: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = s.parse() {
+        return Some(addr);
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    if !host.eq_ignore_ascii_case("localhost") {
+        return None;
+    }
+    Some(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// An absolute http(s) address with a host and nothing after its path: the
@@ -156,6 +169,13 @@ mod tests {
         .unwrap();
         assert_eq!(w.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(w.public_url(), "http://203.0.113.5:9000");
+        let local = resolve(Some("http://h"), Some("localhost:8788"), Api::Kling);
+        assert_eq!(
+            local.unwrap().unwrap().listen,
+            "127.0.0.1:8788".parse().unwrap()
+        );
+        let v6 = resolve(Some("http://h"), Some("[::1]:8788"), Api::Kling);
+        assert_eq!(v6.unwrap().unwrap().listen, "[::1]:8788".parse().unwrap());
     }
 
     #[test]
