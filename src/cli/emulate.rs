@@ -27,7 +27,7 @@ pub enum Api {
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Prints the official-style base URL on its first stdout line; the gateway style is served under {base}/v1/ai/{endpoint}/kling/videos/... . Counters: GET {base}/__emulator/stats; request log: GET {base}/__emulator/requests. A create with callback_url gets the task object POSTed there when it turns processing and when it ends. With --api fal: submit at POST {base}/{model_id}, queue URLs under {base}/{owner}/{app}/requests/{id}; --create-1302-rate, --create-5000-rate, --ambiguous-create-rate, --query-5001-rate and --download-cut-rate become submit 429, submit 500, ambiguous submit, status 500 and cut file downloads."
+    after_help = "Prints the official-style base URL on its first stdout line; the gateway style is served under {base}/v1/ai/{endpoint}/kling/videos/... . Counters: GET {base}/__emulator/stats; request log: GET {base}/__emulator/requests. A create with callback_url gets the task object POSTed there when it turns processing and when it ends. With --api fal: submit at POST {base}/{model_id} (with ?fal_webhook=<url>, the result is POSTed there when the request ends), queue URLs under {base}/{owner}/{app}/requests/{id}; --create-1302-rate, --create-5000-rate, --ambiguous-create-rate, --query-5001-rate and --download-cut-rate become submit 429, submit 500, ambiguous submit, status 500 and cut file downloads."
 )]
 pub struct EmulateArgs {
     /// Port to listen on (127.0.0.1); 0 picks a free one.
@@ -55,6 +55,9 @@ pub struct EmulateOptions {
     /// With --api fal: fraction of requests that end COMPLETED with a 500 runner-error result.
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
     pub fal_result_500_rate: f64,
+    /// With --api fal: fraction of webhooks (to a submit's ?fal_webhook=) never sent.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fal_webhook_drop_rate: f64,
     /// With --api fal: per-user API requests per second (fal: 10); beyond it 429. Off by default.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub fal_rate_limit: Option<u32>,
@@ -243,6 +246,7 @@ impl EmulateArgs {
             result_422_rate: o.fal_result_422_rate,
             result_500_rate: o.fal_result_500_rate,
             download_cut_rate: o.download_cut_rate,
+            webhook_drop_rate: o.fal_webhook_drop_rate,
             rate_limit_per_sec: o.fal_rate_limit,
             video_pad_bytes: o.video_size,
             record_requests: !o.no_request_log,
@@ -280,6 +284,7 @@ impl EmulateArgs {
                 ("--fal-result-422-rate", o.fal_result_422_rate > 0.0),
                 ("--fal-result-500-rate", o.fal_result_500_rate > 0.0),
                 ("--fal-rate-limit", o.fal_rate_limit.is_some()),
+                ("--fal-webhook-drop-rate", o.fal_webhook_drop_rate > 0.0),
             ],
         );
         let other: &[(&'static str, bool)] = match o.api {
@@ -362,6 +367,7 @@ fn run_fal(config: FalConfig) -> anyhow::Result<Exit> {
         crate::errln!("  submit: POST {}/{{model_id}}", handle.base_url());
         crate::errln!("  {summary}");
         crate::errln!("  concurrency: {concurrency} (requests beyond it queue)");
+        crate::errln!("  webhooks: submit with ?fal_webhook=<url> to get the result POSTed there");
         crate::errln!("  stats: {}/__emulator/stats", handle.base_url());
         crate::errln!("Press Ctrl-C to stop.");
         tokio::signal::ctrl_c()
@@ -464,7 +470,7 @@ mod tests {
     #[test]
     fn fal_flags_map_onto_the_fal_config() {
         use clap::Parser;
-        let line = "vidbatch emulate --api fal --fal-key K --fal-concurrency 3 --latency 1s --seed 4 --ambiguous-create-rate 0.1 --create-1302-rate 0.2 --create-5000-rate 0.3 --query-5001-rate 0.4 --download-cut-rate 0.5 --fal-result-422-rate 0.6 --fal-result-500-rate 0.7 --fal-rate-limit 10";
+        let line = "vidbatch emulate --api fal --fal-key K --fal-concurrency 3 --latency 1s --seed 4 --ambiguous-create-rate 0.1 --create-1302-rate 0.2 --create-5000-rate 0.3 --query-5001-rate 0.4 --download-cut-rate 0.5 --fal-result-422-rate 0.6 --fal-result-500-rate 0.7 --fal-rate-limit 10 --fal-webhook-drop-rate 0.8";
         let cli = crate::cli::Cli::try_parse_from(line.split(' '));
         let Ok(crate::cli::Cli {
             command: crate::cli::Command::Emulate(args),
@@ -484,6 +490,13 @@ mod tests {
         assert_eq!((c.download_cut_rate, c.result_422_rate), (0.5, 0.6));
         assert_eq!(c.result_500_rate, 0.7);
         assert_eq!(c.rate_limit_per_sec, Some(10));
+        assert_eq!(c.webhook_drop_rate, 0.8);
+        assert!(
+            crate::cli::Cli::try_parse_from(
+                "vidbatch emulate --api fal --fal-webhook-drop-rate 1.5".split(' ')
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -504,6 +517,11 @@ mod tests {
             parse("vidbatch emulate --fal-concurrency 4"),
             vec!["--fal-concurrency"]
         );
+        assert_eq!(
+            parse("vidbatch emulate --fal-webhook-drop-rate 0.5"),
+            vec!["--fal-webhook-drop-rate"]
+        );
+        assert!(parse("vidbatch emulate --api fal --fal-webhook-drop-rate 1").is_empty());
         assert!(parse("vidbatch emulate --api kling --url-ttl 1s").is_empty());
     }
 

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::accounts::{self, AccountSpec, AccountsError};
+use crate::provider::CallbackUrl;
 use crate::provider::fal::{FalConfig, FalProvider};
 use crate::provider::kling::{Credentials, KlingConfig, KlingProvider};
 use crate::provider::registry::AnyProvider;
@@ -136,13 +137,14 @@ pub(crate) fn provider(
     base_url: &str,
     credentials: Credentials,
 ) -> AnyProvider {
+    let callback_url = (settings.webhook.as_ref()).map(|w| CallbackUrl(w.callback_url()));
     match settings.api {
         settings::Api::Kling => AnyProvider::Kling(KlingProvider::new(KlingConfig {
             base_url: base_url.to_string(),
             style: settings.style,
             credentials,
             request_timeout: settings.request_timeout,
-            callback_url: settings.webhook.as_ref().map(|w| w.callback_url()),
+            callback_url: callback_url.clone(),
         })),
         settings::Api::Fal => AnyProvider::Fal(FalProvider::new(FalConfig {
             base_url: base_url.to_string(),
@@ -152,6 +154,7 @@ pub(crate) fn provider(
             },
             request_timeout: settings.request_timeout,
             default_model: None,
+            callback_url,
         })),
     }
 }

@@ -90,7 +90,7 @@ pub struct RunArgs {
     pub download_min_speed: Option<String>,
     /// Public address the provider calls when a task changes (your host, a port forward
     /// or a tunnel to --webhook-listen); tasks are noticed at once instead of at the next
-    /// poll, which goes on as before. Kling only
+    /// poll, which goes on as before (Kling's callback_url, fal's fal_webhook)
     #[arg(long, env = "VIDBATCH_WEBHOOK_URL", value_name = "URL")]
     pub webhook_url: Option<String>,
     /// Where to listen for those calls [default: 127.0.0.1:8787]

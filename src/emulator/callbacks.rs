@@ -26,6 +26,12 @@
 //! growing memory; a retried callback may therefore arrive after a later
 //! one of the same task. The URL may carry a receiver's secret, so it is
 //! never logged.
+//!
+//! The clock, the slots, the client and the retries do not depend on what
+//! is sent, so the fal emulator's webhooks (`fal/webhooks.rs`) run on the
+//! same [`Runner`]: an emulator implements [`Source`] — where its schedule
+//! is, and what (if anything) to send for an entry that has come due — and
+//! this file holds the Kling one beside the shared machinery.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -70,11 +76,17 @@ impl Schedule {
     }
 
     /// The earliest entry if it is due at `now`.
-    fn pop_due(&mut self, now: u64) -> Option<usize> {
+    pub(crate) fn pop_due(&mut self, now: u64) -> Option<usize> {
         match self.heap.peek() {
             Some(Reverse((due, _))) if *due <= now => self.heap.pop().map(|Reverse((_, i))| i),
             _ => None,
         }
+    }
+
+    /// Drop every entry whose index `moved` accepts, in one pass (for an
+    /// emulator whose due times can move; the caller pushes the new ones).
+    pub(crate) fn remove(&mut self, mut moved: impl FnMut(usize) -> bool) {
+        self.heap.retain(|Reverse((_, i))| !moved(*i));
     }
 
     #[cfg(test)]
@@ -98,6 +110,8 @@ pub(crate) fn first_due(task: &Task) -> Option<u64> {
 /// delivery slots, the HTTP client (built on first use: an emulator that
 /// never calls back never loads TLS roots) and the counters.
 pub(crate) struct Outbox {
+    /// What a delivery is called in the debug log ("emulator callback").
+    label: &'static str,
     wake: Notify,
     slots: Arc<Semaphore>,
     client: OnceLock<Option<reqwest::Client>>,
@@ -108,7 +122,23 @@ pub(crate) struct Outbox {
 
 impl Default for Outbox {
     fn default() -> Self {
+        Outbox::labelled("emulator callback")
+    }
+}
+
+/// Deliveries so far: acknowledged, given up, never sent (drop fault).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub sent: u64,
+    pub failed: u64,
+    pub dropped: u64,
+}
+
+impl Outbox {
+    /// An outbox whose deliveries the debug log calls `label`.
+    pub(crate) fn labelled(label: &'static str) -> Outbox {
         Outbox {
+            label,
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(MAX_IN_AIR)),
             client: OnceLock::new(),
@@ -117,19 +147,31 @@ impl Default for Outbox {
             dropped: AtomicU64::new(0),
         }
     }
-}
 
-impl Outbox {
     /// A new entry is the earliest: the loop re-reads the schedule. A wake
     /// before the loop waits is kept (Notify stores one permit).
     pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }
 
+    /// One delivery decided against by a drop fault.
+    pub(crate) fn count_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            sent: self.sent.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
     pub(crate) fn fill(&self, stats: &mut Stats) {
-        stats.callbacks_sent = self.sent.load(Ordering::Relaxed);
-        stats.callbacks_failed = self.failed.load(Ordering::Relaxed);
-        stats.callbacks_dropped = self.dropped.load(Ordering::Relaxed);
+        let c = self.counts();
+        stats.callbacks_sent = c.sent;
+        stats.callbacks_failed = c.failed;
+        stats.callbacks_dropped = c.dropped;
     }
 
     /// `None` only if the TLS backend cannot start, which no input causes;
@@ -148,6 +190,26 @@ impl Outbox {
     }
 }
 
+/// One emulator as the loop sees it. `next_due` and `take_due` run on the
+/// loop's task and must not block: take the state lock briefly, no I/O.
+pub(crate) trait Source: Send + Sync + 'static {
+    /// The outbox this emulator's create/submit handler wakes.
+    fn outbox(&self) -> &Arc<Outbox>;
+    /// When the earliest entry of the schedule is due.
+    fn next_due(&self) -> Option<u64>;
+    /// Pop the earliest entry if it is due at `now`, schedule whatever comes
+    /// next for it, and return what to send now, if anything.
+    fn take_due(&self, now: u64) -> Option<Delivery>;
+}
+
+/// One POST to make: the URL (never logged), the JSON body, and an id for
+/// the log.
+pub(crate) struct Delivery {
+    pub url: String,
+    pub body: Bytes,
+    pub id: String,
+}
+
 /// The callback loop of one emulator. Dropping it stops the loop (and aborts
 /// deliveries in the air); [`Runner::shutdown`] stops it and waits.
 pub(crate) struct Runner {
@@ -156,9 +218,9 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
-    pub(crate) fn spawn(shared: Arc<Shared>) -> Runner {
+    pub(crate) fn spawn<S: Source>(source: Arc<S>) -> Runner {
         let (stop, stopped) = oneshot::channel();
-        let join = tokio::spawn(run(shared, stopped));
+        let join = tokio::spawn(run(source, stopped));
         Runner {
             stop: Some(stop),
             join,
@@ -178,20 +240,13 @@ impl Runner {
     }
 }
 
-/// A callback decided under the lock, sent outside it.
-struct Job {
-    url: String,
-    task: Task,
-    now: u64,
-}
-
-async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
-    let outbox = shared.outbox.clone();
+async fn run<S: Source>(source: Arc<S>, mut stop: oneshot::Receiver<()>) {
+    let outbox = source.outbox().clone();
     // Owned here, so ending the loop aborts every delivery still going.
     let mut deliveries = JoinSet::new();
     loop {
         let now = now_ms();
-        let next = shared.lock().schedule.next_due();
+        let next = source.next_due();
         if next.is_some_and(|due| due <= now) {
             let permit = tokio::select! {
                 _ = &mut stop => break,
@@ -201,17 +256,8 @@ async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
             // The semaphore is never closed; an error would mean no slots ever.
             let Ok(permit) = permit else { break };
             // The moment of the check is after the wait for a slot.
-            if let Some(job) = take_due(&shared, now_ms()) {
-                let body = serde_json::to_vec(&task_view(&shared, &job.task, job.now))
-                    .unwrap_or_else(|_| b"{}".to_vec());
-                let task_id = job.task.task_id;
-                deliveries.spawn(deliver(
-                    outbox.clone(),
-                    job.url,
-                    Bytes::from(body),
-                    task_id,
-                    permit,
-                ));
+            if let Some(delivery) = source.take_due(now_ms()) {
+                deliveries.spawn(deliver(outbox.clone(), delivery, permit));
             }
             continue;
         }
@@ -233,9 +279,37 @@ async fn sleep_or_forever(wait: Option<Duration>) {
     }
 }
 
+/// A callback decided under the lock, rendered outside it.
+struct Job {
+    url: String,
+    task: Task,
+    now: u64,
+}
+
+impl Source for Shared {
+    fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    fn next_due(&self) -> Option<u64> {
+        self.lock().schedule.next_due()
+    }
+
+    fn take_due(&self, now: u64) -> Option<Delivery> {
+        let job = take_job(self, now)?;
+        let body = serde_json::to_vec(&task_view(self, &job.task, job.now))
+            .unwrap_or_else(|_| b"{}".to_vec());
+        Some(Delivery {
+            url: job.url,
+            body: Bytes::from(body),
+            id: job.task.task_id,
+        })
+    }
+}
+
 /// Pop the earliest due entry; schedule the task's next change and return
 /// the callback to send now, if any (none when the drop fault fires).
-fn take_due(shared: &Shared, now: u64) -> Option<Job> {
+fn take_job(shared: &Shared, now: u64) -> Option<Job> {
     let mut guard = shared.lock();
     let st = &mut *guard;
     let idx = st.schedule.pop_due(now)?;
@@ -263,7 +337,7 @@ fn take_due(shared: &Shared, now: u64) -> Option<Job> {
     let seed = shared.config.seed;
     if faults::fires(st.rates.callback_drop, seed, "callback_drop", &key, attempt) {
         st.counters.fault("callback_drop");
-        shared.outbox.dropped.fetch_add(1, Ordering::Relaxed);
+        shared.outbox.count_dropped();
         return None;
     }
     Some(Job {
@@ -273,15 +347,11 @@ fn take_due(shared: &Shared, now: u64) -> Option<Job> {
     })
 }
 
-async fn deliver(
-    outbox: Arc<Outbox>,
-    url: String,
-    body: Bytes,
-    task_id: String,
-    _slot: OwnedSemaphorePermit,
-) {
+async fn deliver(outbox: Arc<Outbox>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
+    let Delivery { url, body, id } = delivery;
+    let what = outbox.label;
     let Some(client) = outbox.client() else {
-        tracing::warn!("emulator callbacks: no HTTP client (TLS backend failed to start)");
+        tracing::warn!("{what}s: no HTTP client (TLS backend failed to start)");
         outbox.failed.fetch_add(1, Ordering::Relaxed);
         return;
     };
@@ -302,12 +372,12 @@ async fn deliver(
             }
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                tracing::debug!(task_id, attempt, status, "emulator callback refused");
+                tracing::debug!(id, attempt, status, "{what} refused");
             }
             Err(err) => {
                 // reqwest's message names the URL; keep it out of the log.
                 let err = err.without_url();
-                tracing::debug!(task_id, attempt, "emulator callback failed: {err}");
+                tracing::debug!(id, attempt, "{what} failed: {err}");
             }
         }
     }
@@ -335,6 +405,21 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s.pop_due(u64::MAX), Some(3));
         assert_eq!(s.pop_due(u64::MAX), Some(1));
+        assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn removed_entries_are_gone_and_the_rest_keep_their_order() {
+        let mut s = Schedule::default();
+        for (due, idx) in [(100, 1), (200, 2), (300, 3), (400, 4)] {
+            s.push(due, idx);
+        }
+        s.remove(|i| i == 1 || i == 3);
+        assert_eq!(s.len(), 2);
+        assert!(s.push(50, 3), "a moved-up entry is the earliest");
+        assert_eq!(s.pop_due(u64::MAX), Some(3));
+        assert_eq!(s.pop_due(u64::MAX), Some(2));
+        assert_eq!(s.pop_due(u64::MAX), Some(4));
         assert_eq!(s.next_due(), None);
     }
 

@@ -94,10 +94,22 @@ pub struct TaskSnapshot {
 /// can POST to it, so the task is settled only by what a query answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callback {
+    /// The task as the callback names it (see [`Provider::callback_key`]).
     pub task_id: String,
     /// The callback says the task ended (or does not say what it is):
     /// worth a query now. `false`: a step on the way (`processing`).
     pub settled: bool,
+}
+
+/// The address a provider calls back (public URL + this run's secret path
+/// segment). `Debug` never prints it: the segment is what makes a call ours.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallbackUrl(pub String);
+
+impl std::fmt::Debug for CallbackUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallbackUrl(<redacted>)")
+    }
 }
 
 /// What the scheduler should do about a failed call.
@@ -217,6 +229,13 @@ pub trait Provider: Send + Sync + 'static {
     fn parse_callback(&self, body: &[u8]) -> Option<Callback> {
         let _ = body;
         None
+    }
+
+    /// What a callback about the task with handle `task_id` names it by
+    /// ([`Callback::task_id`]): the handle itself unless the provider's
+    /// handles carry more than its own id.
+    fn callback_key(&self, task_id: &str) -> Option<String> {
+        Some(task_id.to_owned())
     }
 
     /// Ask the provider to cancel a task that has not started. Providers

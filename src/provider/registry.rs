@@ -122,6 +122,13 @@ impl Provider for AnyProvider {
         }
     }
 
+    fn callback_key(&self, task_id: &str) -> Option<String> {
+        match self {
+            AnyProvider::Kling(p) => p.callback_key(task_id),
+            AnyProvider::Fal(p) => p.callback_key(task_id),
+        }
+    }
+
     async fn cancel(&self, kind: Kind, task_id: &str) -> Result<CancelOutcome, ProviderError> {
         match self {
             AnyProvider::Kling(p) => p.cancel(kind, task_id).await,

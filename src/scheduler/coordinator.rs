@@ -125,7 +125,8 @@ impl<P: Provider> Coordinator<P> {
             page_size,
         );
         if input.callbacks.is_some() {
-            polls.index_tasks();
+            let provider = pool.accounts[0].provider.clone();
+            polls.index_tasks(Arc::new(move |task_id| provider.callback_key(task_id)));
         }
         Ok(Coordinator {
             ledger: Ledger::new(

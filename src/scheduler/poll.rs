@@ -122,9 +122,26 @@ pub(super) struct PollQueue<R> {
     max_interval: Duration,
     list_threshold: usize,
     page_size: Option<u32>,
-    /// In-flight items by task id, kept only when callbacks name tasks.
-    by_task: Option<HashMap<Box<str>, usize>>,
+    /// In-flight items by what callbacks name their tasks by, kept only
+    /// when callbacks come; and how a task id becomes that name.
+    by_task: Option<TaskIndex>,
 }
+
+/// In-flight items by what callbacks name their tasks by.
+struct TaskIndex {
+    items: HashMap<Box<str>, usize>,
+    key_of: CallbackKey,
+}
+
+impl std::fmt::Debug for TaskIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TaskIndex({} tasks)", self.items.len())
+    }
+}
+
+/// What a callback names a task by, from the task's id (the provider's
+/// [`crate::provider::Provider::callback_key`]).
+pub(super) type CallbackKey = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl<R: Copy + Ord> PollQueue<R> {
     /// Books for a batch; `page_size: None` means never sweep.
@@ -150,24 +167,30 @@ impl<R: Copy + Ord> PollQueue<R> {
         }
     }
 
-    /// Keep in-flight items findable by task id (callbacks name tasks so).
-    pub(super) fn index_tasks(&mut self) {
-        self.by_task.get_or_insert_with(HashMap::new);
+    /// Keep in-flight items findable by what callbacks name their tasks by.
+    pub(super) fn index_tasks(&mut self, key: CallbackKey) {
+        self.by_task = Some(TaskIndex {
+            items: HashMap::new(),
+            key_of: key,
+        });
     }
 
-    /// Remember `idx`'s task id, if tasks are indexed.
+    /// Remember `idx`'s task, if tasks are indexed.
     pub(super) fn index(&mut self, idx: usize, task_id: &str) {
-        let Some(by_task) = &mut self.by_task else {
+        let Some(index) = &mut self.by_task else {
             return;
         };
-        let key: Box<str> = task_id.into();
-        by_task.insert(key.clone(), idx);
+        let Some(key) = (index.key_of)(task_id) else {
+            return;
+        };
+        let key: Box<str> = key.into();
+        index.items.insert(key.clone(), idx);
         self.slots.entry(idx).or_default().key = Some(key);
     }
 
-    /// The in-flight item whose task is `task_id`.
-    pub(super) fn by_task(&self, task_id: &str) -> Option<usize> {
-        self.by_task.as_ref()?.get(task_id).copied()
+    /// The in-flight item whose task a callback names `name`.
+    pub(super) fn by_task(&self, name: &str) -> Option<usize> {
+        self.by_task.as_ref()?.items.get(name).copied()
     }
 
     /// A callback says `idx`'s task ended: look at it now — by a sweep of
@@ -338,11 +361,11 @@ impl<R: Copy + Ord> PollQueue<R> {
 
     /// Stop tracking a task that ended (or timed out).
     pub(super) fn untrack(&mut self, idx: usize) {
-        if let (Some(slot), Some(by_task)) = (self.slots.remove(&idx), &mut self.by_task)
+        if let (Some(slot), Some(index)) = (self.slots.remove(&idx), &mut self.by_task)
             && let Some(key) = slot.key
-            && by_task.get(&key) == Some(&idx)
+            && index.items.get(&key) == Some(&idx)
         {
-            by_task.remove(&key);
+            index.items.remove(&key);
         }
         if let Some(route) = self.in_flight.remove(&idx)
             && let Some(r) = self.routes.get_mut(&route)

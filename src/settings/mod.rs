@@ -381,11 +381,7 @@ pub fn resolve(
         credentials,
         request_timeout,
         download,
-        webhook: webhook::resolve(
-            cli.webhook_url.as_deref(),
-            cli.webhook_listen.as_deref(),
-            api,
-        )?,
+        webhook: webhook::resolve(cli.webhook_url.as_deref(), cli.webhook_listen.as_deref())?,
         engine: EngineSettings {
             concurrency,
             concurrency_auto,

@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 
-use super::{Api, SettingsError, err};
+use super::{SettingsError, err};
 
 /// Where vidbatch listens when `--webhook-listen` is not given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -55,11 +55,7 @@ impl Webhook {
 }
 
 /// The webhook the flags ask for; `None` without `--webhook-url`.
-pub fn resolve(
-    url: Option<&str>,
-    listen: Option<&str>,
-    api: Api,
-) -> Result<Option<Webhook>, SettingsError> {
+pub fn resolve(url: Option<&str>, listen: Option<&str>) -> Result<Option<Webhook>, SettingsError> {
     let Some(url) = url.map(str::trim) else {
         return match listen {
             Some(_) => Err(err(
@@ -69,12 +65,6 @@ pub fn resolve(
             None => Ok(None),
         };
     };
-    if api == Api::Fal {
-        return Err(err(
-            "--webhook-url",
-            "the fal provider is polled only (callbacks are not supported for it yet); leave the flag out",
-        ));
-    }
     let public_url = checked_url(url).map_err(|m| err("--webhook-url", m))?;
     let listen_src = listen.unwrap_or(DEFAULT_LISTEN).trim();
     let listen = listen_address(listen_src).ok_or_else(|| {
@@ -134,7 +124,7 @@ mod tests {
     use super::*;
 
     fn hook(url: &str) -> Result<Option<Webhook>, SettingsError> {
-        resolve(Some(url), None, Api::Kling)
+        resolve(Some(url), None)
     }
 
     #[test]
@@ -160,21 +150,17 @@ mod tests {
 
     #[test]
     fn the_listen_address_can_be_chosen() {
-        let w = resolve(
-            Some("http://203.0.113.5:9000"),
-            Some("0.0.0.0:9000"),
-            Api::Kling,
-        )
-        .unwrap()
-        .unwrap();
+        let w = resolve(Some("http://203.0.113.5:9000"), Some("0.0.0.0:9000"))
+            .unwrap()
+            .unwrap();
         assert_eq!(w.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(w.public_url(), "http://203.0.113.5:9000");
-        let local = resolve(Some("http://h"), Some("localhost:8788"), Api::Kling);
+        let local = resolve(Some("http://h"), Some("localhost:8788"));
         assert_eq!(
             local.unwrap().unwrap().listen,
             "127.0.0.1:8788".parse().unwrap()
         );
-        let v6 = resolve(Some("http://h"), Some("[::1]:8788"), Api::Kling);
+        let v6 = resolve(Some("http://h"), Some("[::1]:8788"));
         assert_eq!(v6.unwrap().unwrap().listen, "[::1]:8788".parse().unwrap());
     }
 
@@ -190,17 +176,10 @@ mod tests {
             assert_eq!(e.source_name, "--webhook-url");
             assert!(e.message.contains(says), "{url}: {}", e.message);
         }
-        let e = resolve(Some("https://example.com"), Some("8787"), Api::Kling).unwrap_err();
+        let e = resolve(Some("https://example.com"), Some("8787")).unwrap_err();
         assert_eq!(e.source_name, "--webhook-listen");
-        let e = resolve(None, Some("127.0.0.1:1"), Api::Kling).unwrap_err();
+        let e = resolve(None, Some("127.0.0.1:1")).unwrap_err();
         assert!(e.message.contains("--webhook-url"));
-        assert_eq!(
-            resolve(None, None, Api::Kling).unwrap().map(|w| w.listen),
-            None
-        );
-        let e = hook("https://example.com")
-            .map(|_| ())
-            .and_then(|_| resolve(Some("https://example.com"), None, Api::Fal).map(|_| ()));
-        assert!(e.unwrap_err().message.contains("fal"));
+        assert_eq!(resolve(None, None).unwrap().map(|w| w.listen), None);
     }
 }

@@ -29,6 +29,7 @@ fn provider_with_key(emu: &FalHandle, key: &str) -> FalProvider {
         key: key.into(),
         request_timeout: Duration::from_secs(10),
         default_model: Some(T2V.into()),
+        callback_url: None,
     })
 }
 
@@ -201,6 +202,7 @@ async fn an_item_without_a_model_is_item_invalid() {
         key: "k".into(),
         request_timeout: Duration::from_secs(5),
         default_model: None,
+        callback_url: None,
     });
     let e = p
         .create(&p.job(&item(Some("x"), None)), "e")
@@ -326,6 +328,7 @@ async fn a_closed_port_is_unreachable_and_a_foreign_handle_is_item_invalid() {
         key: "k".into(),
         request_timeout: Duration::from_secs(5),
         default_model: Some(T2V.into()),
+        callback_url: None,
     });
     let e = p
         .create(&job(&item(Some("x"), None)), "e")

@@ -12,6 +12,7 @@ mod emulator_faults;
 mod fal_emulator;
 mod fal_provider;
 mod fal_run;
+mod fal_webhooks;
 mod gallery;
 mod kling;
 mod manifest;

@@ -134,3 +134,48 @@ async fn bad_webhook_flags_exit_2_before_anything_is_sent() {
     }
     assert_eq!(emu.stats().creates_accepted, 0, "nothing was sent");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fal_webhooks_finish_a_batch_whose_polls_would_take_minutes() {
+    use vidbatch::emulator::fal::{self, FalConfig};
+    const KEY: &str = "fal-test-key-WEBHOOK-7";
+    let emu = fal::start(FalConfig {
+        fal_key: Some(KEY.into()),
+        latency: Duration::from_millis(100),
+        concurrency: 8,
+        ..FalConfig::default()
+    })
+    .await
+    .expect("fal emulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("fal.yaml");
+    let mut yaml = String::from(
+        "provider: fal\ndefaults:\n  model_name: fal-ai/kling-video/v2.1/standard/text-to-video\n  duration: \"5\"\nitems:\n",
+    );
+    for i in 0..4 {
+        yaml.push_str(&format!(
+            "  - id: k{i}\n    prompt: a calm sea at dawn, shot {i}\n"
+        ));
+    }
+    std::fs::write(&manifest, yaml).unwrap();
+    let out = dir.path().join("out");
+    let port = free_port();
+    let mut cmd = Command::new(bin());
+    cmd.env_clear()
+        .env("FAL_KEY", KEY)
+        .arg("run")
+        .arg(&manifest)
+        .arg("--output")
+        .arg(&out)
+        .args(["--provider", "fal", "--base-url", &emu.base_url()])
+        .args(["--poll-interval", "1h", "--submit-rate", "200/s", "-q"])
+        .args(["--webhook-url", &format!("http://127.0.0.1:{port}/f")])
+        .args(["--webhook-listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null());
+    let result = tokio::time::timeout(Duration::from_secs(60), output(cmd))
+        .await
+        .expect("the webhooks finish the batch");
+    assert_exit(&result, 0);
+    assert!(emu.stats().webhooks_sent >= 4, "{:?}", emu.stats());
+    assert_eq!(count_status(&out, "downloaded"), 4);
+}

@@ -5,6 +5,10 @@
 //! number of times that exact input was submitted before: fal has no
 //! idempotency key, and this keeps each input's faults the same across runs
 //! whatever order concurrent clients send them in.
+//!
+//! A finished request's result is rendered in one place ([`result_view`]):
+//! the result GET answers it and the webhook (`webhooks.rs`) carries it, so
+//! the two can never disagree.
 
 use std::sync::Arc;
 
@@ -17,11 +21,10 @@ use super::super::conn::ConnCtl;
 use super::super::faults;
 use super::super::server::{Answer, now_ms};
 use super::queue::{CancelResult, FalRequest, Outcome, RunnerError, Status};
-use super::server::{
-    CANCEL, RESULT, STATUS, SUBMIT, Shared, detail, json, not_found, runner_error, with_header,
-};
+use super::server::{CANCEL, RESULT, STATUS, SUBMIT, Shared, detail, json, not_found, with_header};
 use super::stats::Counters;
 use super::validate::{self, Problem};
+use super::webhooks;
 
 /// Bodies carry data-URI images; fal's own payload limit is in this range.
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -42,6 +45,7 @@ pub(super) async fn submit(
     req: Request,
 ) -> Answer {
     let cfg = &shared.config;
+    let webhook = webhooks::from_uri(req.uri());
     let Ok(bytes) = axum::body::to_bytes(req.into_body(), MAX_BODY).await else {
         let mut st = shared.lock();
         st.counters.submit_attempts += 1;
@@ -79,20 +83,30 @@ pub(super) async fn submit(
         }
     }
     // Parsing and validation (data-URI images included) stay outside the lock.
-    let map = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => {
-            let p = Problem::body("value is not a valid dict", "type_error.dict");
-            return unprocessable(shared, &[p]);
-        }
-        Err(_) => {
-            let p = Problem::body("Expecting a JSON object", "value_error.jsondecode");
-            return unprocessable(shared, &[p]);
-        }
+    // The query comes first in the list, as FastAPI checks it first.
+    let mut problems = Vec::new();
+    let webhook = webhook.unwrap_or_else(|p| {
+        problems.push(p);
+        None
+    });
+    let checked = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => validate::check(model, &map),
+        Ok(_) => Err(vec![Problem::body(
+            "value is not a valid dict",
+            "type_error.dict",
+        )]),
+        Err(_) => Err(vec![Problem::body(
+            "Expecting a JSON object",
+            "value_error.jsondecode",
+        )]),
     };
-    let prompt = match validate::check(model, &map) {
-        Ok(p) => p,
-        Err(problems) => return unprocessable(shared, &problems),
+    let prompt = match checked {
+        Ok(p) if problems.is_empty() => p,
+        Ok(_) => return unprocessable(shared, &problems),
+        Err(more) => {
+            problems.extend(more);
+            return unprocessable(shared, &problems);
+        }
     };
     let now = now_ms();
     let mut st = shared.lock();
@@ -117,9 +131,13 @@ pub(super) async fn submit(
         end: 0,
         outcome,
         cancelled_at: None,
+        webhook,
     };
     let file = matches!(outcome, Outcome::Video { .. }).then(|| id.clone());
-    st.queue.submit(request, now, file);
+    let idx = st.queue.submit(request, now, file);
+    // Scheduled with the submit, under the same lock: the loop never sees
+    // an entry for a request it cannot find.
+    let wake = webhooks::schedule(&mut st, idx);
     st.counters.accepted(&body_key, model);
     let position = st.queue.position(&id, now).unwrap_or(0);
     let ambiguous = faults::fires(
@@ -133,6 +151,9 @@ pub(super) async fn submit(
         st.counters.fault("submit_ambiguous");
     }
     drop(st);
+    if wake {
+        shared.webhooks.wake();
+    }
     let response_url = shared.response_url(&app, &id);
     let body = json!({
         "request_id": id,
@@ -258,13 +279,36 @@ pub(super) fn result(shared: &Shared, app: &str, id: &str) -> Answer {
             "Request is still in progress",
         );
     }
+    let view = result_view(shared, &r);
+    let answer = json(RESULT, view.status, &view.body);
+    match view.error_type {
+        Some(kind) => with_header(answer, "x-fal-error-type", kind),
+        None => answer,
+    }
+}
+
+/// What the result of a COMPLETED request is: the HTTP status, the JSON body
+/// and fal's error type (also sent as `X-Fal-Error-Type`), if any.
+pub(super) struct ResultView {
+    pub status: StatusCode,
+    pub body: Value,
+    pub error_type: Option<&'static str>,
+}
+
+/// The result of `r`, which must be COMPLETED: the one rendering shared by
+/// the result GET and the webhook.
+pub(super) fn result_view(shared: &Shared, r: &FalRequest) -> ResultView {
+    let view = |status, body, error_type| ResultView {
+        status,
+        body,
+        error_type,
+    };
     if r.cancelled_at.is_some() {
         let body = json!({
             "detail": "Request was cancelled before it started",
             "error_type": "request_cancelled",
         });
-        let answer = json(RESULT, StatusCode::BAD_REQUEST, &body);
-        return with_header(answer, "x-fal-error-type", "request_cancelled");
+        return view(StatusCode::BAD_REQUEST, body, Some("request_cancelled"));
     }
     match r.outcome {
         Outcome::Video { seed } => {
@@ -278,7 +322,7 @@ pub(super) fn result(shared: &Shared, app: &str, id: &str) -> Answer {
                 },
                 "seed": seed,
             });
-            json(RESULT, StatusCode::OK, &body)
+            view(StatusCode::OK, body, None)
         }
         Outcome::InputError => {
             let body = json!({"detail": [{
@@ -286,9 +330,16 @@ pub(super) fn result(shared: &Shared, app: &str, id: &str) -> Answer {
                 "msg": "The model could not process this input",
                 "type": "content_policy_violation",
             }]});
-            json(RESULT, StatusCode::UNPROCESSABLE_ENTITY, &body)
+            view(StatusCode::UNPROCESSABLE_ENTITY, body, None)
         }
-        Outcome::RunnerError(e) => runner_error(e),
+        Outcome::RunnerError(e) => {
+            let msg = match e {
+                RunnerError::Disconnected => "The runner disconnected while processing the request",
+                RunnerError::Timeout => "The request timed out while processing",
+            };
+            let body = json!({ "detail": msg, "error_type": e.as_str() });
+            view(StatusCode::INTERNAL_SERVER_ERROR, body, Some(e.as_str()))
+        }
     }
 }
 
@@ -302,6 +353,11 @@ pub(super) fn cancel(shared: &Shared, app: &str, id: &str) -> Answer {
     match st.queue.cancel(id, now) {
         Some(CancelResult::Cancelled) => {
             st.counters.cancels_effective += 1;
+            // The requests behind it moved up: so do their webhooks.
+            if webhooks::replanned(&mut st, id) {
+                drop(st);
+                shared.webhooks.wake();
+            }
             json(
                 CANCEL,
                 StatusCode::ACCEPTED,

@@ -14,6 +14,9 @@
 //!   URLs from the full model path gets 404 — fal's "subpath trap".
 //! - `GET {base}/files/{request_id}.mp4`: the video (a real MP4, `Range`).
 //! - `GET {base}/__emulator/stats` ([`FalStats`]), `GET {base}/__emulator/requests`.
+//! - webhooks: a submit with `?fal_webhook=<url>` gets `{request_id,
+//!   gateway_request_id, status: "OK"|"ERROR", payload, error?}` POSTed
+//!   there the moment the request ends (`webhooks.rs`), as fal does.
 //!
 //! Choices where the documentation is silent or loose, written down here:
 //! - auth is `Authorization: Key <FAL_KEY>`; strict (exact key) when a key is
@@ -31,7 +34,10 @@
 //!   (the request then is `COMPLETED` and its result is 400 with
 //!   `error_type: "request_cancelled"`; not charged) and 400
 //!   `{"status":"ALREADY_COMPLETED"}` once started;
-//! - unknown request ids (or a known id under another app) → 404 `{"detail":"Request not found"}`.
+//! - unknown request ids (or a known id under another app) → 404 `{"detail":"Request not found"}`;
+//! - `fal_webhook` must be one absolute http(s) URL; anything else is a 422
+//!   `{"detail":[{"loc":["query","fal_webhook"],…}]}` and creates nothing.
+//!   A cancelled request sends no webhook; the rest are in `webhooks.rs`.
 //!
 //! Requests over the account concurrency limit queue, never get refused;
 //! their start and end times follow from the queue order (`queue.rs`), so no
@@ -47,6 +53,7 @@ mod queue;
 mod server;
 mod stats;
 mod validate;
+mod webhooks;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -88,6 +95,8 @@ pub struct FalConfig {
     pub result_500_rate: f64,
     /// Rate of video downloads cut after half the bytes (full Content-Length).
     pub download_cut_rate: f64,
+    /// Rate of webhooks (to a submit's `fal_webhook`) never sent.
+    pub webhook_drop_rate: f64,
     /// Per-user limit on API requests per second (fal: 10); None = off.
     pub rate_limit_per_sec: Option<u32>,
     /// Pad each MP4 to this many bytes (0 = natural size, a few KB).
@@ -113,6 +122,7 @@ impl Default for FalConfig {
             result_422_rate: 0.0,
             result_500_rate: 0.0,
             download_cut_rate: 0.0,
+            webhook_drop_rate: 0.0,
             rate_limit_per_sec: None,
             video_pad_bytes: 0,
             record_requests: true,
@@ -138,6 +148,7 @@ impl fmt::Debug for FalConfig {
             .field("result_422_rate", &self.result_422_rate)
             .field("result_500_rate", &self.result_500_rate)
             .field("download_cut_rate", &self.download_cut_rate)
+            .field("webhook_drop_rate", &self.webhook_drop_rate)
             .field("rate_limit_per_sec", &self.rate_limit_per_sec)
             .field("video_pad_bytes", &self.video_pad_bytes)
             .field("record_requests", &self.record_requests)
@@ -172,6 +183,7 @@ impl FalConfig {
             ("result_422_rate", self.result_422_rate),
             ("result_500_rate", self.result_500_rate),
             ("download_cut_rate", self.download_cut_rate),
+            ("webhook_drop_rate", self.webhook_drop_rate),
         ];
         for (name, value) in rates {
             if !(0.0..=1.0).contains(&value) {
@@ -204,6 +216,7 @@ impl FalConfig {
 /// [`FalHandle::shutdown`] stops it and waits.
 pub struct FalHandle {
     server: super::conn::Running,
+    webhooks: super::callbacks::Runner,
     shared: Arc<server::Shared>,
 }
 
@@ -225,7 +238,12 @@ pub async fn start(config: FalConfig) -> std::io::Result<FalHandle> {
     let shared = Arc::new(server::Shared::new(config, addr));
     let server =
         super::conn::Running::spawn(listener, server::router(shared.clone()), "fal emulator")?;
-    Ok(FalHandle { server, shared })
+    let webhooks = super::callbacks::Runner::spawn(shared.clone());
+    Ok(FalHandle {
+        server,
+        webhooks,
+        shared,
+    })
 }
 
 impl FalHandle {
@@ -249,8 +267,10 @@ impl FalHandle {
         self.shared.requests()
     }
 
-    /// Stop accepting, let open exchanges finish (up to 5 s), then stop.
+    /// Stop sending webhooks (those in the air are abandoned), stop
+    /// accepting, let open exchanges finish (up to 5 s), then stop.
     pub async fn shutdown(self) {
+        self.webhooks.shutdown().await;
         self.server.shutdown().await;
     }
 }

@@ -77,6 +77,8 @@ pub(crate) struct FalRequest {
     pub outcome: Outcome,
     /// Set when a cancel took effect; the request is COMPLETED from then on.
     pub cancelled_at: Option<u64>,
+    /// The submit's `fal_webhook`: an absolute http(s) URL, told when it ends.
+    pub webhook: Option<String>,
 }
 
 impl FalRequest {
@@ -195,6 +197,24 @@ impl Queue {
         self.requests.get(*self.by_id.get(id)?)
     }
 
+    /// The request [`Queue::submit`] numbered `idx`.
+    pub(crate) fn at(&self, idx: usize) -> Option<&FalRequest> {
+        self.requests.get(idx)
+    }
+
+    /// The number [`Queue::submit`] gave `id`.
+    pub(crate) fn index_of(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The still-queued requests as of the last change, in order: after a
+    /// [`Queue::cancel`], exactly the ones it re-planned.
+    pub(crate) fn queued(&self) -> impl Iterator<Item = (usize, &FalRequest)> {
+        self.pending
+            .iter()
+            .filter_map(|&i| self.requests.get(i).map(|r| (i, r)))
+    }
+
     pub(crate) fn by_file(&self, file: &str) -> Option<&FalRequest> {
         self.requests.get(*self.by_file.get(file)?)
     }
@@ -282,6 +302,7 @@ mod tests {
             end: 0,
             outcome: Outcome::Video { seed: n },
             cancelled_at: None,
+            webhook: None,
         }
     }
 
@@ -347,6 +368,10 @@ mod tests {
         assert_eq!(r1.status_at(10), Status::Completed);
         assert_eq!(times(&q, "r2"), (100, 200), "r2 takes r1's turn");
         assert_eq!(q.position("r2", 10), Some(0));
+        let queued: Vec<usize> = q.queued().map(|(i, _)| i).collect();
+        assert_eq!(queued, vec![2], "the re-planned tail, r1 gone");
+        assert_eq!(q.index_of("r2"), Some(2));
+        assert_eq!(q.at(2).map(|r| r.id.as_str()), Some("r2"));
         assert_eq!(q.cancel("r0", 10), Some(CancelResult::TooLate));
         assert_eq!(q.cancel("r2", 150), Some(CancelResult::TooLate));
         assert_eq!(q.cancel("zz", 150), None);

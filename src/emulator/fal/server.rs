@@ -13,9 +13,10 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 
+use super::super::callbacks::{Outbox, Schedule};
 use super::super::conn::ConnCtl;
 use super::super::server::{Answer, json_response, now_ms};
-use super::queue::{Outcome, Queue, RunnerError, Status};
+use super::queue::{Outcome, Queue, Status};
 use super::stats::{Counters, FalStats};
 use super::{FalConfig, RecordedRequest, endpoints, files};
 
@@ -27,6 +28,8 @@ pub(super) const CANCEL: &str = "PUT /{owner}/{app}/requests/{id}/cancel";
 
 pub(super) struct Inner {
     pub(super) queue: Queue,
+    /// Webhooks to send, beside the requests they name (`webhooks.rs`).
+    pub(super) schedule: Schedule,
     pub(super) counters: Counters,
     log: Vec<RecordedRequest>,
     /// (second, API requests in it) for the optional per-user rate limit.
@@ -38,6 +41,8 @@ pub(crate) struct Shared {
     pub(super) base_url: String,
     state: Mutex<Inner>,
     pub(super) downloads_completed: AtomicU64,
+    /// The webhook loop's wake-up, delivery slots, client and counters.
+    pub(super) webhooks: Arc<Outbox>,
 }
 
 impl Shared {
@@ -46,11 +51,13 @@ impl Shared {
             base_url: format!("http://{addr}"),
             state: Mutex::new(Inner {
                 queue: Queue::new(config.concurrency),
+                schedule: Schedule::default(),
                 counters: Counters::default(),
                 log: Vec::new(),
                 window: (0, 0),
             }),
             downloads_completed: AtomicU64::new(0),
+            webhooks: Arc::new(Outbox::labelled("fal webhook")),
             config,
         }
     }
@@ -94,6 +101,10 @@ impl Shared {
         s.max_in_progress = st.queue.max_in_progress() as u64;
         drop(st);
         s.downloads_completed = self.downloads_completed.load(Ordering::SeqCst);
+        let hooks = self.webhooks.counts();
+        s.webhooks_sent = hooks.sent;
+        s.webhooks_failed = hooks.failed;
+        s.webhooks_dropped = hooks.dropped;
         s
     }
 
@@ -293,17 +304,6 @@ fn check_auth(expected: Option<&str>, header: Option<&[u8]>) -> Result<(), &'sta
         }
         _ => Ok(()),
     }
-}
-
-/// The answer a failed request's result GET gives.
-pub(super) fn runner_error(e: RunnerError) -> Answer {
-    let msg = match e {
-        RunnerError::Disconnected => "The runner disconnected while processing the request",
-        RunnerError::Timeout => "The request timed out while processing",
-    };
-    let body = json!({ "detail": msg, "error_type": e.as_str() });
-    let answer = json(RESULT, StatusCode::INTERNAL_SERVER_ERROR, &body);
-    with_header(answer, "x-fal-error-type", e.as_str())
 }
 
 #[cfg(test)]

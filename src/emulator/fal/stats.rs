@@ -55,8 +55,18 @@ pub struct FalStats {
     /// Video responses whose last byte was handed to the connection.
     pub downloads_completed: u64,
     /// Injected faults by name: submit_ambiguous, submit_429, submit_5xx,
-    /// status_5xx, result_422, result_500, download_cut.
+    /// status_5xx, result_422, result_500, download_cut, webhook_drop.
     pub faults_injected: BTreeMap<String, u64>,
+    /// Webhooks (`?fal_webhook=`) the receiver answered with a 2xx.
+    #[serde(default)]
+    pub webhooks_sent: u64,
+    /// Webhooks given up after three failed attempts (connection error,
+    /// timeout or a non-2xx answer each).
+    #[serde(default)]
+    pub webhooks_failed: u64,
+    /// Webhooks never sent, by the `webhook_drop` fault.
+    #[serde(default)]
+    pub webhooks_dropped: u64,
 }
 
 /// Mutable counters, kept under the state mutex.

@@ -29,6 +29,15 @@ impl Problem {
         }
     }
 
+    /// A query parameter is wrong.
+    pub(crate) fn query(param: &str, msg: &str, kind: &str) -> Problem {
+        Problem {
+            loc: vec![Value::from("query"), Value::from(param)],
+            msg: msg.to_owned(),
+            kind: kind.to_owned(),
+        }
+    }
+
     /// The body as a whole is wrong (not JSON, not an object).
     pub(crate) fn body(msg: &str, kind: &str) -> Problem {
         Problem {

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::FalProvider;
 use super::image::data_uri_of;
+use super::webhook;
 use super::wire::{self, Handle, QueueStatus};
 use crate::job::{Job, Kind};
 use crate::provider::http::{
@@ -245,6 +246,10 @@ impl FalProvider {
             message.push_str(&s.to_string());
             source = s.source();
         }
+        // A submit's query carries the callback address and its secret.
+        if let Some(url) = e.url().map(|u| u.as_str().to_owned()) {
+            message = message.replace(&url, strip_query(&url));
+        }
         let class = if e.is_builder() {
             ErrorClass::BatchFatal
         } else if let Some(s @ 400..=499) = status {
@@ -328,8 +333,17 @@ impl Provider for FalProvider {
             idempotency_key: false,
             cancel: true,
             queues_over_limit: true,
-            callbacks: false,
+            callbacks: true,
         }
+    }
+
+    fn parse_callback(&self, body: &[u8]) -> Option<crate::provider::Callback> {
+        webhook::parse(body)
+    }
+
+    /// fal's webhooks name the request by its id; the handle holds more.
+    fn callback_key(&self, task_id: &str) -> Option<String> {
+        Handle::decode(task_id).ok().map(|h| h.id)
     }
 
     /// `external_task_id` is not sent: fal has no field for it.
@@ -351,9 +365,12 @@ impl Provider for FalProvider {
                 format!("cannot encode request body: {e}"),
             )
         })?;
-        let a = self
-            .send(Op::Submit, Method::POST, &url, Some(body))
-            .await?;
+        // Errors name `url`, never the callback address in `to`.
+        let to = match &self.config.callback_url {
+            Some(hook) => webhook::submit_url(&url, &hook.0),
+            None => url.clone(),
+        };
+        let a = self.send(Op::Submit, Method::POST, &to, Some(body)).await?;
         let json = match &a.json {
             Some(j) if a.ok() => j,
             _ => return Err(self.http_error(Op::Submit, &Method::POST, &url, &a)),
@@ -463,6 +480,7 @@ mod tests {
             key: "k".into(),
             request_timeout: Duration::from_secs(1),
             default_model: None,
+            callback_url: None,
         })
     }
 

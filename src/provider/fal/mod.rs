@@ -17,6 +17,7 @@
 mod client;
 mod image;
 pub mod pricing;
+mod webhook;
 pub mod wire;
 
 use std::time::Duration;
@@ -34,6 +35,9 @@ pub struct FalConfig {
     pub request_timeout: Duration,
     /// The model of items that name none (e.g. `fal-ai/kling-video/v2.1/standard/text-to-video`).
     pub default_model: Option<String>,
+    /// Sent as every submit's `fal_webhook`: where fal tells us a request
+    /// ended (see `webhook.rs`). `None`: requests are only polled.
+    pub callback_url: Option<crate::provider::CallbackUrl>,
 }
 
 /// fal's public queue root.
@@ -46,6 +50,7 @@ impl std::fmt::Debug for FalConfig {
             .field("key", &"<redacted>")
             .field("request_timeout", &self.request_timeout)
             .field("default_model", &self.default_model)
+            .field("callback_url", &self.callback_url)
             .finish()
     }
 }
@@ -107,6 +112,7 @@ mod tests {
             key: "fal-secret-key-123".into(),
             request_timeout: Duration::from_secs(1),
             default_model: None,
+            callback_url: None,
         };
         let provider = FalProvider::new(config.clone());
         for dbg in [format!("{config:?}"), format!("{provider:?}")] {

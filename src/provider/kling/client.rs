@@ -357,7 +357,7 @@ impl Provider for KlingProvider {
         let mut body = job.body_with_files(base64_of).await?;
         body.insert("external_task_id".into(), external_task_id.into());
         if let Some(url) = &self.config.callback_url {
-            body.insert("callback_url".into(), url.clone().into());
+            body.insert("callback_url".into(), url.0.clone().into());
         }
         let body = serde_json::to_vec(&body).map_err(|e| {
             error(

@@ -61,7 +61,7 @@ pub struct KlingConfig {
     pub request_timeout: Duration,
     /// Sent as every create's `callback_url`: where the server tells us a
     /// task changed (see `callback.rs`). `None`: tasks are only polled.
-    pub callback_url: Option<String>,
+    pub callback_url: Option<crate::provider::CallbackUrl>,
 }
 
 /// The Kling implementation of [`crate::provider::Provider`]. Cloning is
