@@ -3,96 +3,20 @@
 //! reference (serde_json::Value, no shared types). Every wait polls for the
 //! expected state against a deadline; nothing sleeps a fixed time.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::post;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use vidbatch::emulator::{self, EmulatorConfig, EmulatorHandle, ProcessingAfter, Stats};
+
+use crate::receiver::{Hit, Receiver, until};
 
 const T2V: &str = "/v1/videos/text2video";
 /// The emulator runs non-strict: any well-formed Bearer token passes.
 const ANY: &str = "Bearer anything-goes";
-const DEADLINE: Duration = Duration::from_secs(5);
-
-/// One POST as the receiver saw it.
-#[derive(Debug, Clone)]
-struct Hit {
-    at: Instant,
-    content_type: Option<String>,
-    body: Value,
-}
-
-/// Collects every POST; `/hook` answers 200, `/fail` answers 500.
-#[derive(Clone, Default)]
-struct Receiver {
-    hits: Arc<Mutex<Vec<Hit>>>,
-}
-
-impl Receiver {
-    async fn start() -> (Receiver, String) {
-        let recv = Receiver::default();
-        let app = Router::new()
-            .route("/hook", post(hook))
-            .route("/fail", post(fail))
-            .with_state(recv.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let addr = listener.local_addr().expect("receiver address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (recv, format!("http://{addr}"))
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().map(|h| h.clone()).unwrap_or_default()
-    }
-
-    fn record(&self, headers: &HeaderMap, body: &Bytes) {
-        let hit = Hit {
-            at: Instant::now(),
-            content_type: headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            body: serde_json::from_slice(body).unwrap_or(Value::Null),
-        };
-        if let Ok(mut hits) = self.hits.lock() {
-            hits.push(hit);
-        }
-    }
-}
-
-async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    r.record(&headers, &body);
-    StatusCode::OK
-}
-
-async fn fail(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    r.record(&headers, &body);
-    StatusCode::INTERNAL_SERVER_ERROR
-}
 
 async fn start(config: EmulatorConfig) -> EmulatorHandle {
     emulator::start(config).await.expect("emulator starts")
-}
-
-/// Poll `check` until it gives a value, or fail after [`DEADLINE`].
-async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// One client per test: building one loads the TLS roots, which is slow.

@@ -5,83 +5,16 @@
 //! (serde_json::Value, no shared types). Every wait polls for the expected
 //! state against a deadline; nothing sleeps a fixed time.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::routing::post;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use vidbatch::emulator::fal::{self, FalConfig, FalHandle, FalStats};
 
+use crate::receiver::{Hit, Receiver, until};
+
 const T2V: &str = "fal-ai/kling-video/v2.1/standard/text-to-video";
 const KEY: &str = "Key anything-goes";
-const DEADLINE: Duration = Duration::from_secs(5);
-
-/// One POST as the receiver saw it.
-#[derive(Debug, Clone)]
-struct Hit {
-    at: Instant,
-    /// Path and query as requested.
-    target: String,
-    content_type: Option<String>,
-    body: Value,
-}
-
-/// Collects every POST; `/hook` answers 200, `/fail` answers 500.
-#[derive(Clone, Default)]
-struct Receiver {
-    hits: Arc<Mutex<Vec<Hit>>>,
-}
-
-impl Receiver {
-    async fn start() -> (Receiver, String) {
-        let recv = Receiver::default();
-        let app = Router::new()
-            .route("/hook", post(hook))
-            .route("/fail", post(fail))
-            .with_state(recv.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let addr = listener.local_addr().expect("receiver address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (recv, format!("http://{addr}"))
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().map(|h| h.clone()).unwrap_or_default()
-    }
-
-    fn record(&self, uri: &Uri, headers: &HeaderMap, body: &Bytes) {
-        let hit = Hit {
-            at: Instant::now(),
-            target: uri.to_string(),
-            content_type: headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            body: serde_json::from_slice(body).unwrap_or(Value::Null),
-        };
-        if let Ok(mut hits) = self.hits.lock() {
-            hits.push(hit);
-        }
-    }
-}
-
-async fn hook(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
-    r.record(&uri, &headers, &body);
-    StatusCode::OK
-}
-
-async fn fail(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
-    r.record(&uri, &headers, &body);
-    StatusCode::INTERNAL_SERVER_ERROR
-}
 
 fn fast() -> FalConfig {
     FalConfig {
@@ -94,19 +27,6 @@ async fn start(config: FalConfig) -> FalHandle {
     fal::start(config).await.expect("fal emulator starts")
 }
 
-/// Poll `check` until it gives a value, or fail after [`DEADLINE`].
-async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// `POST {base}/{T2V}?fal_webhook=<hook, percent-encoded>` (no query without a hook).
 async fn submit(
     http: &reqwest::Client,
     emu: &FalHandle,

@@ -19,6 +19,7 @@ mod manifest;
 mod moto;
 mod pool;
 mod progress;
+mod receiver;
 mod review;
 mod run;
 mod s3;
