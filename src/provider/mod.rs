@@ -175,9 +175,6 @@ pub struct Capabilities {
     pub idempotency_key: bool,
     /// A created task can be cancelled.
     pub cancel: bool,
-    /// A create can carry an address the provider calls when the task
-    /// changes (see [`Provider::parse_callback`]).
-    pub callbacks: bool,
     /// Requests over the account's concurrency wait in the provider's
     /// queue instead of being refused with "slot full": no create ever says
     /// the account is full, so an automatic bound follows what runs.

@@ -186,7 +186,8 @@ pub struct EngineInput<P> {
     /// units; `None`: no cap.
     pub max_units: Option<f64>,
     /// What the provider's callbacks name (`crate::webhook`): each task
-    /// said to have ended is queried at once. `None`: polls only.
+    /// said to have ended is looked at now (its route swept, or it is
+    /// queried). `None`: polls only.
     pub callbacks: Option<tokio::sync::mpsc::Receiver<crate::provider::Callback>>,
 }
 

@@ -61,7 +61,8 @@ struct Slot {
     since: Option<Instant>,
     /// Last seen unfinished at.
     seen_running: Option<Instant>,
-    /// Its task id, when tasks are found by id (see [`PollQueue::index_tasks`]).
+    /// What callbacks name its task by, when they come (see
+    /// [`PollQueue::index_tasks`]).
     key: Option<Box<str>>,
     /// A callback last told us it ended at.
     hinted_at: Option<Instant>,
@@ -207,7 +208,7 @@ impl<R: Copy + Ord> PollQueue<R> {
             return;
         }
         s.hinted_at = Some(now);
-        s.recheck = true;
+        s.recheck = s.busy;
         if let Some(r) = self.routes.get_mut(&route) {
             r.called_back = true;
         }

@@ -55,6 +55,16 @@ pub(crate) fn run_cmd(manifest: &Path, out: &Path, base_url: &str, extra: &[&str
 
 /// [`run_cmd`] without a submit rate or concurrency: the defaults find them.
 pub(crate) fn run_paced_by_default(manifest: &Path, out: &Path, base_url: &str) -> Command {
+    run_polling_every("50ms", manifest, out, base_url)
+}
+
+/// `vidbatch run` with a scrubbed environment, polling every `poll`.
+pub(crate) fn run_polling_every(
+    poll: &str,
+    manifest: &Path,
+    out: &Path,
+    base_url: &str,
+) -> Command {
     let mut cmd = Command::new(bin());
     cmd.env_clear()
         .env("KLING_ACCESS_KEY", AK)
@@ -64,7 +74,7 @@ pub(crate) fn run_paced_by_default(manifest: &Path, out: &Path, base_url: &str) 
         .arg("--output")
         .arg(out)
         .args(["--base-url", base_url])
-        .args(["--poll-interval", "50ms", "--retry-base", "20ms"])
+        .args(["--poll-interval", poll, "--retry-base", "20ms"])
         .stdin(Stdio::null());
     cmd
 }

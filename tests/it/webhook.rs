@@ -22,19 +22,10 @@ fn free_port() -> u16 {
 /// `vidbatch run` polling every `poll`, with callbacks to a listener of its own.
 fn run_with_callbacks(manifest: &Path, out: &Path, base_url: &str, poll: &str) -> Command {
     let port = free_port();
-    let mut cmd = Command::new(bin());
-    cmd.env_clear()
-        .env("KLING_ACCESS_KEY", AK)
-        .env("KLING_SECRET_KEY", SK)
-        .arg("run")
-        .arg(manifest)
-        .arg("--output")
-        .arg(out)
-        .args(["--base-url", base_url, "--poll-interval", poll])
-        .args(["--submit-rate", "200/s", "--retry-base", "20ms"])
+    let mut cmd = run_polling_every(poll, manifest, out, base_url);
+    cmd.args(["--submit-rate", "200/s"])
         .args(["--webhook-url", &format!("http://127.0.0.1:{port}/hooks/")])
-        .args(["--webhook-listen", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null());
+        .args(["--webhook-listen", &format!("127.0.0.1:{port}")]);
     cmd
 }
 

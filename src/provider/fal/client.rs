@@ -333,7 +333,6 @@ impl Provider for FalProvider {
             idempotency_key: false,
             cancel: true,
             queues_over_limit: true,
-            callbacks: true,
         }
     }
 

@@ -345,7 +345,6 @@ impl Provider for KlingProvider {
             idempotency_key: true,
             cancel: false,
             queues_over_limit: false,
-            callbacks: true,
         }
     }
 

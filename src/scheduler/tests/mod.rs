@@ -133,7 +133,6 @@ impl Provider for Fake {
             idempotency_key: true,
             cancel: false,
             queues_over_limit: false,
-            callbacks: false,
         }
     }
 
