@@ -99,7 +99,12 @@ fn listen_address(s: &str) -> Option<SocketAddr> {
 /// token is appended as one more path segment.
 fn checked_url(url: &str) -> Result<String, String> {
     let parsed = reqwest::Url::parse(url)
-        .map_err(|e| format!("`{url}` is not an address the provider can call: {e}"))?;
+        .map_err(|e| match url.contains("://") {
+            true => format!("`{url}` is not an address the provider can call: {e}"),
+            false => format!(
+                "`{url}` is not an address the provider can call: give it whole, e.g. https://hooks.example.com/vidbatch"
+            ),
+        })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!(
             "`{url}`: only http:// and https:// addresses can be called"
