@@ -119,6 +119,8 @@ impl FalProvider {
         url: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Answer, ProviderError> {
+        // Held until the body is read: the connection is busy until then.
+        let _turn = self.http.turn().await;
         let mut request = self
             .http
             .request(method.clone(), url)

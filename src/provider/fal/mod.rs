@@ -22,6 +22,8 @@ pub mod wire;
 
 use std::time::Duration;
 
+use crate::provider::http::ApiClient;
+
 pub use client::{Op, classify};
 
 /// The fal endpoint and key. `Debug` never prints the key.
@@ -60,7 +62,7 @@ impl std::fmt::Debug for FalConfig {
 #[derive(Debug, Clone)]
 pub struct FalProvider {
     config: FalConfig,
-    http: reqwest::Client,
+    http: ApiClient,
 }
 
 impl FalProvider {
@@ -70,34 +72,16 @@ impl FalProvider {
         wire::job(item, self.config.default_model.as_deref())
     }
 
-    /// A provider with its own HTTP client, built like Kling's: rustls with
-    /// the platform and bundled roots, 10 s connect timeout, pooled
-    /// keep-alive, and **no redirects** (a submit re-sent wherever a server
-    /// points could carry the body and the key to another origin; a 3xx is
-    /// reported as a setup error instead).
+    /// A provider with its own HTTP client ([`ApiClient`]: no redirects, a
+    /// bound on requests in flight).
     pub fn new(config: FalConfig) -> Self {
-        // Building fails only if the TLS backend cannot initialise, which no
-        // input can cause; the default client reports the same problem on use.
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(crate::provider::http::MAX_IDLE_PER_HOST)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vidbatch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Self::with_client(config, http)
+        Self::with_client(config, ApiClient::new())
     }
 
     /// A provider sharing an existing HTTP client (and so its pool).
-    pub fn with_client(mut config: FalConfig, http: reqwest::Client) -> Self {
+    pub fn with_client(mut config: FalConfig, http: ApiClient) -> Self {
         config.base_url = config.base_url.trim_end_matches('/').to_owned();
         FalProvider { config, http }
-    }
-
-    /// The HTTP client, for downloads that should reuse the same pool.
-    pub fn http_client(&self) -> reqwest::Client {
-        self.http.clone()
     }
 }
 

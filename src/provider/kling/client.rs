@@ -111,6 +111,8 @@ impl KlingProvider {
             .auth
             .header_value()
             .map_err(|e| error(ErrorClass::BatchFatal, e.to_string()))?;
+        // Held until the body is read: the connection is busy until then.
+        let _turn = self.http.turn().await;
         let mut request = self
             .http
             .request(method.clone(), url)

@@ -23,6 +23,8 @@ pub use request::job;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::provider::http::ApiClient;
+
 /// Which URL layout and auth the server expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -69,40 +71,21 @@ pub struct KlingConfig {
 #[derive(Debug, Clone)]
 pub struct KlingProvider {
     config: KlingConfig,
-    http: reqwest::Client,
+    http: ApiClient,
     auth: Arc<auth::Authorizer>,
 }
 
 impl KlingProvider {
-    /// A provider with its own HTTP client: rustls trusting both the
-    /// platform's store (which honours `SSL_CERT_FILE` / `SSL_CERT_DIR`, for
-    /// private CAs and corporate proxies) and the bundled Mozilla roots; 10 s
-    /// connect timeout; pooled keep-alive connections; and **no redirects**:
-    /// a create re-sent wherever a server points could carry our body and key
-    /// to another origin, so a 3xx is reported as a setup error instead.
+    /// A provider with its own HTTP client ([`ApiClient`]: no redirects, a
+    /// bound on requests in flight).
     pub fn new(config: KlingConfig) -> Self {
-        // Building fails only if the TLS backend cannot initialise, which no
-        // input can cause; the default client reports the same problem on use.
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(crate::provider::http::MAX_IDLE_PER_HOST)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vidbatch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Self::with_client(config, http)
+        Self::with_client(config, ApiClient::new())
     }
 
     /// A provider sharing an existing HTTP client (and so its pool).
-    pub fn with_client(config: KlingConfig, http: reqwest::Client) -> Self {
+    pub fn with_client(config: KlingConfig, http: ApiClient) -> Self {
         let auth = Arc::new(auth::Authorizer::new(config.credentials.clone()));
         KlingProvider { config, http, auth }
-    }
-
-    /// The HTTP client, for downloads that should reuse the same pool.
-    pub fn http_client(&self) -> reqwest::Client {
-        self.http.clone()
     }
 
     /// Drop the cached JWT so the next request signs a new one. The client
