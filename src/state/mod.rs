@@ -13,6 +13,7 @@
 //!
 //! Secrets never go in the store: it holds ids, statuses, URLs and results.
 
+mod group;
 mod progress;
 mod read;
 mod schema;

@@ -1,8 +1,9 @@
 //! The single writer of the state file.
 //!
 //! A dedicated thread owns the write connection. Updates queue on a channel;
-//! the thread takes everything queued, applies it in one transaction and then
-//! acknowledges the updates that asked for it. Waiting for the ack of an
+//! the thread takes everything queued (and, when nobody waits for it, what
+//! arrives within a few milliseconds: `group.rs`), applies it in one
+//! transaction and then acknowledges the updates that asked for it. Waiting for the ack of an
 //! `Intent` before a POST is what makes "intent is durable before the create"
 //! true; everything else is fire-and-forget and still ordered.
 
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::group::{GROUP_MAX, LINGER, gather};
 use super::watch::Watch;
 use super::{StateError, Status, VideoRecord};
 
@@ -159,6 +161,9 @@ enum WriteFailure {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::UnboundedSender<Msg>,
+    /// The writer thread, woken when an update someone waits for is queued
+    /// while its group lingers ([`super::group`]).
+    writer: Option<std::thread::Thread>,
 }
 
 impl WriterHandle {
@@ -190,6 +195,9 @@ impl WriterHandle {
                 ack: Some(ack),
             })
             .map_err(|_| StateError::WriterGone)?;
+        if let Some(writer) = &self.writer {
+            writer.unpark();
+        }
         Self::wait(done).await
     }
 
@@ -211,9 +219,6 @@ impl WriterHandle {
 pub struct Writer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
-
-/// Most updates one transaction takes, so acks are not held back for long.
-const GROUP_MAX: usize = 4096;
 
 impl Writer {
     /// A writer that does not watch its file (tests, tools).
@@ -242,19 +247,14 @@ impl Writer {
                     refuse_durable: None,
                 };
                 while let Some(first) = rx.blocking_recv() {
-                    let mut group = vec![first];
-                    while group.len() < GROUP_MAX {
-                        match rx.try_recv() {
-                            Ok(m) => group.push(m),
-                            Err(_) => break,
-                        }
-                    }
+                    let group = gather(&mut rx, first, LINGER, GROUP_MAX, |m| m.ack.is_some());
                     w.commit(group);
                 }
                 w.close();
             })
             .ok();
-        (Writer { thread }, WriterHandle { tx })
+        let writer = thread.as_ref().map(|t| t.thread().clone());
+        (Writer { thread }, WriterHandle { tx, writer })
     }
 
     /// Wait for the thread to finish (after every handle is dropped): its
