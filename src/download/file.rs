@@ -4,9 +4,10 @@
 //! Every disk operation is a blocking system call, run on tokio's blocking
 //! pool; each trip there costs a thread hand-off, so a download makes as few
 //! as it can: body chunks gather in memory ([`PartWriter`]) and reach the
-//! disk one buffer at a time, and the end of a download — last bytes,
-//! `fdatasync`, rename — is one trip. The directory fsync that makes the
-//! rename durable is shared with the renames that finish beside it
+//! disk one buffer at a time, and the end of a download — last bytes (and,
+//! where the filesystem's sync cannot be shared, `fdatasync`) — is one trip.
+//! Making the data durable, the rename and the directory fsync that makes
+//! the rename durable are shared with the downloads that finish beside it
 //! ([`super::dirsync`]).
 
 use std::io::{Read as _, Write as _};
@@ -60,10 +61,10 @@ pub(super) struct PartWriter {
     capacity: usize,
 }
 
-/// What [`PartWriter::commit`] checks before it renames.
+/// What [`PartWriter::finish`] checks before the part may become the video.
 pub(super) type HeadCheck = fn(&[u8]) -> bool;
 
-/// How a commit ended when it did not move the file into place.
+/// Why a finished part may not become the video.
 pub(super) enum Refused {
     /// The head check failed: the `.part` was removed.
     BadHead,
@@ -132,38 +133,35 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Write what is gathered, make the data durable and rename the `.part`
-    /// to `dest` — one blocking trip. With `check`, the file's first
-    /// `head_len` bytes are judged first (a resumed part whose start came
-    /// from an earlier run); a part that fails is removed, not renamed.
+    /// Write what is gathered — and with `sync_data` make it durable — in
+    /// one blocking trip. With `check`, the file's first `head_len` bytes
+    /// are judged first (a resumed part whose start came from an earlier
+    /// run); a part that fails is removed.
     ///
-    /// The rename itself is durable only once `dest`'s directory is synced:
-    /// the caller's job, shared with other renames ([`super::dirsync`]).
-    pub(super) async fn commit(
+    /// Moving the part into place is the caller's, after its data is
+    /// durable ([`super::dirsync`]: there, with `sync_data` off, one sync
+    /// of the filesystem covers every part that finished beside it).
+    pub(super) async fn finish(
         mut self,
-        dest: &Path,
         check: Option<(HeadCheck, usize)>,
+        sync_data: bool,
     ) -> Result<(), Refused> {
-        let dest = dest.to_path_buf();
-        let (_, _, renamed) = self
+        let (_, _, fit) = self
             .in_blocking(move |file, part| {
-                file.sync_data()?;
+                if sync_data {
+                    file.sync_data()?;
+                }
                 if let Some((check, len)) = check
                     && !check(&read_head(part, len)?)
                 {
                     std::fs::remove_file(part)?;
                     return Ok(false);
                 }
-                std::fs::rename(part, &dest)?;
                 Ok(true)
             })
             .await
             .map_err(Refused::Io)?;
-        if renamed {
-            Ok(())
-        } else {
-            Err(Refused::BadHead)
-        }
+        if fit { Ok(()) } else { Err(Refused::BadHead) }
     }
 
     /// One blocking trip: open the file if this is its first, write the
@@ -299,7 +297,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_part_reaches_the_disk_a_buffer_at_a_time_and_moves_into_place() {
+    async fn a_part_reaches_the_disk_a_buffer_at_a_time() {
         let dir = tempfile::tempdir().expect("tempdir");
         let dest = dir.path().join("videos/deep/v.mp4");
         let part = part_path(&dest);
@@ -309,13 +307,13 @@ mod tests {
         w.write(b"cdef").await.expect("write");
         assert_eq!(std::fs::read(&part).ok(), Some(b"abcdef".to_vec()));
         w.write(b"g").await.expect("write");
-        assert!(w.commit(&dest, None).await.is_ok());
-        assert!(!part.exists());
-        assert_eq!(std::fs::read(&dest).ok(), Some(b"abcdefg".to_vec()));
+        assert!(w.finish(None, true).await.is_ok());
+        assert_eq!(std::fs::read(&part).ok(), Some(b"abcdefg".to_vec()));
+        assert!(!dest.exists(), "moving it into place is the caller's");
     }
 
     #[tokio::test]
-    async fn a_resumed_part_is_hashed_appended_to_and_judged_before_the_rename() {
+    async fn a_resumed_part_is_hashed_appended_to_and_judged_at_its_end() {
         let dir = tempfile::tempdir().expect("tempdir");
         let dest = dir.path().join("v.mp4");
         let part = part_path(&dest);
@@ -323,7 +321,7 @@ mod tests {
         let (mut w, hasher) = PartWriter::resume(&part, 1 << 20).await.expect("resume");
         assert_eq!(hasher.finalize().to_vec(), Sha256::digest(b"abc").to_vec());
         w.write(b"def").await.expect("write");
-        let refused = w.commit(&dest, Some((|h| h.starts_with(b"xyz"), 3))).await;
+        let refused = w.finish(Some((|h| h.starts_with(b"xyz"), 3)), false).await;
         assert!(matches!(refused, Err(Refused::BadHead)));
         assert!(
             !part.exists() && !dest.exists(),
@@ -333,7 +331,7 @@ mod tests {
         std::fs::write(&part, b"abc").expect("write");
         let (mut w, _) = PartWriter::resume(&part, 1 << 20).await.expect("resume");
         w.write(b"def").await.expect("write");
-        assert!(w.commit(&dest, Some((|h| h == b"abc", 3))).await.is_ok());
-        assert_eq!(std::fs::read(&dest).ok(), Some(b"abcdef".to_vec()));
+        assert!(w.finish(Some((|h| h == b"abc", 3)), false).await.is_ok());
+        assert_eq!(std::fs::read(&part).ok(), Some(b"abcdef".to_vec()));
     }
 }

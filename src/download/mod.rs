@@ -2,12 +2,12 @@
 //!
 //! A video is paid for, so a cut connection must not lose it: bytes stream to
 //! `<dest>.part` (memory stays flat whatever the file size), a retry resumes
-//! with `Range`, the file is fsynced and renamed into place, and its sha256 is
-//! returned for the state — only once the file's data and its rename are
-//! durable, so a state record of it never outlives a power cut the file did
-//! not survive. The folder fsync that makes a rename durable is shared by the
-//! downloads that finish together (`dirsync.rs`); the file's own bytes cost
-//! one blocking trip, not one per chunk (`file.rs`).
+//! with `Range`, the file's data is made durable and it is renamed into
+//! place, and its sha256 is returned for the state — only once the file's
+//! data and its rename are durable, so a state record of it never outlives a
+//! power cut the file did not survive. The syncs that make data and rename
+//! durable are shared by the downloads that finish together (`dirsync.rs`);
+//! the file's own bytes cost one blocking trip, not one per chunk (`file.rs`).
 //!
 //! A server is not trusted to send what it says. An answer counts only if:
 //! - its status is 200, or 206 for the range asked (403/404/410 mean the URL
@@ -398,7 +398,14 @@ impl Downloader {
         // A resumed part's start came from an earlier attempt or run: judge
         // it before it becomes the video.
         let check = append.then_some((starts_like_a_video as HeadCheck, verify::SNIFF_LEN));
-        match out.commit(dest, check).await {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        // Where the filesystem syncs as a whole, the part's data is made
+        // durable with the parts that land beside it; else by itself now.
+        let sync_data = !self.syncs.syncs_as_a_whole(dir);
+        match out.finish(check, sync_data).await {
             Ok(()) => {}
             Err(Refused::BadHead) => {
                 return Err(AttemptError::Retry(
@@ -408,15 +415,12 @@ impl Downloader {
             }
             Err(Refused::Io(e)) => return Err(e.into()),
         }
-        // The data is durable; the rename is once its folder is synced.
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        // Data durable, then the rename, then the folder: one round shared
+        // by the downloads that finish together.
         self.syncs
-            .sync(dir)
+            .land(dir, part, dest, sync_data)
             .await
-            .map_err(|e| file::io_error(dir, e))?;
+            .map_err(|e| file::io_error(dest, e))?;
         Ok(Downloaded {
             bytes: written,
             sha256: hex::encode(hasher.finalize()),
