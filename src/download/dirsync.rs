@@ -46,9 +46,6 @@ struct Landing {
 #[derive(Debug, Default)]
 pub(super) struct DirSyncs {
     dirs: Mutex<HashMap<PathBuf, Vec<Landing>>>,
-    /// Whether a folder's filesystem syncs as a whole ([`shared_sync`]),
-    /// asked once per folder.
-    shared: Mutex<HashMap<PathBuf, bool>>,
     /// Rounds made (figures and tests: how many parts shared one).
     rounds: std::sync::atomic::AtomicU64,
 }
@@ -56,19 +53,16 @@ pub(super) struct DirSyncs {
 impl DirSyncs {
     /// Whether parts finished in `dir` may leave their data to the round's
     /// shared sync (else each download `fdatasync`s its own part first).
+    /// Asked of the nearest folder that exists: a folder the part's first
+    /// write is about to make lives on its parent's filesystem. One `statfs`
+    /// a download; not kept, so a run with a folder per item holds nothing
+    /// per folder.
     pub(super) fn syncs_as_a_whole(&self, dir: &Path) -> bool {
-        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(&s) = shared.get(dir) {
-            return s;
-        }
-        match shared_sync(dir) {
-            Some(s) => {
-                shared.insert(dir.to_path_buf(), s);
-                s
-            }
-            // Not there yet (the first part creates it): ask again later.
-            None => false,
-        }
+        dir.ancestors()
+            .filter(|d| !d.as_os_str().is_empty())
+            .chain([Path::new(".")])
+            .find_map(shared_sync)
+            .unwrap_or(false)
     }
 
     /// Move `part` (in `dir`) to `dest` (in `dir`) once its data is durable
@@ -173,7 +167,7 @@ fn round(dir: &Path, waiting: Vec<Landing>) {
 /// metadata to stable storage, as `fdatasync` of each would: the common
 /// local ones. Network and FUSE filesystems are left out (what their sync
 /// of the whole reaches is up to the server or the daemon), and so is
-/// anything unknown. `None`: the folder cannot be asked (it may not exist yet).
+/// anything unknown. `None`: the folder cannot be asked (it may not exist).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn shared_sync(dir: &Path) -> Option<bool> {
     use std::os::unix::ffi::OsStrExt as _;
@@ -231,6 +225,19 @@ mod tests {
         (part, dest)
     }
 
+    /// Pretend a round for `dir` is under way: parts queue for the next.
+    fn round_under_way(syncs: &DirSyncs, dir: &Path) {
+        syncs.dirs.lock().unwrap().insert(dir.into(), Vec::new());
+    }
+
+    /// Run the rounds of `dir` (as the round under way would on its end).
+    async fn run_rounds(syncs: &Arc<DirSyncs>, dir: &Path) {
+        let (s, d) = (syncs.clone(), dir.to_path_buf());
+        tokio::task::spawn_blocking(move || s.rounds(&d))
+            .await
+            .expect("join");
+    }
+
     #[tokio::test]
     async fn a_lone_part_lands_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -251,11 +258,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let syncs = Arc::new(DirSyncs::default());
         // A round for the folder is under way (its entry is present)...
-        syncs
-            .dirs
-            .lock()
-            .unwrap()
-            .insert(dir.path().into(), Vec::new());
+        round_under_way(&syncs, dir.path());
         let waiters: Vec<_> = (0..50)
             .map(|i| {
                 let (syncs, dir) = (syncs.clone(), dir.path().to_path_buf());
@@ -269,10 +272,7 @@ mod tests {
         assert_eq!(syncs.rounds_made(), 0, "nobody is answered before a round");
         assert!(!dir.path().join("0.mp4").exists(), "nothing moved yet");
         // ...and when it ends, one more serves all fifty.
-        let (s, d) = (syncs.clone(), dir.path().to_path_buf());
-        tokio::task::spawn_blocking(move || s.rounds(&d))
-            .await
-            .expect("join");
+        run_rounds(&syncs, dir.path()).await;
         for w in waiters {
             w.await.expect("join").expect("land");
         }
@@ -285,11 +285,7 @@ mod tests {
     async fn a_part_that_cannot_move_fails_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let syncs = Arc::new(DirSyncs::default());
-        syncs
-            .dirs
-            .lock()
-            .unwrap()
-            .insert(dir.path().into(), Vec::new());
+        round_under_way(&syncs, dir.path());
         let (p, d) = part(dir.path(), "ok.mp4", b"v");
         let gone = dir.path().join("gone.mp4.part");
         let (s1, s2, dir1, dir2) = (
@@ -304,10 +300,7 @@ mod tests {
         while syncs.dirs.lock().unwrap()[dir.path()].len() < 2 {
             tokio::task::yield_now().await;
         }
-        let (s, d) = (syncs.clone(), dir.path().to_path_buf());
-        tokio::task::spawn_blocking(move || s.rounds(&d))
-            .await
-            .expect("join");
+        run_rounds(&syncs, dir.path()).await;
         assert!(ok.await.expect("join").is_ok());
         let err = missing.await.expect("join").expect_err("no such part");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
@@ -326,16 +319,13 @@ mod tests {
     }
 
     #[test]
-    fn a_folder_not_made_yet_is_synced_file_by_file_and_asked_again() {
+    fn a_folder_not_made_yet_is_asked_of_its_parent() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let later = dir.path().join("later");
         let syncs = DirSyncs::default();
-        assert!(!syncs.syncs_as_a_whole(&later));
-        std::fs::create_dir(&later).expect("mkdir");
         assert_eq!(
-            syncs.syncs_as_a_whole(&later),
-            shared_sync(dir.path()) == Some(true),
-            "asked again once it exists"
+            syncs.syncs_as_a_whole(&dir.path().join("later/deeper")),
+            syncs.syncs_as_a_whole(dir.path())
         );
+        assert_eq!(shared_sync(&dir.path().join("later")), None);
     }
 }
