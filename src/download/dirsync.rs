@@ -11,7 +11,11 @@
 //! 1. one `syncfs` of the folder's filesystem makes the data of every part
 //!    written before it durable (on filesystems where that is known to be
 //!    what it does: [`shared_sync`]; elsewhere each part was `fdatasync`ed
-//!    by its own download, as before);
+//!    by its own download, as before). A failed write-back is reported by
+//!    `syncfs` only once, to whoever asks first, so each part's own
+//!    descriptor (open since before its bytes were written) is asked too
+//!    (`sync_file_range`, which waits without a disk flush): a part whose
+//!    write-back failed is not renamed;
 //! 2. each part is renamed to its video (data first, name after, so a power
 //!    cut leaves a video whole or absent, never torn);
 //! 3. one fsync of the folder makes every rename durable.
@@ -37,8 +41,9 @@ type Outcome = Result<(), (io::ErrorKind, String)>;
 struct Landing {
     part: PathBuf,
     dest: PathBuf,
-    /// Its data is already durable (its download ran `fdatasync`).
-    synced: bool,
+    /// The part, open since before its bytes were written, when its data
+    /// is left to the round (`None`: its download ran `fdatasync`).
+    unsynced: Option<std::fs::File>,
     answer: oneshot::Sender<Outcome>,
 }
 
@@ -66,20 +71,21 @@ impl DirSyncs {
     }
 
     /// Move `part` (in `dir`) to `dest` (in `dir`) once its data is durable
-    /// (`synced`: already so), and return once the rename is durable too.
-    /// On an error the part stays where it is.
+    /// (`unsynced`: the part's file, open since before it was written, when
+    /// the round is to make it so; `None`: already durable), and return once
+    /// the rename is durable too. On an error the part stays where it is.
     pub(super) async fn land(
         self: &Arc<Self>,
         dir: &Path,
         part: &Path,
         dest: &Path,
-        synced: bool,
+        unsynced: Option<std::fs::File>,
     ) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
         let landing = Landing {
             part: part.to_path_buf(),
             dest: dest.to_path_buf(),
-            synced,
+            unsynced,
             answer: tx,
         };
         let first = {
@@ -138,19 +144,26 @@ impl DirSyncs {
 /// One round: the data of the parts not yet synced, their renames, the
 /// folder; each waiter answered with what happened to its own part.
 fn round(dir: &Path, waiting: Vec<Landing>) {
-    let data = if waiting.iter().any(|l| !l.synced) {
+    let data = if waiting.iter().any(|l| l.unsynced.is_some()) {
         sync_filesystem(dir).map_err(|e| (e.kind(), e.to_string()))
     } else {
         Ok(())
     };
-    let renamed: Vec<(Landing, Outcome)> = waiting
+    let renamed: Vec<(oneshot::Sender<Outcome>, Outcome)> = waiting
         .into_iter()
         .map(|l| {
-            let outcome = match &data {
-                Err(e) if !l.synced => Err(e.clone()),
-                _ => std::fs::rename(&l.part, &l.dest).map_err(|e| (e.kind(), e.to_string())),
+            let durable = match (&l.unsynced, &data) {
+                (None, _) => Ok(()),
+                (Some(_), Err(e)) => Err(e.clone()),
+                // The sync of the whole reports a failed write-back only
+                // once, to whoever asks first; the part's own descriptor
+                // hears of any that hit it since it was opened.
+                (Some(file), Ok(())) => written_back(file).map_err(|e| (e.kind(), e.to_string())),
             };
-            (l, outcome)
+            let outcome = durable.and_then(|()| {
+                std::fs::rename(&l.part, &l.dest).map_err(|e| (e.kind(), e.to_string()))
+            });
+            (l.answer, outcome)
         })
         .collect();
     let folder = if renamed.iter().any(|(_, o)| o.is_ok()) {
@@ -158,8 +171,8 @@ fn round(dir: &Path, waiting: Vec<Landing>) {
     } else {
         Ok(())
     };
-    for (l, outcome) in renamed {
-        let _ = l.answer.send(outcome.and(folder.clone()));
+    for (answer, outcome) in renamed {
+        let _ = answer.send(outcome.and(folder.clone()));
     }
 }
 
@@ -207,22 +220,46 @@ fn sync_filesystem(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// After [`sync_filesystem`]: did the write-back of `file`'s pages fail
+/// since it was opened? Waits for any still under way; no disk flush (the
+/// sync of the whole made it).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn written_back(file: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: the descriptor is open for the whole call; 0, 0 is the whole file.
+    if unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Never reached: without [`shared_sync`] every part is synced on its own.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn sync_filesystem(_dir: &Path) -> io::Result<()> {
     Err(io::Error::other("no shared sync on this platform"))
 }
 
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn written_back(file: &std::fs::File) -> io::Result<()> {
+    file.sync_data()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A part with `bytes` beside `dest`, in `dir`.
-    fn part(dir: &Path, name: &str, bytes: &[u8]) -> (PathBuf, PathBuf) {
+    /// A part with `bytes` beside `dest`, in `dir`, and its open file.
+    fn part(dir: &Path, name: &str, bytes: &[u8]) -> (PathBuf, PathBuf, std::fs::File) {
+        use std::io::Write as _;
         let dest = dir.join(name);
         let part = super::super::file::part_path(&dest);
-        std::fs::write(&part, bytes).expect("write part");
-        (part, dest)
+        let mut file = std::fs::File::create(&part).expect("create part");
+        file.write_all(bytes).expect("write part");
+        (part, dest, file)
     }
 
     /// Pretend a round for `dir` is under way: parts queue for the next.
@@ -242,14 +279,29 @@ mod tests {
     async fn a_lone_part_lands_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let syncs = Arc::new(DirSyncs::default());
-        let synced = !syncs.syncs_as_a_whole(dir.path());
-        let (p, d) = part(dir.path(), "a.mp4", b"a");
-        syncs.land(dir.path(), &p, &d, synced).await.expect("land");
+        // Left to the round, or synced first, as a download does.
+        let shared = syncs.syncs_as_a_whole(dir.path());
+        let unsynced = |f: std::fs::File| {
+            if shared {
+                Some(f)
+            } else {
+                f.sync_data().expect("fdatasync");
+                None
+            }
+        };
+        let (p, d, f) = part(dir.path(), "a.mp4", b"a");
+        syncs
+            .land(dir.path(), &p, &d, unsynced(f))
+            .await
+            .expect("land");
         assert_eq!(std::fs::read(&d).ok(), Some(b"a".to_vec()));
         assert!(!p.exists());
         assert_eq!(syncs.rounds_made(), 1);
-        let (p, d) = part(dir.path(), "b.mp4", b"b");
-        syncs.land(dir.path(), &p, &d, synced).await.expect("land");
+        let (p, d, f) = part(dir.path(), "b.mp4", b"b");
+        syncs
+            .land(dir.path(), &p, &d, unsynced(f))
+            .await
+            .expect("land");
         assert_eq!(syncs.rounds_made(), 2, "a later call gets a later round");
     }
 
@@ -262,8 +314,8 @@ mod tests {
         let waiters: Vec<_> = (0..50)
             .map(|i| {
                 let (syncs, dir) = (syncs.clone(), dir.path().to_path_buf());
-                let (p, d) = part(&dir, &format!("{i}.mp4"), b"v");
-                tokio::spawn(async move { syncs.land(&dir, &p, &d, false).await })
+                let (p, d, f) = part(&dir, &format!("{i}.mp4"), b"v");
+                tokio::spawn(async move { syncs.land(&dir, &p, &d, Some(f)).await })
             })
             .collect();
         while syncs.dirs.lock().unwrap()[dir.path()].len() < 50 {
@@ -286,7 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let syncs = Arc::new(DirSyncs::default());
         round_under_way(&syncs, dir.path());
-        let (p, d) = part(dir.path(), "ok.mp4", b"v");
+        let (p, d, f) = part(dir.path(), "ok.mp4", b"v");
         let gone = dir.path().join("gone.mp4.part");
         let (s1, s2, dir1, dir2) = (
             syncs.clone(),
@@ -294,9 +346,9 @@ mod tests {
             dir.path().to_path_buf(),
             dir.path().to_path_buf(),
         );
-        let ok = tokio::spawn(async move { s1.land(&dir1, &p, &d, false).await });
+        let ok = tokio::spawn(async move { s1.land(&dir1, &p, &d, Some(f)).await });
         let missing =
-            tokio::spawn(async move { s2.land(&dir2, &gone, &dir2.join("gone.mp4"), false).await });
+            tokio::spawn(async move { s2.land(&dir2, &gone, &dir2.join("gone.mp4"), None).await });
         while syncs.dirs.lock().unwrap()[dir.path()].len() < 2 {
             tokio::task::yield_now().await;
         }
@@ -312,7 +364,7 @@ mod tests {
         let syncs = Arc::new(DirSyncs::default());
         let gone = dir.path().join("gone");
         let err = syncs
-            .land(&gone, &gone.join("v.part"), &gone.join("v"), true)
+            .land(&gone, &gone.join("v.part"), &gone.join("v"), None)
             .await
             .expect_err("no such folder");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);

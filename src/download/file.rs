@@ -134,9 +134,11 @@ impl PartWriter {
     }
 
     /// Write what is gathered — and with `sync_data` make it durable — in
-    /// one blocking trip. With `check`, the file's first `head_len` bytes
-    /// are judged first (a resumed part whose start came from an earlier
-    /// run); a part that fails is removed.
+    /// one blocking trip, and hand back the part's file (open since before
+    /// its bytes were written: it hears of their write-back failing). With
+    /// `check`, the file's first `head_len` bytes are judged first (a
+    /// resumed part whose start came from an earlier run); a part that
+    /// fails is removed.
     ///
     /// Moving the part into place is the caller's, after its data is
     /// durable ([`super::dirsync`]: there, with `sync_data` off, one sync
@@ -145,8 +147,8 @@ impl PartWriter {
         mut self,
         check: Option<(HeadCheck, usize)>,
         sync_data: bool,
-    ) -> Result<(), Refused> {
-        let (_, _, fit) = self
+    ) -> Result<std::fs::File, Refused> {
+        let (file, _, fit) = self
             .in_blocking(move |file, part| {
                 if sync_data {
                     file.sync_data()?;
@@ -161,7 +163,7 @@ impl PartWriter {
             })
             .await
             .map_err(Refused::Io)?;
-        if fit { Ok(()) } else { Err(Refused::BadHead) }
+        if fit { Ok(file) } else { Err(Refused::BadHead) }
     }
 
     /// One blocking trip: open the file if this is its first, write the

@@ -405,8 +405,8 @@ impl Downloader {
         // Where the filesystem syncs as a whole, the part's data is made
         // durable with the parts that land beside it; else by itself now.
         let sync_data = !self.syncs.syncs_as_a_whole(dir);
-        match out.finish(check, sync_data).await {
-            Ok(()) => {}
+        let file = match out.finish(check, sync_data).await {
+            Ok(file) => file,
             Err(Refused::BadHead) => {
                 return Err(AttemptError::Retry(
                     "the partial file kept from before does not start like a video; starting again"
@@ -414,11 +414,11 @@ impl Downloader {
                 ));
             }
             Err(Refused::Io(e)) => return Err(e.into()),
-        }
+        };
         // Data durable, then the rename, then the folder: one round shared
         // by the downloads that finish together.
         self.syncs
-            .land(dir, part, dest, sync_data)
+            .land(dir, part, dest, (!sync_data).then_some(file))
             .await
             .map_err(|e| file::io_error(dest, e))?;
         Ok(Downloaded {
