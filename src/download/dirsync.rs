@@ -10,7 +10,7 @@
 //! every part queued for it —
 //! 1. one `syncfs` of the folder's filesystem makes the data of every part
 //!    written before it durable (on filesystems where that is known to be
-//!    what it does: [`shared_sync`]; elsewhere each part was `fdatasync`ed
+//!    what it does: [`syncs_as_a_whole`]; elsewhere each part was `fdatasync`ed
 //!    by its own download, as before). A failed write-back is reported by
 //!    `syncfs` only once, to whoever asks first, so each part's own
 //!    descriptor (open since before its bytes were written) is asked too
@@ -36,6 +36,10 @@ use super::file::sync_dir;
 /// The answer one waiter gets (`io::Error` is not `Clone`).
 type Outcome = Result<(), (io::ErrorKind, String)>;
 
+fn outcome(r: io::Result<()>) -> Outcome {
+    r.map_err(|e| (e.kind(), e.to_string()))
+}
+
 /// A part waiting to become its video.
 #[derive(Debug)]
 struct Landing {
@@ -56,20 +60,6 @@ pub(super) struct DirSyncs {
 }
 
 impl DirSyncs {
-    /// Whether parts finished in `dir` may leave their data to the round's
-    /// shared sync (else each download `fdatasync`s its own part first).
-    /// Asked of the nearest folder that exists: a folder the part's first
-    /// write is about to make lives on its parent's filesystem. One `statfs`
-    /// a download; not kept, so a run with a folder per item holds nothing
-    /// per folder.
-    pub(super) fn syncs_as_a_whole(&self, dir: &Path) -> bool {
-        dir.ancestors()
-            .filter(|d| !d.as_os_str().is_empty())
-            .chain([Path::new(".")])
-            .find_map(shared_sync)
-            .unwrap_or(false)
-    }
-
     /// Move `part` (in `dir`) to `dest` (in `dir`) once its data is durable
     /// (`unsynced`: the part's file, open since before it was written, when
     /// the round is to make it so; `None`: already durable), and return once
@@ -145,7 +135,7 @@ impl DirSyncs {
 /// folder; each waiter answered with what happened to its own part.
 fn round(dir: &Path, waiting: Vec<Landing>) {
     let data = if waiting.iter().any(|l| l.unsynced.is_some()) {
-        sync_filesystem(dir).map_err(|e| (e.kind(), e.to_string()))
+        outcome(sync_filesystem(dir))
     } else {
         Ok(())
     };
@@ -158,32 +148,32 @@ fn round(dir: &Path, waiting: Vec<Landing>) {
                 // The sync of the whole reports a failed write-back only
                 // once, to whoever asks first; the part's own descriptor
                 // hears of any that hit it since it was opened.
-                (Some(file), Ok(())) => written_back(file).map_err(|e| (e.kind(), e.to_string())),
+                (Some(file), Ok(())) => outcome(written_back(file)),
             };
-            let outcome = durable.and_then(|()| {
-                std::fs::rename(&l.part, &l.dest).map_err(|e| (e.kind(), e.to_string()))
-            });
-            (l.answer, outcome)
+            let landed = durable.and_then(|()| outcome(std::fs::rename(&l.part, &l.dest)));
+            (l.answer, landed)
         })
         .collect();
     let folder = if renamed.iter().any(|(_, o)| o.is_ok()) {
-        sync_dir(dir).map_err(|e| (e.kind(), e.to_string()))
+        outcome(sync_dir(dir))
     } else {
         Ok(())
     };
-    for (answer, outcome) in renamed {
-        let _ = answer.send(outcome.and(folder.clone()));
+    for (answer, landed) in renamed {
+        let _ = answer.send(landed.and(folder.clone()));
     }
 }
 
-/// Filesystems on which `syncfs` writes every file's dirty data and
-/// metadata to stable storage, as `fdatasync` of each would: the common
-/// local ones. Network and FUSE filesystems are left out (what their sync
-/// of the whole reaches is up to the server or the daemon), and so is
-/// anything unknown. `None`: the folder cannot be asked (it may not exist).
+/// Whether `part`'s filesystem is one on which `syncfs` writes every file's
+/// dirty data and metadata to stable storage, as `fdatasync` of each would:
+/// the common local ones. Then its data may be left to the round's shared
+/// sync; else its download `fdatasync`s it. Network and FUSE filesystems
+/// are left out (what their sync of the whole reaches is up to the server
+/// or the daemon), and so is anything unknown or unaskable. One `fstatfs`,
+/// on the blocking trip that writes the part's last bytes.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn shared_sync(dir: &Path) -> Option<bool> {
-    use std::os::unix::ffi::OsStrExt as _;
+pub(super) fn syncs_as_a_whole(part: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd as _;
     const LOCAL: [u64; 6] = [
         0xEF53,      // ext2, ext3, ext4
         0x5846_5342, // xfs
@@ -192,19 +182,18 @@ fn shared_sync(dir: &Path) -> Option<bool> {
         0xF2F5_2010, // f2fs
         0x2FC1_2FC1, // zfs
     ];
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `path` is a valid C string and `st` a zeroed `statfs` that
-    // the call fills in; nothing is kept past the call.
+    // SAFETY: the descriptor is open for the whole call and `st` a zeroed
+    // `statfs` that the call fills in; nothing is kept past the call.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
-        return None;
+    if unsafe { libc::fstatfs(part.as_raw_fd(), &mut st) } != 0 {
+        return false;
     }
-    Some(LOCAL.contains(&(st.f_type as u64)))
+    LOCAL.contains(&(st.f_type as u64))
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn shared_sync(_dir: &Path) -> Option<bool> {
-    Some(false)
+pub(super) fn syncs_as_a_whole(_part: &std::fs::File) -> bool {
+    false
 }
 
 /// `syncfs` of the filesystem holding `dir`.
@@ -237,7 +226,7 @@ fn written_back(file: &std::fs::File) -> io::Result<()> {
     }
 }
 
-/// Never reached: without [`shared_sync`] every part is synced on its own.
+/// Never reached: without [`syncs_as_a_whole`] every part is synced on its own.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn sync_filesystem(_dir: &Path) -> io::Result<()> {
     Err(io::Error::other("no shared sync on this platform"))
@@ -280,9 +269,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let syncs = Arc::new(DirSyncs::default());
         // Left to the round, or synced first, as a download does.
-        let shared = syncs.syncs_as_a_whole(dir.path());
         let unsynced = |f: std::fs::File| {
-            if shared {
+            if syncs_as_a_whole(&f) {
                 Some(f)
             } else {
                 f.sync_data().expect("fdatasync");
@@ -370,14 +358,10 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
-    fn a_folder_not_made_yet_is_asked_of_its_parent() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let syncs = DirSyncs::default();
-        assert_eq!(
-            syncs.syncs_as_a_whole(&dir.path().join("later/deeper")),
-            syncs.syncs_as_a_whole(dir.path())
-        );
-        assert_eq!(shared_sync(&dir.path().join("later")), None);
+    fn a_filesystem_not_known_to_sync_as_a_whole_is_synced_file_by_file() {
+        let proc_file = std::fs::File::open("/proc/self/status").expect("procfs");
+        assert!(!syncs_as_a_whole(&proc_file));
     }
 }

@@ -133,37 +133,40 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Write what is gathered — and with `sync_data` make it durable — in
-    /// one blocking trip, and hand back the part's file (open since before
-    /// its bytes were written: it hears of their write-back failing). With
-    /// `check`, the file's first `head_len` bytes are judged first (a
-    /// resumed part whose start came from an earlier run); a part that
-    /// fails is removed.
+    /// Write what is gathered, in one blocking trip, and make it durable
+    /// there — unless the part's filesystem syncs as a whole
+    /// ([`super::dirsync::syncs_as_a_whole`]): then the part's file comes
+    /// back (open since before its bytes were written, so it hears of their
+    /// write-back failing) for the round that lands it to sync with the
+    /// parts beside it. With `check`, the file's first `head_len` bytes are
+    /// judged first (a resumed part whose start came from an earlier run);
+    /// a part that fails is removed.
     ///
-    /// Moving the part into place is the caller's, after its data is
-    /// durable ([`super::dirsync`]: there, with `sync_data` off, one sync
-    /// of the filesystem covers every part that finished beside it).
+    /// Moving the part into place is the caller's ([`super::dirsync`]).
     pub(super) async fn finish(
         mut self,
         check: Option<(HeadCheck, usize)>,
-        sync_data: bool,
-    ) -> Result<std::fs::File, Refused> {
+    ) -> Result<Option<std::fs::File>, Refused> {
         let (file, _, fit) = self
             .in_blocking(move |file, part| {
-                if sync_data {
+                let shared = super::dirsync::syncs_as_a_whole(file);
+                if !shared {
                     file.sync_data()?;
                 }
                 if let Some((check, len)) = check
                     && !check(&read_head(part, len)?)
                 {
                     std::fs::remove_file(part)?;
-                    return Ok(false);
+                    return Ok(None);
                 }
-                Ok(true)
+                Ok(Some(shared))
             })
             .await
             .map_err(Refused::Io)?;
-        if fit { Ok(file) } else { Err(Refused::BadHead) }
+        match fit {
+            Some(shared) => Ok(shared.then_some(file)),
+            None => Err(Refused::BadHead),
+        }
     }
 
     /// One blocking trip: open the file if this is its first, write the
@@ -309,7 +312,7 @@ mod tests {
         w.write(b"cdef").await.expect("write");
         assert_eq!(std::fs::read(&part).ok(), Some(b"abcdef".to_vec()));
         w.write(b"g").await.expect("write");
-        assert!(w.finish(None, true).await.is_ok());
+        assert!(w.finish(None).await.is_ok());
         assert_eq!(std::fs::read(&part).ok(), Some(b"abcdefg".to_vec()));
         assert!(!dest.exists(), "moving it into place is the caller's");
     }
@@ -323,7 +326,7 @@ mod tests {
         let (mut w, hasher) = PartWriter::resume(&part, 1 << 20).await.expect("resume");
         assert_eq!(hasher.finalize().to_vec(), Sha256::digest(b"abc").to_vec());
         w.write(b"def").await.expect("write");
-        let refused = w.finish(Some((|h| h.starts_with(b"xyz"), 3)), false).await;
+        let refused = w.finish(Some((|h| h.starts_with(b"xyz"), 3))).await;
         assert!(matches!(refused, Err(Refused::BadHead)));
         assert!(
             !part.exists() && !dest.exists(),
@@ -333,7 +336,7 @@ mod tests {
         std::fs::write(&part, b"abc").expect("write");
         let (mut w, _) = PartWriter::resume(&part, 1 << 20).await.expect("resume");
         w.write(b"def").await.expect("write");
-        assert!(w.finish(Some((|h| h == b"abc", 3)), false).await.is_ok());
+        assert!(w.finish(Some((|h| h == b"abc", 3))).await.is_ok());
         assert_eq!(std::fs::read(&part).ok(), Some(b"abcdef".to_vec()));
     }
 }

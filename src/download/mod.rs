@@ -404,9 +404,8 @@ impl Downloader {
         };
         // Where the filesystem syncs as a whole, the part's data is made
         // durable with the parts that land beside it; else by itself now.
-        let sync_data = !self.syncs.syncs_as_a_whole(dir);
-        let file = match out.finish(check, sync_data).await {
-            Ok(file) => file,
+        let unsynced = match out.finish(check).await {
+            Ok(unsynced) => unsynced,
             Err(Refused::BadHead) => {
                 return Err(AttemptError::Retry(
                     "the partial file kept from before does not start like a video; starting again"
@@ -418,7 +417,7 @@ impl Downloader {
         // Data durable, then the rename, then the folder: one round shared
         // by the downloads that finish together.
         self.syncs
-            .land(dir, part, dest, (!sync_data).then_some(file))
+            .land(dir, part, dest, unsynced)
             .await
             .map_err(|e| file::io_error(dest, e))?;
         Ok(Downloaded {
