@@ -15,13 +15,13 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// A batch's bursts — every slot freed by a wave of ends asks for its create
 /// at once — would otherwise open a connection per request and close most
 /// of them right after, a TCP (and TLS) handshake and teardown each: 0.77
-/// new connections per item at C=500, a fifth of the run's CPU. Bounded, a
-/// burst queues for the connections already open, and all of them are kept.
-/// Not more: an idle connection keeps the read buffer its largest answer
-/// grew (a 500-task list page: ~256 KB), so 128 kept connections cost a
-/// 100k-item run 8 MB more than 32. Thirty-two answers of ~1 s carry 30
-/// requests a second, more than a batch's creates and polls need outside
-/// its bursts.
+/// new connections per item at C=500 (`benches/README.md`, row (e)).
+/// Bounded, a burst queues for the connections already open, and all of
+/// them are kept. Not more: an idle connection keeps its buffers (grown by
+/// the largest answer it carried, such as a 500-task list page), and 128
+/// kept connections cost a 100k-item run 8 MB more than 32. Thirty-two
+/// answers of ~1 s carry 30 requests a second, more than a batch's creates
+/// and polls need outside its bursts.
 pub const MAX_IN_FLIGHT: usize = 32;
 
 /// How long a request waits for one of the [`MAX_IN_FLIGHT`] turns before

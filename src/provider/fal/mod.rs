@@ -74,14 +74,12 @@ impl FalProvider {
 
     /// A provider with its own HTTP client ([`ApiClient`]: no redirects, a
     /// bound on requests in flight).
-    pub fn new(config: FalConfig) -> Self {
-        Self::with_client(config, ApiClient::new())
-    }
-
-    /// A provider sharing an existing HTTP client (and so its pool).
-    pub fn with_client(mut config: FalConfig, http: ApiClient) -> Self {
+    pub fn new(mut config: FalConfig) -> Self {
         config.base_url = config.base_url.trim_end_matches('/').to_owned();
-        FalProvider { config, http }
+        FalProvider {
+            config,
+            http: ApiClient::new(),
+        }
     }
 }
 

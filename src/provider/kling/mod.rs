@@ -79,13 +79,12 @@ impl KlingProvider {
     /// A provider with its own HTTP client ([`ApiClient`]: no redirects, a
     /// bound on requests in flight).
     pub fn new(config: KlingConfig) -> Self {
-        Self::with_client(config, ApiClient::new())
-    }
-
-    /// A provider sharing an existing HTTP client (and so its pool).
-    pub fn with_client(config: KlingConfig, http: ApiClient) -> Self {
         let auth = Arc::new(auth::Authorizer::new(config.credentials.clone()));
-        KlingProvider { config, http, auth }
+        KlingProvider {
+            config,
+            http: ApiClient::new(),
+            auth,
+        }
     }
 
     /// Drop the cached JWT so the next request signs a new one. The client
