@@ -409,7 +409,10 @@ impl<P: Provider> Coordinator<P> {
                 self.active_submits -= 1;
                 self.on_submitted(idx, outcome);
             }
-            Msg::SubmitterDone => self.ledger.submitter_done = true,
+            Msg::SubmitterDone => {
+                self.ledger.submitter_done = true;
+                self.polls.submitter_done();
+            }
             Msg::Held(idx, held) => self.on_held(idx, held),
             Msg::FilesGone(idx, found) => self.on_files_gone(idx, found),
             Msg::Verified => self.verifying = false,

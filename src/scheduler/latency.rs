@@ -66,21 +66,22 @@ impl Latency {
 }
 
 impl Window {
-    /// When to ask next about a task `age` old: at the window's start if it
-    /// has not come yet, then every quarter of the window's width (between
-    /// `min_gap` and `max_gap`) until its end; past it, half the time it
-    /// has overrun the window (a task slower than most is asked less and
-    /// less often), up to `slowest`.
+    /// When to ask next about a task `age` old: `lead` before the window's
+    /// start if that has not come yet, then every quarter of the window's
+    /// width (between `min_gap` and `max_gap`) until its end; past it, half
+    /// the time it has overrun the window (a task slower than most is asked
+    /// less and less often), up to `slowest`.
     pub(super) fn next_poll(
         &self,
         age: Duration,
-        min_gap: Duration,
-        max_gap: Duration,
+        lead: Duration,
+        (min_gap, max_gap): (Duration, Duration),
         slowest: Duration,
     ) -> Duration {
         let gap = ((self.late - self.early) / 4).clamp(min_gap, max_gap.max(min_gap));
-        if age + gap < self.early {
-            self.early - age
+        let first = self.early.saturating_sub(lead);
+        if age + gap < first {
+            first - age
         } else if age <= self.late + gap {
             gap
         } else {
@@ -121,19 +122,31 @@ mod tests {
             early: 2 * S,
             late: 4 * S,
         };
-        let (min, max, slowest) = (100 * MS, 5 * S, 30 * S);
-        assert_eq!(w.next_poll(Duration::ZERO, min, max, slowest), 2 * S);
-        assert_eq!(w.next_poll(2 * S, min, max, slowest), 500 * MS);
-        assert_eq!(w.next_poll(4 * S, min, max, slowest), 500 * MS);
+        let (gaps, slowest, no_lead) = ((100 * MS, 5 * S), 30 * S, Duration::ZERO);
+        assert_eq!(w.next_poll(Duration::ZERO, no_lead, gaps, slowest), 2 * S);
+        assert_eq!(w.next_poll(2 * S, no_lead, gaps, slowest), 500 * MS);
+        assert_eq!(w.next_poll(4 * S, no_lead, gaps, slowest), 500 * MS);
         // Slower than most: asked less and less often.
-        assert_eq!(w.next_poll(5 * S, min, max, slowest), 500 * MS);
-        assert_eq!(w.next_poll(10 * S, min, max, slowest), 3 * S);
-        assert_eq!(w.next_poll(600 * S, min, max, slowest), slowest);
+        assert_eq!(w.next_poll(5 * S, no_lead, gaps, slowest), 500 * MS);
+        assert_eq!(w.next_poll(10 * S, no_lead, gaps, slowest), 3 * S);
+        assert_eq!(w.next_poll(600 * S, no_lead, gaps, slowest), slowest);
         let narrow = Window {
             early: 2 * S,
             late: 2 * S,
         };
-        assert_eq!(narrow.next_poll(2 * S, min, max, slowest), min);
+        assert_eq!(narrow.next_poll(2 * S, no_lead, gaps, slowest), gaps.0);
+    }
+
+    #[test]
+    fn a_lead_brings_the_first_look_forward_and_nothing_after() {
+        let w = Window {
+            early: 2 * S,
+            late: 2 * S,
+        };
+        let (gaps, slowest) = ((10 * MS, 5 * S), 30 * S);
+        let lead = 125 * MS;
+        assert_eq!(w.next_poll(Duration::ZERO, lead, gaps, slowest), 1875 * MS);
+        assert_eq!(w.next_poll(1875 * MS, lead, gaps, slowest), 10 * MS);
     }
 
     #[test]

@@ -42,6 +42,15 @@ const YOUNG_LIST_THRESHOLD: usize = 10;
 const SWEEP_FLOOR: Duration = Duration::from_millis(50);
 /// Recent ends kept per route to tell the rate tasks end at.
 const ENDS_KEPT: usize = 128;
+/// A route swept in one page first looks at a fresh task this share of the
+/// window's start early, while items wait for the slots its tasks hold. A
+/// one-page sweep costs one request whatever it finds, and a window learned
+/// a little late (its first ends seen by a sweep well after them) would
+/// otherwise hold every slot of each wave that much longer; a route of
+/// several pages pays per page, and once nothing waits for a slot an end
+/// seen a little later costs nothing: both are looked at from the window's
+/// start.
+const ONE_PAGE_LEAD: u32 = 16;
 /// Before any task of a route ended, a one-page sweep comes when its oldest
 /// task has aged by this share again: an end is seen at most an eighth of
 /// its latency late (a sweep of more pages comes that many times later).
@@ -126,6 +135,8 @@ pub(super) struct PollQueue<R> {
     /// In-flight items by what callbacks name their tasks by, kept only
     /// when callbacks come; and how a task id becomes that name.
     by_task: Option<TaskIndex>,
+    /// Items may still wait for a slot (the submitter has not finished).
+    refills: bool,
 }
 
 /// In-flight items by what callbacks name their tasks by.
@@ -165,7 +176,13 @@ impl<R: Copy + Ord> PollQueue<R> {
             // A page of nothing is no list endpoint.
             page_size: page_size.filter(|&n| n > 0),
             by_task: None,
+            refills: true,
         }
+    }
+
+    /// Nothing more will be submitted: no item waits for a freed slot.
+    pub(super) fn submitter_done(&mut self) {
+        self.refills = false;
     }
 
     /// Keep in-flight items findable by what callbacks name their tasks by.
@@ -415,7 +432,13 @@ impl<R: Copy + Ord> PollQueue<R> {
         if let Some(since) = since {
             let age = now.duration_since(since);
             let d = match window {
-                Some(w) => w.next_poll(age, min_gap, self.interval, self.max_interval),
+                Some(w) => {
+                    let lead = match swept.and_then(|r| self.routes.get(&r)) {
+                        Some(r) if self.refills && self.pages(r) == 1 => w.early / ONE_PAGE_LEAD,
+                        _ => Duration::ZERO,
+                    };
+                    w.next_poll(age, lead, (min_gap, self.interval), self.max_interval)
+                }
                 // No task of the route has ended yet: look often at first,
                 // half again as long each time, so the first ends are seen
                 // (and measured) within a third of their age; at most the

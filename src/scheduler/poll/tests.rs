@@ -281,3 +281,36 @@ fn a_callback_while_an_answer_is_in_the_air_gets_a_running_task_looked_at_again(
     q.schedule(0, t0 + MS);
     assert!(q.next_due().unwrap() > t0 + MS);
 }
+
+#[test]
+fn a_one_page_route_looks_at_a_fresh_task_early_only_while_items_wait_for_slots() {
+    let mut q = default_queue(50);
+    let t0 = Instant::now();
+    with_window(&mut q, 1, 0, 60, t0); // 57 in flight: one page
+    with_window(&mut q, 2, 1000, 600, t0); // 597 in flight: two pages
+    let t1 = t0 + 3 * S;
+    q.track(100, 1, Some(t1));
+    q.track(2000, 2, Some(t1));
+    q.heap.clear();
+    q.schedule(100, t1);
+    assert_eq!(
+        q.next_due().unwrap() - t1,
+        1875 * MS,
+        "a sixteenth of the 2 s window's start early"
+    );
+    q.heap.clear();
+    q.schedule(2000, t1);
+    assert_eq!(
+        q.next_due().unwrap() - t1,
+        2 * S,
+        "two pages: at the window's start"
+    );
+    q.submitter_done();
+    q.heap.clear();
+    q.schedule(100, t1);
+    assert_eq!(
+        q.next_due().unwrap() - t1,
+        2 * S,
+        "nothing waits for its slot: at the window's start"
+    );
+}
