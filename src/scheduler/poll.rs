@@ -16,7 +16,7 @@
 //! (an end is seen at most an eighth of its latency late); after, by the
 //! window its tasks end in ([`Latency`]), as close as [`SWEEP_FLOOR`] for a
 //! swept route (one request looks at all of them); a sweep of several pages
-//! no more often than the ends it finds pay for.
+//! no more often than the ends it finds pay for (those gaps: [`cadence`]).
 //!
 //! This is bookkeeping only: it decides *what* to ask, the coordinator sends
 //! the requests (through its workers) and feeds the answers back.
@@ -27,19 +27,14 @@ use std::time::{Duration, Instant};
 
 use super::latency::Latency;
 
+mod cadence;
+
+use cadence::SWEEP_FLOOR;
+
 /// Failed polls in a row of one task before it is treated as gone.
 pub(super) const MAX_POLL_ERRORS: u32 = 10;
 /// List sweeps in a row that see none of our tasks before list polling is off.
 const MAX_FRUITLESS_SWEEPS: u32 = 3;
-/// Ended tasks a sweep should find per page it reads, on average: a sweep
-/// comes no sooner than its pages can be paid for by that many ends at the
-/// rate tasks are ending (≤ 0.02 status requests per task).
-const ENDS_PER_PAGE: f64 = 50.0;
-/// Tasks in flight from which a route none of whose tasks has ended yet is
-/// swept instead of probed task by task.
-const YOUNG_LIST_THRESHOLD: usize = 10;
-/// The shortest gap between two sweeps of a route inside its window.
-const SWEEP_FLOOR: Duration = Duration::from_millis(50);
 /// Recent ends kept per route to tell the rate tasks end at.
 const ENDS_KEPT: usize = 128;
 /// A route swept in one page first looks at a fresh task this share of the
@@ -51,10 +46,6 @@ const ENDS_KEPT: usize = 128;
 /// seen a little later costs nothing: both are looked at from the window's
 /// start.
 const ONE_PAGE_LEAD: u32 = 16;
-/// Before any task of a route ended, a one-page sweep comes when its oldest
-/// task has aged by this share again: an end is seen at most an eighth of
-/// its latency late (a sweep of more pages comes that many times later).
-const YOUNG_SWEEP_SHARE: u32 = 8;
 
 /// Polling books of one item.
 #[derive(Debug, Default, Clone)]
@@ -286,95 +277,6 @@ impl<R: Copy + Ord> PollQueue<R> {
             }
             r.ends.push_back(now);
         }
-    }
-
-    /// Whether `route` is polled by list sweeps now: the provider lists
-    /// tasks, and enough of the route's are in flight that one sweep costs
-    /// less than their single queries. Before any task of the route ended,
-    /// every task is probed often, so a few in flight already make one
-    /// sweep cheaper than their probes.
-    fn swept(&self, route: &R) -> bool {
-        if self.sweeps_off || self.page_size.is_none() {
-            return false;
-        }
-        let Some(r) = self.routes.get(route) else {
-            return false;
-        };
-        let threshold = if r.ripe {
-            1
-        } else if r.latency.window().is_none() {
-            self.list_threshold.min(YOUNG_LIST_THRESHOLD)
-        } else {
-            self.list_threshold
-        };
-        r.in_flight >= threshold
-    }
-
-    /// The shortest gap between two looks at one task.
-    fn min_gap(&self) -> Duration {
-        (self.interval / 20).max(Duration::from_millis(1))
-    }
-
-    /// The gap between looks inside `route`'s window, once it has one.
-    /// A sweep asks about every task of the route for one request, so it
-    /// may come closer than a single task's `min_gap` (at most 20 a second):
-    /// tasks of one wave end together, and a quarter-second gap would hold
-    /// each wave's slots that long.
-    fn window_gap(&self, route: &R) -> Option<Duration> {
-        let w = self.routes.get(route)?.latency.window()?;
-        let floor = self.min_gap().min(SWEEP_FLOOR);
-        Some(((w.late - w.early) / 4).clamp(floor, self.interval.max(floor)))
-    }
-
-    /// The gap between two sweeps of `route`: the window's gap (else the
-    /// poll interval); a sweep of several pages also no sooner than lets it
-    /// find [`ENDS_PER_PAGE`] ended tasks per page at the rate they end now
-    /// (a one-page sweep is one request whatever it finds).
-    fn sweep_gap(&self, route: &R, now: Instant) -> Duration {
-        let Some(r) = self.routes.get(route) else {
-            return self.interval;
-        };
-        // No task ended yet: by the age of the oldest (an end is seen at
-        // most an eighth of its latency late, a sweep of n pages n times
-        // later); tasks of an earlier run only (their age unknown): as a
-        // fresh task is probed, half again as long each time. Never closer
-        // than a single task is asked, at most the poll interval apart.
-        let gap = self
-            .window_gap(route)
-            .unwrap_or_else(|| match r.first_since {
-                Some(first) => {
-                    let pages = self.pages(r) as u32;
-                    let floor = self.min_gap().max(SWEEP_FLOOR).min(self.interval);
-                    (now.duration_since(first) * pages / YOUNG_SWEEP_SHARE)
-                        .clamp(floor, self.interval.max(floor))
-                }
-                None => self
-                    .min_gap()
-                    .mul_f64(1.5f64.powi(r.early_sweeps.min(64) as i32))
-                    .min(self.interval),
-            });
-        let (Some(page), Some(&first)) = (self.page_size, r.ends.front()) else {
-            return gap;
-        };
-        let span = now.duration_since(first).as_secs_f64();
-        if r.ends.len() < 8 || span <= 0.0 {
-            return gap;
-        }
-        let pages = r.in_flight.div_ceil(page as usize);
-        if pages < 2 {
-            return gap;
-        }
-        let per_second = r.ends.len() as f64 / span;
-        let pages = pages as f64;
-        let paid = Duration::from_secs_f64((ENDS_PER_PAGE * pages / per_second).min(3600.0));
-        gap.max(paid.min(self.interval))
-    }
-
-    /// Pages a sweep of `r` reads (at least one).
-    fn pages(&self, r: &Route) -> usize {
-        self.page_size
-            .map_or(1, |p| r.in_flight.div_ceil(p as usize))
-            .max(1)
     }
 
     /// Stop tracking a task that ended (or timed out).
