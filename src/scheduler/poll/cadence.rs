@@ -65,8 +65,9 @@ impl<R: Copy + Ord> PollQueue<R> {
 
     /// The gap between two sweeps of `route`: the window's gap (else the
     /// poll interval); a sweep of several pages also no sooner than lets it
-    /// find [`ENDS_PER_PAGE`] ended tasks per page at the rate they end now
-    /// (a one-page sweep is one request whatever it finds).
+    /// find [`ENDS_PER_PAGE`] ended tasks per page at the rate they end now,
+    /// and so does a one-page sweep once nothing waits for a slot, until
+    /// no more than that many tasks are left.
     pub(super) fn sweep_gap(&self, route: &R, now: Instant) -> Duration {
         let Some(r) = self.routes.get(route) else {
             return self.interval;
@@ -98,7 +99,10 @@ impl<R: Copy + Ord> PollQueue<R> {
             return gap;
         }
         let pages = r.in_flight.div_ceil(page as usize);
-        if pages < 2 {
+        // One page is one request whatever it finds: worth it as often as
+        // the window says while items wait for the slots it frees, and for
+        // the last few tasks (the batch's end is when the last is seen).
+        if pages < 2 && (self.refills || r.in_flight as f64 <= ENDS_PER_PAGE) {
             return gap;
         }
         let per_second = r.ends.len() as f64 / span;

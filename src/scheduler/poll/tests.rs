@@ -314,3 +314,32 @@ fn a_one_page_route_looks_at_a_fresh_task_early_only_while_items_wait_for_slots(
         "nothing waits for its slot: at the window's start"
     );
 }
+
+#[test]
+fn once_nothing_waits_for_a_slot_a_one_page_sweep_is_paid_for_by_its_ends_until_few_are_left() {
+    let mut q = default_queue(50);
+    let t0 = Instant::now();
+    with_window(&mut q, 1, 0, 300, t0);
+    // 20 more ended within 20 ms: with the window's three, about 255 a second.
+    for idx in 0..20 {
+        q.saw_running(idx, t0 + 1990 * MS);
+        q.ended(idx, t0 + 2 * S + idx as u32 * MS);
+        q.untrack(idx);
+    }
+    let now = t0 + 2100 * MS;
+    assert_eq!(
+        q.sweep_gap(&1, now),
+        50 * MS,
+        "items wait: the window's gap"
+    );
+    q.submitter_done();
+    let paid = q.sweep_gap(&1, now);
+    assert!(
+        paid > 150 * MS && paid < 250 * MS,
+        "50 ends a page at ~255 a second: {paid:?}"
+    );
+    for idx in 20..247 {
+        q.untrack(idx);
+    }
+    assert_eq!(q.sweep_gap(&1, now), 50 * MS, "50 left: the window's gap");
+}
