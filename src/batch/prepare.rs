@@ -185,6 +185,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_manifest_of_several_chunks_is_synced_whole_and_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let n = 2 * super::super::sync::SYNC_CHUNK + 5;
+        let rows: String = (0..n).map(|i| format!("i{i},prompt {i},,\n")).collect();
+        let m = manifest(tmp.path(), &rows);
+        let out = tmp.path().join("out");
+        let p = prepare(&out, &m.0, &m.1, how("m")).await.unwrap();
+        let ids: Vec<&str> = p.records.iter().map(|r| &*r.id).collect();
+        let want: Vec<String> = (0..n).map(|i| format!("i{i}")).collect();
+        assert_eq!(ids, want);
+        close(p).await;
+    }
+
+    #[tokio::test]
     async fn an_item_dropped_from_the_manifest_is_not_run_but_keeps_its_row() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");

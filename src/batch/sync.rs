@@ -2,7 +2,8 @@
 //!
 //! [`sync_manifest`] streams every item (id, order, kind, prompt, parameters'
 //! hash, settings, estimated units, and the whole item as the spec its next
-//! create sends) into the state in committed chunks, and skips the work when
+//! create sends) into the state in committed chunks (the next one is read
+//! while the writer commits the one before), and skips the work when
 //! the state already holds this very manifest (its fingerprint is in `meta`):
 //! resuming 100k items must not rewrite 100k rows. Items the manifest no
 //! longer lists stay in the state (their paid results are kept) but are not
@@ -22,7 +23,7 @@ use crate::state::{self, NewItem, StateError, Update, WriterHandle};
 
 /// Items per `SyncItems` update: each is committed before the next is read,
 /// so a sync holds this many items, not the manifest.
-const SYNC_CHUNK: usize = 4_096;
+pub(super) const SYNC_CHUNK: usize = 4_096;
 
 /// `meta` key of the fingerprint of the manifest last synced into the state.
 pub const MANIFEST_FINGERPRINT: &str = "manifest_fingerprint";
@@ -40,13 +41,15 @@ pub async fn sync_manifest(
     let synced = state::meta(&state::open_ro(batch_dir)?, MANIFEST_FINGERPRINT)?;
     if synced.as_deref() != Some(scanned.fingerprint.as_str()) {
         writer.send_durable(Update::BeginSync).await?;
-        // The files are read again on a blocking thread; each full chunk
-        // waits for its commit before more is read.
+        // The files are read again on a blocking thread while the writer
+        // commits the chunk before: one chunk is read while one is written,
+        // never more (the sync holds two chunks, not the manifest).
         let (source2, scanned2, writer2) = (source.clone(), scanned.clone(), writer.clone());
         let handle = tokio::runtime::Handle::current();
-        let read = tokio::task::spawn_blocking(move || {
+        let (read, writing) = tokio::task::spawn_blocking(move || {
             let mut chunk = Vec::with_capacity(SYNC_CHUNK);
             let mut failed: Option<StateError> = None;
+            let mut writing: Option<Committing> = None;
             let read = source2.each(&scanned2, &mut |pos, item, hash| {
                 if failed.is_some() {
                     return;
@@ -54,19 +57,29 @@ pub async fn sync_manifest(
                 chunk.push(new_item(api, &item, hash, pos));
                 if chunk.len() == SYNC_CHUNK {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(SYNC_CHUNK));
-                    if let Err(e) = handle.block_on(writer2.send_durable(Update::SyncItems(full))) {
+                    if let Some(before) = writing.take()
+                        && let Err(e) = handle.block_on(committed(before))
+                    {
                         failed = Some(e);
+                        return;
                     }
+                    let w = writer2.clone();
+                    writing = Some(
+                        handle.spawn(async move { w.send_durable(Update::SyncItems(full)).await }),
+                    );
                 }
             });
             match (read, failed) {
                 (Err(e), _) => Err(BatchError::Manifest(e)),
                 (Ok(()), Some(e)) => Err(e.into()),
-                (Ok(()), None) => Ok(chunk),
+                (Ok(()), None) => Ok((chunk, writing)),
             }
         })
         .await
         .map_err(|_| StateError::WriterGone)??;
+        if let Some(before) = writing {
+            committed(before).await?;
+        }
         writer.send_durable(Update::SyncItems(read)).await?;
         writer
             .send_durable(Update::SetMeta {
@@ -84,6 +97,14 @@ pub async fn sync_manifest(
             .await?;
     }
     Ok(())
+}
+
+/// A chunk on its way into the state.
+type Committing = tokio::task::JoinHandle<Result<(), StateError>>;
+
+/// Wait for a chunk's commit (a task that cannot finish is a writer gone).
+async fn committed(chunk: Committing) -> Result<(), StateError> {
+    chunk.await.unwrap_or(Err(StateError::WriterGone))
 }
 
 /// A rebuilt state: every item may have a task already, under the key the
