@@ -409,10 +409,7 @@ impl<P: Provider> Coordinator<P> {
                 self.active_submits -= 1;
                 self.on_submitted(idx, outcome);
             }
-            Msg::SubmitterDone => {
-                self.ledger.submitter_done = true;
-                self.polls.submitter_done();
-            }
+            Msg::SubmitterDone => self.submitter_done(),
             Msg::Held(idx, held) => self.on_held(idx, held),
             Msg::FilesGone(idx, found) => self.on_files_gone(idx, found),
             Msg::Verified => self.verifying = false,
@@ -426,7 +423,7 @@ impl<P: Provider> Coordinator<P> {
                 if self.recovering == 0 && !self.ledger.stop_submit.is_stopped() {
                     self.start_submitter();
                 } else if self.recovering == 0 {
-                    self.ledger.submitter_done = true;
+                    self.submitter_done();
                 }
             }
             Msg::Polled(idx, result) => {
@@ -499,6 +496,12 @@ impl<P: Provider> Coordinator<P> {
                 self.pump_downloads();
             }
         }
+    }
+
+    /// Nothing more will be created this run: no item waits for a slot.
+    fn submitter_done(&mut self) {
+        self.ledger.submitter_done = true;
+        self.polls.submitter_done();
     }
 
     fn on_held(&mut self, idx: usize, held: Held) {

@@ -91,14 +91,14 @@ impl<R: Copy + Ord> PollQueue<R> {
                     .mul_f64(1.5f64.powi(r.early_sweeps.min(64) as i32))
                     .min(self.interval),
             });
-        let (Some(page), Some(&first)) = (self.page_size, r.ends.front()) else {
+        let (Some(_), Some(&first)) = (self.page_size, r.ends.front()) else {
             return gap;
         };
         let span = now.duration_since(first).as_secs_f64();
         if r.ends.len() < 8 || span <= 0.0 {
             return gap;
         }
-        let pages = r.in_flight.div_ceil(page as usize);
+        let pages = self.pages(r);
         // One page is one request whatever it finds: worth it as often as
         // the window says while items wait for the slots it frees, and for
         // the last few tasks (the batch's end is when the last is seen).
