@@ -13,11 +13,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use serde_json::Value;
 
 use super::codes::{self, Op};
 use super::lookup::adoptable;
-use super::wire::{self, Envelope};
+use super::wire::{self, Data, Envelope, Task};
 use super::{Credentials, KlingProvider, Style};
 use crate::job::{Job, JobFile, Kind};
 use crate::provider::http::{
@@ -32,7 +31,7 @@ const SNIPPET_CHARS: usize = 200;
 /// A successful call: the envelope's request id and `data`.
 pub(super) struct Reply {
     pub(super) request_id: Option<String>,
-    pub(super) data: Option<Value>,
+    pub(super) data: Option<Data<Task>>,
 }
 
 pub(super) fn error(class: ErrorClass, message: impl Into<String>) -> ProviderError {
@@ -298,7 +297,7 @@ fn snapshot_of(reply: Reply) -> Result<TaskSnapshot, ProviderError> {
     let data = reply
         .data
         .ok_or_else(|| error(ErrorClass::RetryLater, "query answered without data"))?;
-    wire::task_snapshot(&data, reply.request_id.as_deref()).map_err(|e| {
+    wire::task_snapshot(data, reply.request_id.as_deref()).map_err(|e| {
         // An unusable id will not get better by asking again.
         let class = match e {
             wire::WireError::UnusableTaskId(_) => ErrorClass::ItemInvalid,
@@ -375,15 +374,10 @@ impl Provider for KlingProvider {
                 Some(Bytes::from(body)),
             )
             .await?;
-        let task_id = reply
-            .data
-            .as_ref()
-            .and_then(|d| d.get("task_id"))
-            .and_then(|t| match t {
-                Value::String(s) if !s.is_empty() => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            });
+        let task_id = match &reply.data {
+            Some(Data::Object(task)) => task.id().filter(|id| !id.is_empty()).map(str::to_owned),
+            _ => None,
+        };
         match task_id {
             Some(task_id) if !wire::usable_kling_id(&task_id) => Err(ProviderError {
                 request_id: reply.request_id,
@@ -461,7 +455,7 @@ impl Provider for KlingProvider {
             .await?;
         match reply.data {
             Some(data) => {
-                wire::task_list(&data, reply.request_id.as_deref()).map_err(|e| ProviderError {
+                wire::task_list(data, reply.request_id.as_deref()).map_err(|e| ProviderError {
                     request_id: reply.request_id.clone(),
                     ..error(ErrorClass::RetryLater, e.to_string())
                 })

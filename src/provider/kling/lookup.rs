@@ -4,11 +4,10 @@
 //! adopted, never created again.
 
 use reqwest::Method;
-use serde_json::Value;
 
 use super::KlingProvider;
 use super::codes::{self, Op};
-use super::wire;
+use super::wire::{self, Data};
 use crate::manifest::Kind;
 use crate::provider::{ErrorClass, Provider, ProviderError, TaskSnapshot};
 
@@ -35,10 +34,10 @@ impl KlingProvider {
             Err(e) => return Err(e),
         };
         let request_id = reply.request_id.as_deref();
-        match &reply.data {
+        match reply.data {
             // A server that ignores the parameter answers with a page of the
             // list: only a task carrying our external id may be adopted.
-            Some(list @ Value::Array(_)) => {
+            Some(list @ Data::Array(_)) => {
                 let tasks = wire::task_list(list, request_id)
                     .map_err(|e| super::client::error(ErrorClass::RetryLater, e.to_string()))?;
                 Ok(tasks

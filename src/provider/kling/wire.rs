@@ -4,12 +4,76 @@
 //! Receiving is liberal, because public copies of the API disagree: `code` as
 //! a number or a numeric string, ids and `final_unit_deduction` as strings or
 //! numbers, `data` missing on errors, `succeeded` accepted beside `succeed`.
-//! Received values are read through `serde_json::Value` so one odd field
-//! never loses a whole task.
+//! Answers are read by [`loose`]'s readers, which keep the fields below and
+//! read a field of an unexpected shape as absent, so one odd field never
+//! loses a whole task — without building the rest of a 500-task page.
 
-use serde_json::Value;
+mod loose;
+
+pub use loose::Data;
+use loose::{MaybeData, Obj, Objects, Text, read_fields};
 
 use crate::provider::{RemoteStatus, TaskSnapshot, Video};
+
+/// A task object (§6.1), as far as we read it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Task {
+    task_id: Text,
+    task_status: Text,
+    task_status_msg: Text,
+    task_info: Obj<TaskInfo>,
+    task_result: Obj<TaskResult>,
+    final_unit_deduction: Text,
+}
+read_fields!(Task {
+    task_id,
+    task_status,
+    task_status_msg,
+    task_info,
+    task_result,
+    final_unit_deduction,
+});
+
+impl Task {
+    /// `task_id`, as text (a create's answer needs no more).
+    pub fn id(&self) -> Option<&str> {
+        self.task_id.0.as_deref()
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct TaskInfo {
+    external_task_id: Text,
+}
+read_fields!(TaskInfo { external_task_id });
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct TaskResult {
+    videos: Objects<VideoObject>,
+}
+read_fields!(TaskResult { videos });
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct VideoObject {
+    id: Text,
+    url: Text,
+    duration: Text,
+}
+read_fields!(VideoObject { id, url, duration });
+
+#[derive(Debug, Default)]
+struct RawEnvelope {
+    code: Text,
+    message: Text,
+    request_id: Text,
+    data: MaybeData<Task>,
+}
+read_fields!(RawEnvelope {
+    code,
+    message,
+    request_id,
+    data,
+});
 
 /// The response envelope `{code, message, request_id, data}`, read leniently.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,51 +82,21 @@ pub struct Envelope {
     pub code: Option<i64>,
     pub message: Option<String>,
     pub request_id: Option<String>,
-    pub data: Option<Value>,
+    /// `None` when absent or `null`.
+    pub data: Option<Data<Task>>,
 }
 
 impl Envelope {
     /// Parse a body; `None` when it is not a JSON object (an HTML error page,
     /// an empty 401, a truncated body).
     pub fn parse(body: &[u8]) -> Option<Envelope> {
-        let Value::Object(mut map) = serde_json::from_slice::<Value>(body).ok()? else {
-            return None;
-        };
-        let code = map.get("code").and_then(int_of);
-        let message = map
-            .get("message")
-            .and_then(string_of)
-            .map(|m| bounded(&m, MAX_MESSAGE_CHARS));
-        let request_id = map
-            .get("request_id")
-            .and_then(string_of)
-            .map(|r| bounded(&r, 128));
-        let data = map.remove("data").filter(|d| !d.is_null());
+        let raw = serde_json::from_slice::<Obj<RawEnvelope>>(body).ok()?.0?;
         Some(Envelope {
-            code,
-            message,
-            request_id,
-            data,
+            code: raw.code.0.and_then(|c| c.trim().parse().ok()),
+            message: raw.message.0.map(|m| bounded(&m, MAX_MESSAGE_CHARS)),
+            request_id: raw.request_id.0.map(|r| bounded(&r, 128)),
+            data: raw.data.0,
         })
-    }
-}
-
-/// An integer given as a JSON number or a numeric string.
-fn int_of(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// A string given as a JSON string or number. serde_json keeps integers up to
-/// u64/i64 exactly, so an 18-digit task id sent as a number survives.
-fn string_of(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 
@@ -109,41 +143,38 @@ pub enum WireError {
 }
 
 /// Read one task object (§6.1) into a snapshot.
-pub fn task_snapshot(data: &Value, request_id: Option<&str>) -> Result<TaskSnapshot, WireError> {
-    let Value::Object(task) = data else {
-        return Err(WireError::NotAnObject);
-    };
-    let task_id = task
-        .get("task_id")
-        .and_then(string_of)
-        .ok_or(WireError::NoTaskId)?;
+pub fn task_snapshot(
+    data: Data<Task>,
+    request_id: Option<&str>,
+) -> Result<TaskSnapshot, WireError> {
+    match data {
+        Data::Object(task) => snapshot_of(task, request_id),
+        _ => Err(WireError::NotAnObject),
+    }
+}
+
+fn snapshot_of(task: Task, request_id: Option<&str>) -> Result<TaskSnapshot, WireError> {
+    let task_id = task.task_id.0.ok_or(WireError::NoTaskId)?;
     if !usable_kling_id(&task_id) {
         return Err(WireError::UnusableTaskId(task_id.len()));
     }
     let external_task_id = task
-        .get("task_info")
-        .and_then(|i| i.get("external_task_id"))
-        .and_then(string_of)
+        .task_info
+        .0
+        .and_then(|i| i.external_task_id.0)
         .filter(|s| !s.is_empty() && s.len() <= 256);
-    let status_word = task
-        .get("task_status")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let status = match status_word {
+    let status = match task.task_status.0.as_deref().unwrap_or("") {
         "submitted" => RemoteStatus::Submitted,
         "processing" => RemoteStatus::Processing,
         // `succeeded` is the 2026 new-standard spelling; a gateway may pass it through.
         "succeed" | "succeeded" => RemoteStatus::Succeeded {
-            videos: videos_of(task.get("task_result")),
-            units: task
-                .get("final_unit_deduction")
-                .and_then(string_of)
-                .map(|u| bounded(&u, 32)),
+            videos: videos_of(task.task_result.0),
+            units: task.final_unit_deduction.0.map(|u| bounded(&u, 32)),
         },
         "failed" => RemoteStatus::Failed {
             message: task
-                .get("task_status_msg")
-                .and_then(string_of)
+                .task_status_msg
+                .0
                 .filter(|m| !m.is_empty())
                 .map(|m| bounded(&m, MAX_MESSAGE_CHARS))
                 .unwrap_or_else(|| "task failed (no reason given)".to_owned()),
@@ -151,6 +182,7 @@ pub fn task_snapshot(data: &Value, request_id: Option<&str>) -> Result<TaskSnaps
         other => {
             // Unknown is not terminal: keep polling (a task timeout bounds it)
             // rather than fail or succeed on a word we do not understand.
+            let other = bounded(other, 64);
             tracing::warn!(task_id = %task_id, status = %other, "unknown Kling task_status; treating as processing");
             RemoteStatus::Processing
         }
@@ -164,28 +196,23 @@ pub fn task_snapshot(data: &Value, request_id: Option<&str>) -> Result<TaskSnaps
 }
 
 /// `task_result.videos[]`; entries without a URL are useless to download and skipped.
-fn videos_of(result: Option<&Value>) -> Vec<Video> {
-    let Some(Value::Array(videos)) = result.and_then(|r| r.get("videos")) else {
+fn videos_of(result: Option<TaskResult>) -> Vec<Video> {
+    let Some(result) = result else {
         return Vec::new();
     };
-    videos
-        .iter()
+    result
+        .videos
+        .0
+        .into_iter()
         .filter_map(|v| {
             let url = v
-                .get("url")
-                .and_then(Value::as_str)
+                .url
+                .0
                 .filter(|u| !u.is_empty() && u.len() <= MAX_URL_BYTES)?;
             Some(Video {
-                id: v
-                    .get("id")
-                    .and_then(string_of)
-                    .map(|id| bounded(&id, 256))
-                    .unwrap_or_default(),
-                url: url.to_owned(),
-                duration: v
-                    .get("duration")
-                    .and_then(string_of)
-                    .map(|d| bounded(&d, 32)),
+                id: v.id.0.map(|id| bounded(&id, 256)).unwrap_or_default(),
+                url,
+                duration: v.duration.0.map(|d| bounded(&d, 32)),
             })
         })
         .collect()
@@ -194,17 +221,25 @@ fn videos_of(result: Option<&Value>) -> Vec<Video> {
 /// Read a list response's `data` (an array of task objects, §6.2). Entries that
 /// cannot be read are skipped with a warning: the poller then falls back to a
 /// single query for those tasks instead of losing the whole page.
-pub fn task_list(data: &Value, request_id: Option<&str>) -> Result<Vec<TaskSnapshot>, WireError> {
-    let Value::Array(items) = data else {
+pub fn task_list(
+    data: Data<Task>,
+    request_id: Option<&str>,
+) -> Result<Vec<TaskSnapshot>, WireError> {
+    let Data::Array(items) = data else {
         return Err(WireError::NotAList);
     };
     Ok(items
-        .iter()
-        .filter_map(|t| match task_snapshot(t, request_id) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping unreadable task in Kling list response");
-                None
+        .into_iter()
+        .filter_map(|t| {
+            match t
+                .ok_or(WireError::NotAnObject)
+                .and_then(|t| snapshot_of(t, request_id))
+            {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping unreadable task in Kling list response");
+                    None
+                }
             }
         })
         .collect())
@@ -213,7 +248,15 @@ pub fn task_list(data: &Value, request_id: Option<&str>) -> Result<Vec<TaskSnaps
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// A `data` member as the envelope reads it.
+    fn data_of(v: Value) -> Data<Task> {
+        serde_json::from_value::<MaybeData<Task>>(v)
+            .expect("readable")
+            .0
+            .expect("not null")
+    }
 
     #[test]
     fn envelope_error_without_data() {
@@ -250,8 +293,7 @@ mod tests {
     fn create_response_fixture() {
         let e = Envelope::parse(br#"{"code":0,"message":"SUCCEED","request_id":"c0656403-x","data":{"task_id":"867283741759111202","task_status":"submitted","task_info":{"external_task_id":"text2video_kling_v3_final-1774805076"},"created_at":1774805076166,"updated_at":1774805076166}}"#).expect("json");
         assert_eq!(e.code, Some(0));
-        let s =
-            task_snapshot(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("task");
+        let s = task_snapshot(e.data.expect("data"), e.request_id.as_deref()).expect("task");
         assert_eq!(
             s,
             TaskSnapshot {
@@ -276,7 +318,7 @@ mod tests {
             "final_unit_deduction": "2.5",
             "created_at": 1722769557708i64, "updated_at": 1722769557708i64
         });
-        let s = task_snapshot(&data, Some("r")).expect("task");
+        let s = task_snapshot(data_of(data), Some("r")).expect("task");
         assert_eq!(s.external_task_id.as_deref(), Some("ext-1"));
         assert_eq!(
             s.status,
@@ -295,8 +337,7 @@ mod tests {
     #[test]
     fn failed_task_fixture() {
         let e = Envelope::parse(br#"{"code":0,"message":"SUCCEED","request_id":"ace7625a-1","data":{"task_id":"833446756","task_info":{},"created_at":1766737710125,"updated_at":1766737711775,"task_result":{},"task_status":"failed","task_status_msg":"Image pixel is invalid"}}"#).expect("json");
-        let s =
-            task_snapshot(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("task");
+        let s = task_snapshot(e.data.expect("data"), e.request_id.as_deref()).expect("task");
         assert_eq!(s.external_task_id, None);
         assert_eq!(
             s.status,
@@ -342,8 +383,7 @@ mod tests {
                 "created_at": 1722769557708i64, "updated_at": 1722769557708i64
             }});
             let e = Envelope::parse(body.to_string().as_bytes()).expect("json");
-            let s = task_snapshot(e.data.as_ref().expect("data"), e.request_id.as_deref())
-                .expect("task");
+            let s = task_snapshot(e.data.expect("data"), e.request_id.as_deref()).expect("task");
             assert_eq!(s.status, expected, "{word}");
             assert_eq!(s.external_task_id.as_deref(), Some("string"));
         }
@@ -358,7 +398,7 @@ mod tests {
             "final_unit_deduction": 2.5,
             "created_at": 1722769557708i64
         });
-        let s = task_snapshot(&data, None).expect("task");
+        let s = task_snapshot(data_of(data), None).expect("task");
         assert_eq!(s.task_id, "866889456698785798");
         assert_eq!(
             s.status,
@@ -376,7 +416,7 @@ mod tests {
             br#"{"code":"0","data":{"task_id":866889456698785799,"task_status":"processing"}}"#,
         )
         .expect("json");
-        let s = task_snapshot(e.data.as_ref().expect("data"), None).expect("task");
+        let s = task_snapshot(e.data.expect("data"), None).expect("task");
         assert_eq!(s.task_id, "866889456698785799");
         assert_eq!(s.status, RemoteStatus::Processing);
     }
@@ -388,7 +428,7 @@ mod tests {
             json!({"task_id": "1", "task_status": "succeed", "task_result": {}}),
             json!({"task_id": "1", "task_status": "succeed", "task_result": {"videos": []}}),
         ] {
-            let s = task_snapshot(&data, None).expect("task");
+            let s = task_snapshot(data_of(data), None).expect("task");
             assert_eq!(
                 s.status,
                 RemoteStatus::Succeeded {
@@ -401,24 +441,36 @@ mod tests {
 
     #[test]
     fn unknown_or_missing_status_keeps_polling() {
-        let s =
-            task_snapshot(&json!({"task_id": "1", "task_status": "queued"}), None).expect("task");
+        let s = task_snapshot(
+            data_of(json!({"task_id": "1", "task_status": "queued"})),
+            None,
+        )
+        .expect("task");
         assert_eq!(s.status, RemoteStatus::Processing);
-        let s = task_snapshot(&json!({"task_id": "1"}), None).expect("task");
+        let s = task_snapshot(data_of(json!({"task_id": "1"})), None).expect("task");
         assert_eq!(s.status, RemoteStatus::Processing);
-        let s =
-            task_snapshot(&json!({"task_id": "1", "task_status": "failed"}), None).expect("task");
+        let s = task_snapshot(
+            data_of(json!({"task_id": "1", "task_status": "failed"})),
+            None,
+        )
+        .expect("task");
         assert!(matches!(s.status, RemoteStatus::Failed { .. }));
     }
 
     #[test]
     fn bad_task_objects() {
-        assert_eq!(task_snapshot(&json!([]), None), Err(WireError::NotAnObject));
         assert_eq!(
-            task_snapshot(&json!({"task_status": "succeed"}), None),
+            task_snapshot(data_of(json!([])), None),
+            Err(WireError::NotAnObject)
+        );
+        assert_eq!(
+            task_snapshot(data_of(json!({"task_status": "succeed"})), None),
             Err(WireError::NoTaskId)
         );
-        assert_eq!(task_list(&json!({}), None), Err(WireError::NotAList));
+        assert_eq!(
+            task_list(data_of(json!({})), None),
+            Err(WireError::NotAList)
+        );
     }
 
     /// §6.2: `data` is an array of §6.1 task objects.
@@ -430,8 +482,7 @@ mod tests {
             {"task_status":"processing"},
             {"task_id":"3","task_status":"succeed","task_info":{},"task_result":{"videos":[{"id":"v","url":"https://u","duration":"5"}]},"final_unit_deduction":"1"}
         ]}"#).expect("json");
-        let list =
-            task_list(e.data.as_ref().expect("data"), e.request_id.as_deref()).expect("list");
+        let list = task_list(e.data.expect("data"), e.request_id.as_deref()).expect("list");
         assert_eq!(list.len(), 3);
         assert_eq!(list[0].external_task_id.as_deref(), Some("e1"));
         assert_eq!(list[1].status, RemoteStatus::Processing);
