@@ -449,7 +449,20 @@ impl<P: Provider> Coordinator<P> {
                     }
                 }
             }
-            Msg::ListedPage(found) => {
+            Msg::ListedPage(mut found) => {
+                // Ends first, on a route swept in one page: their latencies
+                // may set or move the window that the tasks still running
+                // on this page are then scheduled by (a page lists the
+                // newest, still running, tasks first: read in page order,
+                // the first wave's were scheduled as if no task had ended).
+                // A route of several pages pays per request: its running
+                // tasks keep the cadence they had until the next sweep.
+                if found
+                    .first()
+                    .is_some_and(|(idx, _)| self.polls.one_page(*idx))
+                {
+                    found.sort_by_key(|(_, snap)| !snap.status.is_terminal());
+                }
                 for (idx, snap) in found {
                     self.polls.set_busy(idx, false);
                     self.on_snapshot(idx, snap);

@@ -128,6 +128,9 @@ pub(super) struct PollQueue<R> {
     by_task: Option<TaskIndex>,
     /// Items may still wait for a slot (the submitter has not finished).
     refills: bool,
+    /// Every slot of an account is taken: what holds the next create is
+    /// a task we have not yet seen end.
+    slots_full: bool,
 }
 
 /// In-flight items by what callbacks name their tasks by.
@@ -168,12 +171,18 @@ impl<R: Copy + Ord> PollQueue<R> {
             page_size: page_size.filter(|&n| n > 0),
             by_task: None,
             refills: true,
+            slots_full: false,
         }
     }
 
     /// Nothing more will be submitted: no item waits for a freed slot.
     pub(super) fn submitter_done(&mut self) {
         self.refills = false;
+    }
+
+    /// Whether every slot of an account is taken now.
+    pub(super) fn set_slots_full(&mut self, full: bool) {
+        self.slots_full = full;
     }
 
     /// Keep in-flight items findable by what callbacks name their tasks by.

@@ -84,6 +84,17 @@ pub(super) struct Gone {
 /// Pages one sweep reads at most, whatever the page size.
 const MAX_SWEEP_PAGES: u32 = 1_000;
 
+/// The page a sweep of `wanted` tasks asks for: all of them and a quarter
+/// more (ours that ended since, others' in a shared account) when that is
+/// less than the provider's largest page `max`. A page is parsed whole on
+/// both sides, and one of 500 tasks for 200 in flight was most of a
+/// sweep's cost; a task further down is found on the next page, or by a
+/// query of its own.
+fn fitted_page(wanted: usize, max: u32) -> u32 {
+    let fit = wanted.saturating_add(wanted / 4).saturating_add(20);
+    u32::try_from(fit).map_or(max, |fit| fit.min(max)).max(1)
+}
+
 pub(super) type DirectLimiter = governor::DefaultDirectRateLimiter;
 
 /// A limiter of `per_second` requests, no burst.
@@ -353,6 +364,7 @@ impl<P: Provider> Workers<P> {
     pub(super) fn sweep(&self, route: Route, mut wanted: HashMap<String, usize>, page_size: u32) {
         let provider = self.pool.accounts[route.0 as usize].provider.clone();
         let (rate, tx) = (self.rate.clone(), self.tx.clone());
+        let page_size = fitted_page(wanted.len(), page_size);
         // Allow for tasks of ours that finished recently and others' tasks.
         let max_pages = (wanted.len() as u32 / page_size + 3).min(MAX_SWEEP_PAGES);
         let requests = self.requests.clone();
@@ -439,5 +451,23 @@ impl<P: Provider> Workers<P> {
             let result = downloader.fetch(&url, &dest).await;
             let _ = tx.send(Msg::Fetched { idx, n, result });
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fitted_page;
+
+    #[test]
+    fn a_sweep_asks_for_a_page_that_holds_its_tasks_and_a_quarter_more() {
+        assert_eq!(fitted_page(200, 500), 270);
+        assert_eq!(fitted_page(0, 500), 20);
+        assert_eq!(
+            fitted_page(400, 500),
+            500,
+            "never more than the provider's page"
+        );
+        assert_eq!(fitted_page(usize::MAX, 500), 500);
+        assert_eq!(fitted_page(3, 1), 1);
     }
 }

@@ -23,6 +23,12 @@ pub(super) const SWEEP_FLOOR: Duration = Duration::from_millis(50);
 /// task has aged by this share again: an end is seen at most an eighth of
 /// its latency late (a sweep of more pages comes that many times later).
 const YOUNG_SWEEP_SHARE: u32 = 8;
+/// The same share while items wait for a slot and every slot is taken:
+/// the first end seen is the first refill, and until it is seen no task
+/// has a window to be looked at by. A thirty-second of the oldest task's
+/// age (at least a single task's `min_gap`): ~60 one-page sweeps while
+/// the first half-second tasks run, ~250 for two-minute ones.
+const YOUNG_FULL_SHARE: u32 = 32;
 
 impl<R: Copy + Ord> PollQueue<R> {
     /// Whether `route` is polled by list sweeps now: the provider lists
@@ -82,8 +88,13 @@ impl<R: Copy + Ord> PollQueue<R> {
             .unwrap_or_else(|| match r.first_since {
                 Some(first) => {
                     let pages = self.pages(r) as u32;
-                    let floor = self.min_gap().max(SWEEP_FLOOR).min(self.interval);
-                    (now.duration_since(first) * pages / YOUNG_SWEEP_SHARE)
+                    let (share, floor) = if pages == 1 && self.refills && self.slots_full {
+                        (YOUNG_FULL_SHARE, self.min_gap())
+                    } else {
+                        let floor = self.min_gap().max(SWEEP_FLOOR).min(self.interval);
+                        (YOUNG_SWEEP_SHARE, floor)
+                    };
+                    (now.duration_since(first) * pages / share)
                         .clamp(floor, self.interval.max(floor))
                 }
                 None => self
@@ -109,6 +120,14 @@ impl<R: Copy + Ord> PollQueue<R> {
         let pages = pages as f64;
         let paid = Duration::from_secs_f64((ENDS_PER_PAGE * pages / per_second).min(3600.0));
         gap.max(paid.min(self.interval))
+    }
+
+    /// Whether the route of in-flight item `idx` is swept in one page.
+    pub(in crate::scheduler) fn one_page(&self, idx: usize) -> bool {
+        self.in_flight
+            .get(&idx)
+            .and_then(|r| self.routes.get(r))
+            .is_some_and(|r| self.pages(r) == 1)
     }
 
     /// Pages a sweep of `r` reads (at least one).

@@ -343,3 +343,31 @@ fn once_nothing_waits_for_a_slot_a_one_page_sweep_is_paid_for_by_its_ends_until_
     }
     assert_eq!(q.sweep_gap(&1, now), 50 * MS, "50 left: the window's gap");
 }
+
+#[test]
+fn while_every_slot_is_taken_a_young_one_page_route_is_swept_four_times_as_often() {
+    let mut q = PollQueue::new(400 * MS, 800 * MS, 10, Some(500));
+    let t0 = Instant::now();
+    for idx in 0..20 {
+        q.track(idx, 1, Some(t0));
+    }
+    let now = t0 + 960 * MS;
+    assert_eq!(
+        q.sweep_gap(&1, now),
+        120 * MS,
+        "an eighth of the oldest's age"
+    );
+    q.set_slots_full(true);
+    assert_eq!(
+        q.sweep_gap(&1, now),
+        30 * MS,
+        "a thirty-second: the first end seen is the first refill"
+    );
+    assert_eq!(
+        q.sweep_gap(&1, t0 + 320 * MS),
+        20 * MS,
+        "never closer than a single task is asked (interval / 20)"
+    );
+    q.submitter_done();
+    assert_eq!(q.sweep_gap(&1, now), 120 * MS, "nothing waits for a slot");
+}
