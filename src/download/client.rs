@@ -27,7 +27,7 @@ pub enum RedirectRefused {
 /// [`Downloader`](super::Downloader)'s own (idle, throughput, deadline), so
 /// none is set here beyond the connect timeout.
 pub fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    crate::provider::tls::shared(reqwest::Client::builder())
         .connect_timeout(CONNECT_TIMEOUT)
         // Enough for the largest download pool; each idle connection keeps
         // its buffers.

@@ -52,7 +52,7 @@ impl ApiClient {
     pub fn new() -> Self {
         // Building fails only if the TLS backend cannot initialise, which no
         // input can cause; the default client reports the same problem on use.
-        let http = reqwest::Client::builder()
+        let http = super::tls::shared(reqwest::Client::builder())
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(MAX_IN_FLIGHT)

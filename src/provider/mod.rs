@@ -11,6 +11,7 @@ pub mod http;
 pub mod kling;
 pub mod price;
 pub mod registry;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration;
