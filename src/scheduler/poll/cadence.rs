@@ -14,6 +14,11 @@ use super::{PollQueue, Route};
 /// comes no sooner than its pages can be paid for by that many ends at the
 /// rate tasks are ending (≤ 0.02 status requests per task).
 const ENDS_PER_PAGE: f64 = 50.0;
+/// The same once nothing waits for a slot: an end seen later then holds
+/// only its download, so a sweep must find twice as many (a batch's drain,
+/// its in-flight tasks ending at the rate they were created, would
+/// otherwise cost as many pages as the rest of the batch).
+const DRAIN_ENDS_PER_PAGE: f64 = 100.0;
 /// Tasks in flight from which a route none of whose tasks has ended yet is
 /// swept instead of probed task by task.
 const YOUNG_LIST_THRESHOLD: usize = 10;
@@ -71,18 +76,22 @@ impl<R: Copy + Ord> PollQueue<R> {
 
     /// The gap between two sweeps of `route`: the window's gap (else the
     /// poll interval); a sweep of several pages also no sooner than lets it
-    /// find [`ENDS_PER_PAGE`] ended tasks per page at the rate they end now,
-    /// and so does a one-page sweep once nothing waits for a slot, until
-    /// no more than that many tasks are left.
+    /// find [`ENDS_PER_PAGE`] ended tasks per page at the rate they end now
+    /// ([`DRAIN_ENDS_PER_PAGE`] once nothing waits for a slot), and so does
+    /// a one-page sweep once nothing waits for a slot, until no more than
+    /// [`DRAIN_ENDS_PER_PAGE`] tasks are left.
     pub(super) fn sweep_gap(&self, route: &R, now: Instant) -> Duration {
         let Some(r) = self.routes.get(route) else {
             return self.interval;
         };
         // No task ended yet: by the age of the oldest (an end is seen at
         // most an eighth of its latency late, a sweep of n pages n times
-        // later); tasks of an earlier run only (their age unknown): as a
-        // fresh task is probed, half again as long each time. Never closer
-        // than a single task is asked, at most the poll interval apart.
+        // later), no closer than a quarter of the poll interval (what the
+        // user asked for, four times over: tasks younger than that rarely
+        // end) — unless every slot is taken, see YOUNG_FULL_SHARE; tasks
+        // of an earlier run only (their age unknown): as a fresh task is
+        // probed, half again as long each time. At most the poll interval
+        // apart.
         let gap = self
             .window_gap(route)
             .unwrap_or_else(|| match r.first_since {
@@ -91,7 +100,7 @@ impl<R: Copy + Ord> PollQueue<R> {
                     let (share, floor) = if pages == 1 && self.refills && self.slots_full {
                         (YOUNG_FULL_SHARE, self.min_gap())
                     } else {
-                        let floor = self.min_gap().max(SWEEP_FLOOR).min(self.interval);
+                        let floor = (self.interval / 4).max(SWEEP_FLOOR).min(self.interval);
                         (YOUNG_SWEEP_SHARE, floor)
                     };
                     (now.duration_since(first) * pages / share)
@@ -113,12 +122,17 @@ impl<R: Copy + Ord> PollQueue<R> {
         // One page is one request whatever it finds: worth it as often as
         // the window says while items wait for the slots it frees, and for
         // the last few tasks (the batch's end is when the last is seen).
-        if pages < 2 && (self.refills || r.in_flight as f64 <= ENDS_PER_PAGE) {
+        if pages < 2 && (self.refills || r.in_flight as f64 <= DRAIN_ENDS_PER_PAGE) {
             return gap;
         }
         let per_second = r.ends.len() as f64 / span;
+        let per_page = if self.refills {
+            ENDS_PER_PAGE
+        } else {
+            DRAIN_ENDS_PER_PAGE
+        };
         let pages = pages as f64;
-        let paid = Duration::from_secs_f64((ENDS_PER_PAGE * pages / per_second).min(3600.0));
+        let paid = Duration::from_secs_f64((per_page * pages / per_second).min(3600.0));
         gap.max(paid.min(self.interval))
     }
 
