@@ -245,16 +245,30 @@ pub fn escape_html(s: &str) -> String {
 /// older JavaScript parsers reject are escaped too.
 pub fn script_safe(json: &str) -> String {
     let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
+    // Byte by byte, copying the runs between escapes: every position cut
+    // at is an ASCII byte or the lead byte of U+2028/U+2029, a char boundary.
+    let bytes = json.as_bytes();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        let escape = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'<', ..) => Some(("\\u003c", 1)),
+            (b'>', ..) => Some(("\\u003e", 1)),
+            (b'&', ..) => Some(("\\u0026", 1)),
+            (0xE2, Some(0x80), Some(0xA8)) => Some(("\\u2028", 3)),
+            (0xE2, Some(0x80), Some(0xA9)) => Some(("\\u2029", 3)),
+            _ => None,
+        };
+        match escape {
+            Some((text, len)) => {
+                out.push_str(&json[start..i]);
+                out.push_str(text);
+                i += len;
+                start = i;
+            }
+            None => i += 1,
         }
     }
+    out.push_str(&json[start..]);
     out
 }
 
@@ -290,6 +304,14 @@ mod tests {
         assert!(!safe.contains('<') && !safe.contains('>') && !safe.contains('&'));
         let back: String = serde_json::from_str(&safe).unwrap();
         assert_eq!(back, "</script><!-- & \u{2028}");
+        // Around other text, multi-byte characters and U+2026 (…, the same
+        // first two bytes as the separators) pass unchanged.
+        assert_eq!(
+            script_safe("é<ü\u{2029}…>日本&"),
+            "é\\u003cü\\u2029…\\u003e日本\\u0026"
+        );
+        assert_eq!(script_safe("\u{2028}"), "\\u2028");
+        assert_eq!(script_safe("…"), "…");
     }
 
     #[test]
