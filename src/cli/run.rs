@@ -201,6 +201,8 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         &|k| std::env::var(k).ok(),
         args.emulator,
     )?;
+    // The certificate store is read while the state is prepared.
+    crate::provider::tls::warm_up();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -17,11 +17,24 @@ use reqwest::ClientBuilder;
 /// `builder` with the shared TLS setup (reqwest's own when that cannot be
 /// built, which no input can cause).
 pub fn shared(builder: ClientBuilder) -> ClientBuilder {
-    static CONFIG: OnceLock<Option<rustls::ClientConfig>> = OnceLock::new();
-    match CONFIG.get_or_init(build) {
+    match config() {
         Some(config) => builder.use_preconfigured_tls(config.clone()),
         None => builder,
     }
+}
+
+/// Read the certificate store now, on a thread of its own, so that the
+/// first client does not wait for it (a run calls this before it prepares
+/// its state, which keeps one core busy).
+pub fn warm_up() {
+    std::thread::spawn(|| {
+        config();
+    });
+}
+
+fn config() -> &'static Option<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Option<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG.get_or_init(build)
 }
 
 fn build() -> Option<rustls::ClientConfig> {
