@@ -128,8 +128,8 @@ pub(super) struct PollQueue<R> {
     by_task: Option<TaskIndex>,
     /// Items may still wait for a slot (the submitter has not finished).
     refills: bool,
-    /// Every slot of an account is taken: what holds the next create is
-    /// a task we have not yet seen end.
+    /// Every slot of every account is taken: what holds the next create
+    /// is a task we have not yet seen end.
     slots_full: bool,
 }
 
@@ -180,7 +180,7 @@ impl<R: Copy + Ord> PollQueue<R> {
         self.refills = false;
     }
 
-    /// Whether every slot of an account is taken now.
+    /// Whether every slot of every account is taken now.
     pub(super) fn set_slots_full(&mut self, full: bool) {
         self.slots_full = full;
     }

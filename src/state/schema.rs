@@ -144,9 +144,8 @@ pub(super) fn prepare(
             )?;
         }
     }
-    if version != from || !has_id {
-        tx.commit()?;
-    }
+    // Nothing written: a commit of nothing, no fsync.
+    tx.commit()?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ impl<P: Provider> Coordinator<P> {
     /// Send what the poll queue says is due: single queries, then sweeps.
     pub(super) fn dispatch_due_polls(&mut self) {
         let now = Instant::now();
-        let full = self.ledger.accounts.iter().any(|a| a.limit.free() == 0);
+        let full = self.ledger.accounts.iter().all(|a| a.limit.free() == 0);
         self.polls.set_slots_full(full);
         let (entries, items) = (&self.ledger.entries, &self.ledger.items);
         let due = self.polls.take_due(

@@ -189,30 +189,10 @@ impl<'de, T: Fields<'de>> Visitor<'de> for ObjVisitor<T> {
 
 impl<'de, T: Fields<'de>> Deserialize<'de> for Objects<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ObjectsVisitor(PhantomData))
-    }
-}
-
-struct ObjectsVisitor<T>(PhantomData<T>);
-
-impl<'de, T: Fields<'de>> Visitor<'de> for ObjectsVisitor<T> {
-    type Value = Objects<T>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Objects<T>, A::Error> {
-        let mut out = Vec::new();
-        while let Some(Obj(one)) = seq.next_element::<Obj<T>>()? {
-            out.extend(one);
-        }
-        Ok(Objects(out))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Objects<T>, A::Error> {
-        drain_map(map).map(|()| Objects(Vec::new()))
-    }
-    scalars_read_as!(Objects<T>, Objects(Vec::new()));
-    fn visit_unit<E: de::Error>(self) -> Result<Objects<T>, E> {
-        Ok(Objects(Vec::new()))
+        Ok(Objects(match MaybeData::<T>::deserialize(d)?.0 {
+            Some(Data::Array(items)) => items.into_iter().flatten().collect(),
+            _ => Vec::new(),
+        }))
     }
 }
 
