@@ -119,9 +119,11 @@ impl DirSyncs {
                     }
                 }
             };
-            round(dir, waiting);
+            // Counted before its waiters hear back, so one that asks how
+            // many rounds were made after its answer counts its own.
             self.rounds
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            round(dir, waiting);
         }
     }
 
